@@ -1,0 +1,37 @@
+import { inject, injectable } from 'inversify';
+import { PROTOCOL_VERSION, VERSION } from '../common/paths.js';
+import { LoggerFactory, type Logger } from '../common/tokens.js';
+import { RequestHandlers } from '../server/request-handlers.js';
+import { SocketServer } from '../server/socket-server.js';
+
+/** The running service: wires the ops into the socket server, starts and stops it. */
+@injectable()
+export class BrokerService {
+  private readonly log: Logger;
+  private readonly startedAt = Date.now();
+
+  constructor(
+    @inject(SocketServer) private readonly server: SocketServer,
+    @inject(RequestHandlers) private readonly handlers: RequestHandlers,
+    @inject(LoggerFactory) loggers: LoggerFactory,
+  ) {
+    this.log = loggers.get('broker:BrokerService');
+    this.handlers.add('ping', (_params, peer) => ({
+      version: VERSION,
+      protocol: PROTOCOL_VERSION,
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      peer: { listener: peer.listener, pid: peer.cred.pid, uid: peer.cred.uid, gid: peer.cred.gid },
+      ops: this.handlers.ops(),
+    }), { tenant: true });
+  }
+
+  async start(): Promise<void> {
+    await this.server.start();
+    this.log.info('ready', { version: VERSION, pid: process.pid });
+  }
+
+  async stop(): Promise<void> {
+    await this.server.stop();
+    this.log.info('stopped');
+  }
+}

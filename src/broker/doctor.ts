@@ -1,0 +1,181 @@
+import { spawn } from 'node:child_process';
+import { accessSync, constants, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inject, injectable } from 'inversify';
+import { BrokerError } from '../common/errors.js';
+import { BrokerConfig } from '../common/tokens.js';
+import { NS_TYPES, PIDFD_GET_NS, type PidfdNsKind } from '../ns/kernel-constants.js';
+import { Libc } from '../ns/libc.js';
+import { peerCred, peerPidfd, socketFd } from '../ns/peer.js';
+import { Pidfd } from '../ns/pidfd.js';
+import { Spawner } from '../upcall/native-spawner.js';
+
+export interface Feature {
+  name: string;
+  ok: boolean;
+  detail: string;
+  /** What the broker cannot do without it (set when !ok). */
+  impact?: string;
+}
+
+type Probe = { name: string; impact: string; run: () => Promise<string> | string };
+
+/**
+ * `upcall-broker doctor`: probes, on the running kernel, each feature DESIGN.md
+ * relies on, and says what is lost without it. Probes act for real (open a
+ * pidfd, enter a fresh set of namespaces through the spawner), never read versions.
+ */
+@injectable()
+export class Doctor {
+  constructor(
+    @inject(Libc) private readonly libc: Libc,
+    @inject(Spawner) private readonly spawner: Spawner,
+    @inject(BrokerConfig) private readonly config: BrokerConfig,
+  ) {}
+
+  async run(): Promise<Feature[]> {
+    const out: Feature[] = [];
+    for (const p of this.probes()) {
+      try {
+        out.push({ name: p.name, ok: true, detail: await p.run() });
+      } catch (err) {
+        out.push({ name: p.name, ok: false, detail: BrokerError.from(err).message, impact: p.impact });
+      }
+    }
+    return out;
+  }
+
+  private probes(): Probe[] {
+    const self = () => Pidfd.open(this.libc, process.pid);
+    return [
+      { name: 'root', impact: 'the broker must run as root to enter other namespaces', run: () => {
+        if (process.geteuid?.() !== 0) throw new Error(`running as uid ${process.geteuid?.()}`);
+        return 'running as root';
+      } },
+      { name: 'user_namespaces', impact: 'no containers with user namespaces can exist', run: () => {
+        const max = Number(readFileSync('/proc/sys/user/max_user_namespaces', 'utf8'));
+        if (!(max > 0)) throw new Error('user.max_user_namespaces is 0');
+        return `user.max_user_namespaces=${max}`;
+      } },
+      { name: 'pidfd_open', impact: 'no race-free process references: the broker cannot work', run: () => {
+        using p = self();
+        return `pidfd ${p.fd} for pid ${process.pid}`;
+      } },
+      { name: 'PIDFD_GET_NAMESPACE', impact: 'cannot read a peer\'s namespaces from its pidfd (Linux 6.11)', run: () => {
+        using p = self();
+        for (const kind of Object.keys(PIDFD_GET_NS) as PidfdNsKind[]) p.namespace(kind).close();
+        return `all ${Object.keys(PIDFD_GET_NS).length} PIDFD_GET_*_NAMESPACE ioctls work`;
+      } },
+      { name: 'NS_GET_USERNS', impact: 'cannot find the owner of a pid namespace: the walk rule cannot run', run: () => this.nsIoctl('owner') },
+      { name: 'NS_GET_NSTYPE', impact: 'cannot check namespace fd types', run: () => this.nsIoctl('type') },
+      { name: 'NS_GET_OWNER_UID', impact: 'cannot report who created a user namespace', run: () => this.nsIoctl('ownerUid') },
+      { name: 'PIDFD_GET_INFO', impact: 'cannot read the exit status of a re-parented upcall child (Linux 6.13/6.15)', run: () => {
+        using p = self();
+        const info = p.info();
+        return `pid ${info.pid}, ppid ${info.ppid}, euid ${info.euid}`;
+      } },
+      { name: 'SO_PEERCRED+SO_PEERPIDFD', impact: 'cannot identify socket peers race-free (Linux 6.5): registration is impossible', run: () => this.peerProbe() },
+      { name: 'spawner', impact: 'no namespace entry: run `npm ci` (node-gyp builds build/Release/upcall-spawner)', run: () => {
+        const path = join(this.config.nativeDir, 'upcall-spawner');
+        accessSync(path, constants.X_OK);
+        return path;
+      } },
+      { name: 'NS_GET_PARENT', impact: 'cannot walk up the pid namespace tree: the walk rule cannot run', run: () => this.withTarget((pid) => {
+        using pidfd = Pidfd.open(this.libc, pid);
+        using pidns = pidfd.namespace('pid');
+        using parent = pidns.parent();
+        if (parent === null) throw new Error('no parent found for a child pid namespace');
+        return `parent of the probe's pid namespace is ${parent.identity().ino}`;
+      }) },
+      { name: 'NS_GET_PID_FROM_PIDNS', impact: 'cannot find a container init\'s pid (Linux 6.11)', run: () => this.withTarget((pid) => {
+        using pidfd = Pidfd.open(this.libc, pid);
+        using pidns = pidfd.namespace('pid');
+        const init = pidns.pidFromPidns(1);
+        if (init !== pid) throw new Error(`pid 1 of the probe namespace maps to ${init}, expected ${pid}`);
+        return `pid 1 of the probe's pid namespace is pid ${init} here`;
+      }) },
+      { name: 'setns(pidfd, all 8 namespaces)', impact: 'upcalls cannot enter containers', run: () => this.withTarget(async (pid) => {
+        using pidfd = Pidfd.open(this.libc, pid);
+        const r = await this.spawner.run({ target: pidfd, argv: ['/bin/true'] });
+        if (r.code !== 0) throw new Error(`spawner exited ${r.code}: ${r.stderr.toString().trim()}`);
+        return `entered ${NS_TYPES.length} new namespaces of pid ${pid} through the spawner and ran /bin/true`;
+      }) },
+      ...['/sbin/request-key', '/bin/keyctl', '/sbin/key.dns_resolver'].map((path) => ({
+        name: `keyutils ${path}`, impact: 'the kernel request-key path is unavailable: apt-get install keyutils', run: () => {
+          accessSync(path, constants.X_OK);
+          return `${path} is executable`;
+        },
+      })),
+    ];
+  }
+
+  private nsIoctl(which: 'owner' | 'type' | 'ownerUid'): string {
+    using p = Pidfd.open(this.libc, process.pid);
+    using userns = p.namespace('user');
+    using pidns = p.namespace('pid');
+    if (which === 'type') return `pid namespace fd reports type ${pidns.type()}`;
+    if (which === 'ownerUid') return `own user namespace created by uid ${userns.ownerUid()}`;
+    using owner = pidns.owner();
+    return `pid namespace owned by user namespace ${owner.identity().ino}`;
+  }
+
+  private async peerProbe(): Promise<string> {
+    const dir = mkdtempSync(join(tmpdir(), 'ub-doctor-'));
+    const path = join(dir, 'probe.sock');
+    const server = createServer();
+    try {
+      const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
+      await new Promise<void>((resolve) => server.listen(path, resolve));
+      const client = connect(path);
+      const sock = await accepted;
+      const fd = socketFd(sock);
+      const cred = peerCred(this.libc, fd);
+      using pidfd = peerPidfd(this.libc, fd);
+      client.destroy();
+      sock.destroy();
+      if (cred.pid !== process.pid || pidfd.info().pid !== process.pid) throw new Error('peer is not this process');
+      return `peer pid ${cred.pid} uid ${cred.uid}, pidfd ${pidfd.fd}`;
+    } finally {
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  /** Run `fn` against a process in a fresh set of all eight namespaces, then kill it. */
+  private async withTarget(fn: (pid: number) => Promise<string> | string): Promise<string> {
+    const target = await startProbeTarget();
+    try {
+      return await fn(target.pid);
+    } finally {
+      target.stop();
+    }
+  }
+}
+
+/** `unshare` every namespace type and sleep; the sleeper's host pid is unshare's only child. */
+async function startProbeTarget(): Promise<{ pid: number; stop: () => void }> {
+  const child = spawn('unshare', ['--user', '--map-root-user', '--pid', '--mount', '--net', '--uts', '--ipc',
+    '--cgroup', '--time', '--fork', '--kill-child', 'sleep', '30'], { stdio: 'ignore' });
+  const stop = () => child.kill('SIGKILL');
+  const exited = new Promise<never>((_, reject) => child.once('exit', (c) => reject(new Error(`unshare exited with ${c}`))));
+  exited.catch(() => undefined);
+  for (let i = 0; i < 200; i++) {
+    const pid = readChild(child.pid);
+    if (pid !== null) return { pid, stop };
+    await Promise.race([new Promise((r) => setTimeout(r, 5)), exited]);
+  }
+  stop();
+  throw new Error('unshare did not start its child');
+}
+
+function readChild(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const text = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+    return text === '' ? null : Number(text.split(' ')[0]);
+  } catch {
+    return null;
+  }
+}

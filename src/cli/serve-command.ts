@@ -1,0 +1,55 @@
+import type { Command } from 'commander';
+import { BrokerService } from '../broker/broker-service.js';
+import { createContainer } from '../container.js';
+import { WinstonLoggerFactory } from '../logging/winston-logger-factory.js';
+import { loadConfig } from './config-loader.js';
+import { reportError } from './output.js';
+
+interface ServeOptions {
+  socket?: string;
+  tenantSocket?: string;
+  stateDir?: string;
+  config?: string;
+  logLevel?: string;
+  logFormat?: 'json' | 'console';
+}
+
+export function addServeCommand(program: Command): void {
+  program.command('serve')
+    .description('run the broker in the foreground until SIGTERM/SIGINT')
+    .option('-s, --socket <path>', 'admin socket (default /run/upcall-broker/broker.sock)')
+    .option('-t, --tenant-socket <path>', 'tenant socket, bind-mounted into containers (default: none)')
+    .option('-d, --state-dir <dir>', 'registration state directory (default /var/lib/upcall-broker)')
+    .option('-c, --config <file>', 'JSON configuration file (default: the embedded defaults)')
+    .option('-l, --log-level <level>', 'error, warn, info or debug')
+    .option('-f, --log-format <format>', 'json (default) or console')
+    .action(async (opts: ServeOptions) => {
+      process.exitCode = await serve(opts);
+    });
+}
+
+async function serve(opts: ServeOptions): Promise<number> {
+  let loggers: WinstonLoggerFactory;
+  let service: BrokerService;
+  try {
+    const config = loadConfig(opts.config);
+    if (opts.socket !== undefined) config.adminSocket = opts.socket;
+    if (opts.tenantSocket !== undefined) config.tenantSocket = opts.tenantSocket;
+    if (opts.stateDir !== undefined) config.stateDir = opts.stateDir;
+    if (opts.logLevel !== undefined) config.logLevel = opts.logLevel;
+    if (opts.logFormat !== undefined) config.logFormat = opts.logFormat;
+    loggers = new WinstonLoggerFactory({ level: config.logLevel, format: config.logFormat });
+    service = createContainer(config, loggers).get(BrokerService);
+    await service.start();
+  } catch (err) {
+    return reportError(false, err);
+  }
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  loggers.get('cli:serve').info('stopping', { signal });
+  await service.stop();
+  await loggers.flush();
+  return 0;
+}

@@ -1,0 +1,58 @@
+import 'reflect-metadata';
+import { Container, ContainerModule } from 'inversify';
+import { BrokerService } from './broker/broker-service.js';
+import { Doctor } from './broker/doctor.js';
+import { BrokerConfig, Clock, FileSystem, LoggerFactory, ProcessSpawner } from './common/tokens.js';
+import { Libc, loadLibc } from './ns/libc.js';
+import { NodeFileSystem, NodeProcessSpawner, SystemClock } from './platform/node-platform.js';
+import { RequestHandlers, RequestHandlerTable } from './server/request-handlers.js';
+import { SocketServer } from './server/socket-server.js';
+import { NativeSpawner, Spawner } from './upcall/native-spawner.js';
+
+/**
+ * The composition root: one ContainerModule per area, holding bindings only.
+ * Node side effects (fs, clock, processes, libc) are bound to tokens here and
+ * nowhere else, so a unit test builds the same classes with fakes.
+ */
+export function platformModule(): ContainerModule {
+  return new ContainerModule(({ bind }) => {
+    bind<Clock>(Clock).to(SystemClock).inSingletonScope();
+    bind<FileSystem>(FileSystem).to(NodeFileSystem).inSingletonScope();
+    bind<ProcessSpawner>(ProcessSpawner).to(NodeProcessSpawner).inSingletonScope();
+    bind<Libc>(Libc).toDynamicValue(() => loadLibc()).inSingletonScope();
+  });
+}
+
+export function configModule(config: BrokerConfig, loggers: LoggerFactory): ContainerModule {
+  return new ContainerModule(({ bind }) => {
+    bind<BrokerConfig>(BrokerConfig).toConstantValue(config);
+    bind<LoggerFactory>(LoggerFactory).toConstantValue(loggers);
+  });
+}
+
+export function serverModule(): ContainerModule {
+  return new ContainerModule(({ bind }) => {
+    bind<RequestHandlers>(RequestHandlers).toConstantValue(new RequestHandlerTable());
+    bind(SocketServer).toSelf().inSingletonScope();
+  });
+}
+
+export function upcallModule(): ContainerModule {
+  return new ContainerModule(({ bind }) => {
+    bind(NativeSpawner).toSelf().inSingletonScope();
+    bind<Spawner>(Spawner).toService(NativeSpawner);
+  });
+}
+
+export function brokerModule(): ContainerModule {
+  return new ContainerModule(({ bind }) => {
+    bind(BrokerService).toSelf().inSingletonScope();
+    bind(Doctor).toSelf().inSingletonScope();
+  });
+}
+
+export function createContainer(config: BrokerConfig, loggers: LoggerFactory): Container {
+  const container = new Container();
+  container.load(configModule(config, loggers), platformModule(), serverModule(), upcallModule(), brokerModule());
+  return container;
+}

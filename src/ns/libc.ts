@@ -1,0 +1,65 @@
+/**
+ * The native surface: the handful of libc calls the broker makes in-process,
+ * declared once over koffi. Everything else in src/ns talks to the `Libc`
+ * interface, so unit tests can bind a fake. Namespace *entry* is not here:
+ * setns into user/mnt namespaces fails in a multi-threaded process (setns(2)),
+ * so it lives in the C spawner.
+ */
+import { createRequire } from 'node:module';
+
+export const Libc = Symbol('Libc');
+export interface Libc {
+  /** Each call returns the raw result; on -1, `errno()` holds the reason. */
+  pidfdOpen(pid: number, flags: number): number;
+  ioctl(fd: number, request: number): number;
+  ioctlInt(fd: number, request: number, arg: number): number;
+  ioctlPtr(fd: number, request: number, buf: Buffer): number;
+  getsockopt(fd: number, level: number, name: number, buf: Buffer): number;
+  poll(fds: Buffer, nfds: number, timeoutMs: number): number;
+  errno(): number;
+}
+
+interface KoffiModule {
+  load(path: string): { func(decl: string): (...args: unknown[]) => unknown };
+  errno(): number;
+}
+
+/** Load koffi and libc; on failure say every path tried (node-pty's loader does the same). */
+export function loadLibc(): Libc {
+  const require = createRequire(import.meta.url);
+  let koffi: KoffiModule;
+  try {
+    koffi = require('koffi') as KoffiModule;
+  } catch (err) {
+    throw new Error(`cannot load koffi (npm ci installs it): ${(err as Error).message}`);
+  }
+  const tried: string[] = [];
+  for (const path of ['libc.so.6', '/lib/x86_64-linux-gnu/libc.so.6', '/lib64/libc.so.6']) {
+    try {
+      return bind(koffi, koffi.load(path));
+    } catch (err) {
+      tried.push(`${path}: ${(err as Error).message}`);
+    }
+  }
+  throw new Error(`cannot load libc; tried:\n  ${tried.join('\n  ')}`);
+}
+
+function bind(koffi: KoffiModule, lib: ReturnType<KoffiModule['load']>): Libc {
+  const syscall = lib.func('long syscall(long nr, ...)');
+  const ioctl = lib.func('int ioctl(int fd, unsigned long request, ...)');
+  const getsockopt = lib.func('int getsockopt(int fd, int level, int name, _Inout_ uint8_t *val, _Inout_ uint32_t *len)');
+  const poll = lib.func('int poll(_Inout_ uint8_t *fds, unsigned long nfds, int timeout)');
+  const PIDFD_OPEN = 434; // UB_NR_pidfd_open
+  return {
+    pidfdOpen: (pid, flags) => Number(syscall(PIDFD_OPEN, 'int', pid, 'unsigned int', flags)),
+    ioctl: (fd, req) => ioctl(fd, req) as number,
+    ioctlInt: (fd, req, arg) => ioctl(fd, req, 'long', arg) as number,
+    ioctlPtr: (fd, req, buf) => ioctl(fd, req, 'uint8_t *', buf) as number,
+    getsockopt: (fd, level, name, buf) => {
+      const len = [buf.length];
+      return getsockopt(fd, level, name, buf, len) as number;
+    },
+    poll: (fds, nfds, timeout) => poll(fds, nfds, timeout) as number,
+    errno: () => koffi.errno(),
+  };
+}

@@ -1,0 +1,86 @@
+import { fstatSync } from 'node:fs';
+import { BrokerError, errnoError } from '../common/errors.js';
+import { K, type NsType, nsTypeFromCloneFlag } from './kernel-constants.js';
+import type { Libc } from './libc.js';
+import { OwnedFd } from './owned-fd.js';
+
+/** A namespace is identified by the (st_dev, st_ino) of its nsfs inode. */
+export interface NsIdentity {
+  dev: number;
+  ino: number;
+}
+
+export function sameNs(a: NsIdentity, b: NsIdentity): boolean {
+  return a.dev === b.dev && a.ino === b.ino;
+}
+
+/** An owned fd to a namespace (nsfs), with the NS_GET_* ioctls of ioctl_ns(2). */
+export class NamespaceFd extends OwnedFd {
+  constructor(fd: number, private readonly libc: Libc) {
+    super(fd);
+  }
+
+  identity(): NsIdentity {
+    const st = fstatSync(this.fd);
+    return { dev: st.dev, ino: st.ino };
+  }
+
+  type(): NsType {
+    const flag = this.libc.ioctl(this.fd, K.UB_NS_GET_NSTYPE);
+    if (flag < 0) throw errnoError('ioctl(NS_GET_NSTYPE)', this.libc.errno(), 'namespace type');
+    const t = nsTypeFromCloneFlag(flag);
+    if (t === null) throw new BrokerError('E_INTERNAL', `unknown namespace type flag 0x${flag.toString(16)}`);
+    return t;
+  }
+
+  /** The user namespace that owns this namespace (NS_GET_USERNS). */
+  owner(): NamespaceFd {
+    return this.related(K.UB_NS_GET_USERNS, 'NS_GET_USERNS');
+  }
+
+  /**
+   * The parent of a pid or user namespace (NS_GET_PARENT), or null at the top of
+   * what the caller may see: the kernel answers EPERM when the parent lies outside
+   * the caller's own namespace tree.
+   */
+  parent(): NamespaceFd | null {
+    const fd = this.libc.ioctl(this.fd, K.UB_NS_GET_PARENT);
+    if (fd >= 0) return new NamespaceFd(fd, this.libc);
+    const errno = this.libc.errno();
+    if (errno === 1 /* EPERM */) return null;
+    throw errnoError('ioctl(NS_GET_PARENT)', errno, 'parent namespace');
+  }
+
+  /** The uid (in the caller's user namespace) of the creator of this user namespace. */
+  ownerUid(): number {
+    const buf = Buffer.alloc(4);
+    if (this.libc.ioctlPtr(this.fd, K.UB_NS_GET_OWNER_UID, buf) < 0) {
+      throw errnoError('ioctl(NS_GET_OWNER_UID)', this.libc.errno(), 'user namespace owner uid');
+    }
+    return buf.readUInt32LE(0);
+  }
+
+  /**
+   * Translate `pid` as seen inside this pid namespace to the pid the broker sees
+   * (NS_GET_PID_FROM_PIDNS, Linux 6.11). `pidFromPidns(1)` is the namespace's init.
+   * Throws E_NO_PROCESS when no such process exists (ESRCH).
+   */
+  pidFromPidns(pid: number): number {
+    const r = this.libc.ioctlInt(this.fd, K.UB_NS_GET_PID_FROM_PIDNS, pid);
+    if (r < 0) throw errnoError('ioctl(NS_GET_PID_FROM_PIDNS)', this.libc.errno(), `pid ${pid} of pid namespace`);
+    return r;
+  }
+
+  /** The reverse: a pid the broker sees, as seen inside this pid namespace (NS_GET_PID_IN_PIDNS). */
+  pidInPidns(pid: number): number {
+    const r = this.libc.ioctlInt(this.fd, K.UB_NS_GET_PID_IN_PIDNS, pid);
+    if (r < 0) throw errnoError('ioctl(NS_GET_PID_IN_PIDNS)', this.libc.errno(), `pid ${pid} in pid namespace`);
+    return r;
+  }
+
+  private related(request: number, name: string): NamespaceFd {
+    const fd = this.libc.ioctl(this.fd, request);
+    if (fd < 0) throw errnoError(`ioctl(${name})`, this.libc.errno(), 'related namespace');
+    return new NamespaceFd(fd, this.libc);
+  }
+}

@@ -1,0 +1,88 @@
+import { errnoError } from '../common/errors.js';
+import { K, NS_TYPES, PIDFD_GET_NS, type NsType, type PidfdNsKind } from './kernel-constants.js';
+import type { Libc } from './libc.js';
+import { NamespaceFd, type NsIdentity } from './namespace-fd.js';
+import { OwnedFd } from './owned-fd.js';
+
+const POLLIN = 0x1;
+
+/** What PIDFD_GET_INFO reports (struct pidfd_info, v0 layout, 64 bytes). */
+export interface PidfdInfo {
+  pid: number;
+  tgid: number;
+  ppid: number;
+  ruid: number;
+  rgid: number;
+  euid: number;
+  egid: number;
+  /** Present once the process has exited and been reaped (PIDFD_INFO_EXIT, Linux 6.15). */
+  exitCode: number | null;
+}
+
+/**
+ * An owned pidfd. A pidfd names one process for its whole life: unlike a pid it
+ * is never reused, which is what makes every check the broker does race-free.
+ */
+export class Pidfd extends OwnedFd {
+  constructor(fd: number, private readonly libc: Libc, readonly pid: number) {
+    super(fd);
+  }
+
+  /** pidfd_open(2). Throws E_NO_PROCESS when the pid does not exist. */
+  static open(libc: Libc, pid: number): Pidfd {
+    const fd = libc.pidfdOpen(pid, 0);
+    if (fd < 0) throw errnoError('pidfd_open', libc.errno(), `process ${pid}`);
+    return new Pidfd(fd, libc, pid);
+  }
+
+  /** An fd for one of the process's namespaces (PIDFD_GET_*_NAMESPACE, Linux 6.11). */
+  namespace(kind: PidfdNsKind): NamespaceFd {
+    const fd = this.libc.ioctl(this.fd, PIDFD_GET_NS[kind]);
+    if (fd < 0) throw errnoError(`ioctl(PIDFD_GET_${kind.toUpperCase()}_NAMESPACE)`, this.libc.errno(), `namespace of process ${this.pid}`);
+    return new NamespaceFd(fd, this.libc);
+  }
+
+  /** The identities of all eight namespaces; each ns fd is closed before returning. */
+  namespaceIdentities(): Record<NsType, NsIdentity> {
+    const out = {} as Record<NsType, NsIdentity>;
+    for (const t of NS_TYPES) {
+      using ns = this.namespace(t);
+      out[t] = ns.identity();
+    }
+    return out;
+  }
+
+  /** True while the process runs: a pidfd polls readable once the process has exited. */
+  isAlive(): boolean {
+    return pollExited(this.libc, [this.fd])[0] !== true;
+  }
+
+  info(): PidfdInfo {
+    const buf = Buffer.alloc(64);
+    buf.writeBigUInt64LE(BigInt(K.UB_PIDFD_INFO_PID | K.UB_PIDFD_INFO_CREDS | K.UB_PIDFD_INFO_EXIT), 0);
+    if (this.libc.ioctlPtr(this.fd, K.UB_PIDFD_GET_INFO, buf) < 0) {
+      throw errnoError('ioctl(PIDFD_GET_INFO)', this.libc.errno(), `process ${this.pid}`);
+    }
+    const mask = Number(buf.readBigUInt64LE(0));
+    const u32 = (off: number) => buf.readUInt32LE(off);
+    return {
+      pid: u32(16), tgid: u32(20), ppid: u32(24), ruid: u32(28), rgid: u32(32), euid: u32(36), egid: u32(40),
+      exitCode: (mask & K.UB_PIDFD_INFO_EXIT) !== 0 ? buf.readInt32LE(60) : null,
+    };
+  }
+}
+
+/**
+ * Poll many pidfds at once without blocking; `true` at index i means fds[i]'s
+ * process has exited. One syscall for every held context: cheap enough to run often.
+ */
+export function pollExited(libc: Libc, fds: readonly number[]): boolean[] {
+  if (fds.length === 0) return [];
+  const buf = Buffer.alloc(8 * fds.length);
+  fds.forEach((fd, i) => {
+    buf.writeInt32LE(fd, 8 * i);
+    buf.writeInt16LE(POLLIN, 8 * i + 4);
+  });
+  if (libc.poll(buf, fds.length, 0) < 0) throw errnoError('poll', libc.errno(), 'pidfd liveness');
+  return fds.map((_, i) => (buf.readInt16LE(8 * i + 6) & POLLIN) !== 0);
+}

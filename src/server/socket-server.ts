@@ -1,0 +1,128 @@
+import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { dirname } from 'node:path';
+import { inject, injectable } from 'inversify';
+import { BrokerError } from '../common/errors.js';
+import { BrokerConfig, LoggerFactory, type Logger } from '../common/tokens.js';
+import { Libc } from '../ns/libc.js';
+import { peerPidfd, peerCred, socketFd } from '../ns/peer.js';
+import { DEFAULT_MAX_FRAME, encodeFrame, FrameDecoder } from './framing.js';
+import type { Listener, PeerIdentity } from './peer-identity.js';
+import { errorResponse, okResponse, parseRequest, type Request } from './protocol.js';
+import { RequestHandlers } from './request-handlers.js';
+
+const MAX_IN_FLIGHT_PER_CONNECTION = 16;
+
+/**
+ * The broker's two UNIX stream sockets. The admin socket (0600, root) takes every
+ * op; the tenant socket (0666, bind-mounted into containers) only the ops marked
+ * tenant-safe, and each of those scopes itself by the kernel's view of the peer.
+ */
+@injectable()
+export class SocketServer {
+  private readonly log: Logger;
+  private readonly servers: Array<{ server: Server; path: string }> = [];
+  private readonly connections = new Set<Socket>();
+
+  constructor(
+    @inject(BrokerConfig) private readonly config: BrokerConfig,
+    @inject(RequestHandlers) private readonly handlers: RequestHandlers,
+    @inject(Libc) private readonly libc: Libc,
+    @inject(LoggerFactory) loggers: LoggerFactory,
+  ) {
+    this.log = loggers.get('server:SocketServer');
+  }
+
+  async start(): Promise<void> {
+    await this.listen(this.config.adminSocket, 'admin', 0o600);
+    if (this.config.tenantSocket !== null) await this.listen(this.config.tenantSocket, 'tenant', 0o666);
+  }
+
+  async stop(): Promise<void> {
+    for (const c of this.connections) c.destroy();
+    await Promise.all(this.servers.map(({ server }) => new Promise<void>((r) => server.close(() => r()))));
+    for (const { path } of this.servers) rmSync(path, { force: true });
+    this.servers.length = 0;
+  }
+
+  private async listen(path: string, listener: Listener, mode: number): Promise<void> {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+    rmSync(path, { force: true }); // a stale socket from a crashed run
+    const server = createServer((socket) => this.accept(socket, listener));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => resolve());
+    });
+    chmodSync(path, mode);
+    this.servers.push({ server, path });
+    this.log.info('listening', { listener, path, mode: mode.toString(8) });
+  }
+
+  private accept(socket: Socket, listener: Listener): void {
+    let peer: PeerIdentity;
+    try {
+      const fd = socketFd(socket);
+      peer = { listener, cred: peerCred(this.libc, fd), pidfd: peerPidfd(this.libc, fd) };
+    } catch (err) {
+      this.log.warn('cannot identify peer; closing', { listener, error: BrokerError.from(err).toJSON() });
+      socket.destroy();
+      return;
+    }
+    this.connections.add(socket);
+    socket.once('close', () => {
+      this.connections.delete(socket);
+      peer.pidfd.close();
+    });
+    socket.on('error', () => socket.destroy());
+    this.serve(socket, peer);
+  }
+
+  private serve(socket: Socket, peer: PeerIdentity): void {
+    const decoder = new FrameDecoder(DEFAULT_MAX_FRAME);
+    let inFlight = 0;
+    socket.on('data', (chunk: Buffer) => {
+      let frames: Buffer[];
+      try {
+        frames = decoder.push(chunk);
+      } catch (err) {
+        socket.end(encodeFrame(errorResponse(null, err)));
+        return;
+      }
+      for (const body of frames) {
+        const { id, request, error } = parseRequest(body);
+        if (!request) {
+          this.reply(socket, errorResponse(id, error));
+          continue;
+        }
+        if (inFlight >= MAX_IN_FLIGHT_PER_CONNECTION) {
+          this.reply(socket, errorResponse(id, new BrokerError('E_BUSY', 'too many requests in flight on this connection')));
+          continue;
+        }
+        inFlight++;
+        void this.dispatch(request, peer).then((response) => {
+          inFlight--;
+          this.reply(socket, response);
+        });
+      }
+    });
+  }
+
+  private async dispatch(request: Request, peer: PeerIdentity) {
+    const entry = this.handlers.get(request.op);
+    try {
+      if (!entry) throw new BrokerError('E_BAD_REQUEST', `unknown op "${request.op}"`, { op: request.op });
+      if (peer.listener === 'tenant' && !entry.tenant) {
+        throw new BrokerError('E_PERMISSION', `op "${request.op}" is not available on the tenant socket`);
+      }
+      return okResponse(request.id, await entry.handler(request.params ?? {}, peer));
+    } catch (err) {
+      const e = BrokerError.from(err);
+      if (e.code === 'E_INTERNAL') this.log.error('request failed', { op: request.op, error: e.toJSON(), stack: e.stack });
+      return errorResponse(request.id, e);
+    }
+  }
+
+  private reply(socket: Socket, response: unknown): void {
+    if (!socket.destroyed && socket.writable) socket.write(encodeFrame(response));
+  }
+}

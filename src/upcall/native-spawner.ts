@@ -1,0 +1,110 @@
+import type { ChildProcess, StdioOptions } from 'node:child_process';
+import { join } from 'node:path';
+import { inject, injectable } from 'inversify';
+import { BrokerError, isErrorCode } from '../common/errors.js';
+import { BrokerConfig, LoggerFactory, ProcessSpawner, type Logger } from '../common/tokens.js';
+import type { Pidfd } from '../ns/pidfd.js';
+
+/** Exit statuses of native-bindings/spawner.c (see native-bindings/README.md). */
+export const SPAWNER_FAILED = 125;
+export const EXEC_FAILED = 126;
+export const EXEC_NOT_FOUND = 127;
+
+export interface SpawnRequest {
+  target: Pidfd;
+  argv: readonly string[];
+  cwd?: string;
+  /** stdin/stdout/stderr for the program, as for child_process.spawn (default: pipes). */
+  stdio?: [StdioOptions, StdioOptions, StdioOptions] | undefined;
+}
+
+export interface SpawnResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: Buffer;
+  stderr: Buffer;
+}
+
+export const Spawner = Symbol('Spawner');
+export interface Spawner {
+  /** Start argv inside the target's namespaces; the returned process is the spawner. */
+  start(req: SpawnRequest): { child: ChildProcess; failure: Promise<BrokerError | null> };
+  /** Start, collect output, and fail with the spawner's own error code when it could not run argv. */
+  run(req: SpawnRequest): Promise<SpawnResult>;
+}
+
+/**
+ * Runs the C spawner (build/Release/upcall-spawner). The target pidfd travels as
+ * an inherited fd (fd 3 in the spawner); fd 4 is a pipe on which the spawner
+ * writes one JSON error line when it fails before exec, so errno is mapped to a
+ * code at the native boundary, not guessed from stderr text.
+ */
+@injectable()
+export class NativeSpawner implements Spawner {
+  private readonly log: Logger;
+  private readonly path: string;
+
+  constructor(
+    @inject(ProcessSpawner) private readonly processes: ProcessSpawner,
+    @inject(BrokerConfig) config: BrokerConfig,
+    @inject(LoggerFactory) loggers: LoggerFactory,
+  ) {
+    this.log = loggers.get('upcall:NativeSpawner');
+    this.path = join(config.nativeDir, 'upcall-spawner');
+  }
+
+  start(req: SpawnRequest): { child: ChildProcess; failure: Promise<BrokerError | null> } {
+    if (req.argv.length === 0) throw new BrokerError('E_BAD_REQUEST', 'empty command');
+    const [i, o, e] = req.stdio ?? ['pipe', 'pipe', 'pipe'];
+    const args = ['exec', '--pidfd', '3', '--error-fd', '4', '--cwd', req.cwd ?? '/', '--', ...req.argv];
+    const child = this.processes.spawn(this.path, args, {
+      stdio: [i, o, e, req.target.fd, 'pipe'] as StdioOptions,
+      env: {},
+    });
+    this.log.debug('spawner started', { pid: child.pid, targetPid: req.target.pid, argv: req.argv });
+    return { child, failure: readFailure(child) };
+  }
+
+  async run(req: SpawnRequest): Promise<SpawnResult> {
+    const { child, failure } = this.start(req);
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    child.stdout?.on('data', (b: Buffer) => stdout.push(b));
+    child.stderr?.on('data', (b: Buffer) => stderr.push(b));
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
+      child.once('error', (err) => reject(new BrokerError('E_SPAWN', `cannot run ${this.path}: ${err.message}`)));
+      child.once('close', (c, s) => resolve([c, s]));
+    });
+    const err = await failure;
+    if (err !== null && code === SPAWNER_FAILED) throw err;
+    return { code, signal, stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr) };
+  }
+}
+
+/** Read the spawner's error pipe (fd 4) to its end: null when it stayed silent. */
+async function readFailure(child: ChildProcess): Promise<BrokerError | null> {
+  const pipe = child.stdio[4] as NodeJS.ReadableStream | null | undefined;
+  if (!pipe) return null;
+  const chunks: Buffer[] = [];
+  for await (const chunk of pipe) chunks.push(Buffer.from(chunk as Buffer));
+  const text = Buffer.concat(chunks).toString('utf8').trim();
+  if (text === '') return null;
+  return parseSpawnerError(text.split('\n')[0] ?? '');
+}
+
+/** The spawner's native codes (E_SETNS, E_EXEC, ...) become broker codes here. */
+export function parseSpawnerError(line: string): BrokerError {
+  let parsed: { error?: { code?: unknown; step?: unknown; errno?: unknown; message?: unknown } };
+  try {
+    parsed = JSON.parse(line) as typeof parsed;
+  } catch {
+    return new BrokerError('E_SPAWN', `spawner failed: ${line.slice(0, 200)}`);
+  }
+  const e = parsed.error ?? {};
+  const native = typeof e.code === 'string' ? e.code : 'E_SPAWN';
+  const details = { nativeCode: native, step: e.step, errno: e.errno };
+  const message = typeof e.message === 'string' ? e.message : 'spawner failed';
+  const code = native === 'E_EXEC' && e.errno === 2 ? 'E_NOT_FOUND'
+    : isErrorCode(native) ? native : 'E_SPAWN';
+  return new BrokerError(code, message, details);
+}

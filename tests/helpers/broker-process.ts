@@ -1,0 +1,93 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PACKAGE_ROOT } from '../../src/common/paths.js';
+
+export const CLI = join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js');
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run the built CLI as a user would and collect what it prints. */
+export function runCli(args: string[], options: { timeoutMs?: number } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** A real broker process (`upcall-broker serve`) on sockets in a private temp dir. */
+export class BrokerProcess {
+  readonly dir: string;
+  readonly adminSocket: string;
+  readonly tenantSocket: string;
+  readonly stateDir: string;
+  private child: ChildProcess | null = null;
+  output = '';
+
+  constructor() {
+    this.dir = mkdtempSync(join(tmpdir(), 'ub-broker-'));
+    chmodSync(this.dir, 0o755); // containers reach the tenant socket through this dir
+    this.adminSocket = join(this.dir, 'broker.sock');
+    this.tenantSocket = join(this.dir, 'tenant.sock');
+    this.stateDir = join(this.dir, 'state');
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  async start(extra: string[] = []): Promise<void> {
+    const args = [CLI, 'serve', '--socket', this.adminSocket, '--tenant-socket', this.tenantSocket,
+      '--state-dir', this.stateDir, '--log-level', 'debug', ...extra];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`broker not ready in 15 s:\n${this.output}`)), 15_000);
+      const onData = (b: Buffer) => {
+        this.output += b.toString();
+        if (/"message":"ready"/.test(this.output)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      child.stdout!.on('data', onData);
+      child.stderr!.on('data', (b: Buffer) => (this.output += b.toString()));
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`broker exited with ${code} before ready:\n${this.output}`));
+      });
+    });
+  }
+
+  /** Send a signal and wait for the exit; returns the exit code. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return child?.exitCode ?? null;
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill(signal);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    const code = await exited;
+    clearTimeout(timer);
+    return code;
+  }
+
+  /** Stop (if running) and remove everything under the temp dir. */
+  async dispose(): Promise<void> {
+    await this.stop('SIGKILL');
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
