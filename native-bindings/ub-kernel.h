@@ -65,4 +65,17 @@
 #define UB_PR_SET_DUMPABLE 4
 #define UB_PR_SET_PDEATHSIG 1
 
+/* path resolution inside a peer's root: openat2(2) (Linux 5.6), statx mount ids */
+#define UB_NR_openat2 437
+#define UB_AT_FDCWD -100
+#define UB_AT_EMPTY_PATH 0x1000
+#define UB_O_PATH 0x200000
+#define UB_O_CLOEXEC 0x80000
+#define UB_O_DIRECTORY 0x10000
+#define UB_RESOLVE_NO_MAGICLINKS 0x02
+#define UB_RESOLVE_IN_ROOT 0x10
+#define UB_STATX_MNT_ID 0x1000
+#define UB_STATX_MNT_ID_UNIQUE 0x4000
+#define UB_STATX_ATTR_MOUNT_ROOT 0x2000
+
 #endif /* UB_KERNEL_H */

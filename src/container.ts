@@ -1,7 +1,15 @@
 import 'reflect-metadata';
 import { Container, ContainerModule } from 'inversify';
 import { BrokerService } from './broker/broker-service.js';
+import { Authorizer } from './broker/authorizer.js';
+import { ContextTable } from './broker/context-table.js';
 import { Doctor } from './broker/doctor.js';
+import { ExecOps } from './broker/exec-ops.js';
+import { NamespaceWalker } from './broker/namespace-walker.js';
+import { RegistrationOps } from './broker/registration-ops.js';
+import { RegistrationRestorer } from './broker/registration-restorer.js';
+import { Registry } from './broker/registry.js';
+import { StateStore } from './broker/state-store.js';
 import { BrokerConfig, Clock, FileSystem, LoggerFactory, ProcessSpawner } from './common/tokens.js';
 import { Libc, loadLibc } from './ns/libc.js';
 import { NodeFileSystem, NodeProcessSpawner, SystemClock } from './platform/node-platform.js';
@@ -48,6 +56,14 @@ export function brokerModule(): ContainerModule {
   return new ContainerModule(({ bind }) => {
     bind(BrokerService).toSelf().inSingletonScope();
     bind(Doctor).toSelf().inSingletonScope();
+    bind(NamespaceWalker).toSelf().inSingletonScope();
+    bind(ContextTable).toSelf().inSingletonScope();
+    bind(StateStore).toSelf().inSingletonScope();
+    bind(Registry).toSelf().inSingletonScope();
+    bind(RegistrationRestorer).toSelf().inSingletonScope();
+    bind(Authorizer).toSelf().inSingletonScope();
+    bind(RegistrationOps).toSelf().inSingletonScope();
+    bind(ExecOps).toSelf().inSingletonScope();
   });
 }
 

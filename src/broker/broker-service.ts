@@ -3,6 +3,10 @@ import { PROTOCOL_VERSION, VERSION } from '../common/paths.js';
 import { LoggerFactory, type Logger } from '../common/tokens.js';
 import { RequestHandlers } from '../server/request-handlers.js';
 import { SocketServer } from '../server/socket-server.js';
+import { ContextTable } from './context-table.js';
+import { ExecOps } from './exec-ops.js';
+import { RegistrationOps } from './registration-ops.js';
+import { RegistrationRestorer } from './registration-restorer.js';
 
 /** The running service: wires the ops into the socket server, starts and stops it. */
 @injectable()
@@ -13,6 +17,11 @@ export class BrokerService {
   constructor(
     @inject(SocketServer) private readonly server: SocketServer,
     @inject(RequestHandlers) private readonly handlers: RequestHandlers,
+    @inject(RegistrationRestorer) private readonly restorer: RegistrationRestorer,
+    @inject(ContextTable) private readonly contexts: ContextTable,
+    // Resolved for their side effect: each adds its ops to the handler table.
+    @inject(RegistrationOps) _registrationOps: RegistrationOps,
+    @inject(ExecOps) _execOps: ExecOps,
     @inject(LoggerFactory) loggers: LoggerFactory,
   ) {
     this.log = loggers.get('broker:BrokerService');
@@ -26,12 +35,15 @@ export class BrokerService {
   }
 
   async start(): Promise<void> {
+    await this.restorer.restore();
+    this.contexts.startWatching();
     await this.server.start();
     this.log.info('ready', { version: VERSION, pid: process.pid });
   }
 
   async stop(): Promise<void> {
     await this.server.stop();
+    this.contexts.stop();
     this.log.info('stopped');
   }
 }

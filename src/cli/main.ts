@@ -2,6 +2,7 @@
 import 'reflect-metadata';
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../common/paths.js';
+import { addClientCommands } from './client-commands.js';
 import { addDoctorCommand } from './doctor-command.js';
 import { reportError } from './output.js';
 import { addServeCommand } from './serve-command.js';
@@ -10,11 +11,13 @@ import { BrokerError } from '../common/errors.js';
 const program = new Command('upcall-broker')
   .description('run kernel upcalls (dns_resolver, request-key) inside the container they belong to')
   .version(VERSION, '-V, --version')
+  .enablePositionalOptions()
   .exitOverride()
   .showHelpAfterError();
 
 addServeCommand(program);
 addDoctorCommand(program);
+addClientCommands(program);
 
 try {
   await program.parseAsync(process.argv);

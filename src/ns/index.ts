@@ -4,3 +4,5 @@ export { OwnedFd } from './owned-fd.js';
 export { NamespaceFd, sameNs, type NsIdentity } from './namespace-fd.js';
 export { Pidfd, pollExited, type PidfdInfo } from './pidfd.js';
 export { peerCred, peerPidfd, socketFd, type PeerCred } from './peer.js';
+export { resolveMountOf, type ResolvedMount } from './mount-resolver.js';
+export { startTimeOf, hasSysAdmin, rootUidOf } from './proc-info.js';

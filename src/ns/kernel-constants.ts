@@ -50,6 +50,18 @@ export const K = {
   UB_CLOSE_RANGE_CLOEXEC: 0x4,
   UB_PR_SET_DUMPABLE: 4,
   UB_PR_SET_PDEATHSIG: 1,
+
+  UB_NR_openat2: 437,
+  UB_AT_FDCWD: -100,
+  UB_AT_EMPTY_PATH: 0x1000,
+  UB_O_PATH: 0x200000,
+  UB_O_CLOEXEC: 0x80000,
+  UB_O_DIRECTORY: 0x10000,
+  UB_RESOLVE_NO_MAGICLINKS: 0x02,
+  UB_RESOLVE_IN_ROOT: 0x10,
+  UB_STATX_MNT_ID: 0x1000,
+  UB_STATX_MNT_ID_UNIQUE: 0x4000,
+  UB_STATX_ATTR_MOUNT_ROOT: 0x2000,
 } as const;
 
 /** The eight namespace types, in the order setns would want them listed. */

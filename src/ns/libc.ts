@@ -16,6 +16,9 @@ export interface Libc {
   ioctlPtr(fd: number, request: number, buf: Buffer): number;
   getsockopt(fd: number, level: number, name: number, buf: Buffer): number;
   poll(fds: Buffer, nfds: number, timeoutMs: number): number;
+  /** openat2(2) with a 24-byte struct open_how. */
+  openat2(dirfd: number, path: string, how: Buffer): number;
+  statx(dirfd: number, path: string, flags: number, mask: number, buf: Buffer): number;
   errno(): number;
 }
 
@@ -49,10 +52,13 @@ function bind(koffi: KoffiModule, lib: ReturnType<KoffiModule['load']>): Libc {
   const ioctl = lib.func('int ioctl(int fd, unsigned long request, ...)');
   const getsockopt = lib.func('int getsockopt(int fd, int level, int name, _Inout_ uint8_t *val, _Inout_ uint32_t *len)');
   const poll = lib.func('int poll(_Inout_ uint8_t *fds, unsigned long nfds, int timeout)');
+  const statx = lib.func('int statx(int dirfd, const char *path, int flags, unsigned int mask, _Inout_ uint8_t *buf)');
   const PIDFD_OPEN = 434; // UB_NR_pidfd_open
+  const OPENAT2 = 437; // UB_NR_openat2
   return {
     pidfdOpen: (pid, flags) => Number(syscall(PIDFD_OPEN, 'int', pid, 'unsigned int', flags)),
-    ioctl: (fd, req) => ioctl(fd, req) as number,
+    // The third argument must be 0 where the request takes none: pidfs answers EINVAL otherwise.
+    ioctl: (fd, req) => ioctl(fd, req, 'long', 0) as number,
     ioctlInt: (fd, req, arg) => ioctl(fd, req, 'long', arg) as number,
     ioctlPtr: (fd, req, buf) => ioctl(fd, req, 'uint8_t *', buf) as number,
     getsockopt: (fd, level, name, buf) => {
@@ -60,6 +66,8 @@ function bind(koffi: KoffiModule, lib: ReturnType<KoffiModule['load']>): Libc {
       return getsockopt(fd, level, name, buf, len) as number;
     },
     poll: (fds, nfds, timeout) => poll(fds, nfds, timeout) as number,
+    openat2: (dirfd, path, how) => Number(syscall(OPENAT2, 'int', dirfd, 'const char *', path, 'uint8_t *', how, 'size_t', how.length)),
+    statx: (dirfd, path, flags, mask, buf) => statx(dirfd, path, flags, mask, buf) as number,
     errno: () => koffi.errno(),
   };
 }

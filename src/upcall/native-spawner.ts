@@ -71,6 +71,7 @@ export class NativeSpawner implements Spawner {
     const stderr: Buffer[] = [];
     child.stdout?.on('data', (b: Buffer) => stdout.push(b));
     child.stderr?.on('data', (b: Buffer) => stderr.push(b));
+    child.stdin?.end(); // run() gives the program no input: EOF at once
     const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
       child.once('error', (err) => reject(new BrokerError('E_SPAWN', `cannot run ${this.path}: ${err.message}`)));
       child.once('close', (c, s) => resolve([c, s]));

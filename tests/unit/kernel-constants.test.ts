@@ -10,7 +10,7 @@ import { K } from '../../src/ns/kernel-constants.js';
 test('native-bindings/ub-kernel.h and src/ns/kernel-constants.ts agree', () => {
   const header = readFileSync(join(PACKAGE_ROOT, 'native-bindings', 'ub-kernel.h'), 'utf8');
   const fromHeader = new Map<string, number>();
-  for (const m of header.matchAll(/^#define\s+(UB_\w+)\s+(0x[0-9a-fA-F]+|\d+)\s*$/gm)) {
+  for (const m of header.matchAll(/^#define\s+(UB_\w+)\s+(-?0x[0-9a-fA-F]+|-?\d+)\s*$/gm)) {
     fromHeader.set(m[1]!, Number(m[2]));
   }
   assert.ok(fromHeader.size >= 30, `parsed only ${fromHeader.size} constants from the header`);

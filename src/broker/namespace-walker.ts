@@ -1,0 +1,159 @@
+import { inject, injectable } from 'inversify';
+import { BrokerError } from '../common/errors.js';
+import { LoggerFactory, type Logger } from '../common/tokens.js';
+import { Libc } from '../ns/libc.js';
+import { type NamespaceFd, type NsIdentity, sameNs } from '../ns/namespace-fd.js';
+import { Pidfd } from '../ns/pidfd.js';
+import { startTimeOf } from '../ns/proc-info.js';
+
+/** What registration holds for a container: P0, U, and P0's init. */
+export interface HeldNamespaces {
+  p0: NamespaceFd;
+  userns: NamespaceFd;
+  init: Pidfd;
+  pidnsId: NsIdentity;
+  usernsId: NsIdentity;
+  initStartTime: number;
+  /** How many NS_GET_PARENT steps were taken from the mounter's pid namespace. */
+  depth: number;
+  /**
+   * P0 is the broker's own pid namespace: the "container" is the host. Upcalls
+   * then run in the broker's own namespaces, as keyutils would run them.
+   */
+  host: boolean;
+}
+
+export function releaseHeld(h: HeldNamespaces): void {
+  h.init.close();
+  h.p0.close();
+  h.userns.close();
+}
+
+/**
+ * The rule of Eric W. Biederman's proposal (docs/walk-rule.md): from the
+ * mounter's user namespace U and pid namespace P, refuse unless U owns P; walk
+ * up NS_GET_PARENT while U still owns the parent; the outermost such P0 is the
+ * container's own; hold P0 and a pidfd to its init.
+ */
+@injectable()
+export class NamespaceWalker {
+  private readonly log: Logger;
+  private readonly ownPidns: NsIdentity;
+
+  constructor(@inject(Libc) private readonly libc: Libc, @inject(LoggerFactory) loggers: LoggerFactory) {
+    this.log = loggers.get('broker:NamespaceWalker');
+    using self = Pidfd.open(libc, process.pid);
+    using pidns = self.namespace('pid');
+    this.ownPidns = pidns.identity();
+  }
+
+  /** Find P0 for a process; the caller owns the returned fds. Throws E_NS_NOT_OWNED. */
+  walk(process: Pidfd): { p0: NamespaceFd; userns: NamespaceFd; depth: number } {
+    const userns = process.namespace('user');
+    let current = process.namespace('pid');
+    try {
+      const usernsId = userns.identity();
+      if (!this.ownedBy(current, usernsId)) {
+        const pidns = current.identity().ino;
+        this.log.warn('pid namespace not owned by the user namespace', { pid: process.pid, pidns, userns: usernsId.ino });
+        throw new BrokerError('E_NS_NOT_OWNED',
+          `pid namespace ${pidns} of process ${process.pid} is not owned by its user namespace ${usernsId.ino}`,
+          { pid: process.pid, pidns, userns: usernsId.ino });
+      }
+      let depth = 0;
+      for (;;) {
+        const parent = current.parent(); // null above the broker's own pid namespace
+        if (parent === null) break;
+        if (!this.ownedBy(parent, usernsId)) {
+          parent.close();
+          break;
+        }
+        current.close();
+        current = parent;
+        depth++;
+      }
+      return { p0: current, userns, depth };
+    } catch (err) {
+      current.close();
+      userns.close();
+      throw err;
+    }
+  }
+
+  /** walk(), then find and hold P0's init, checked to really live in P0. */
+  hold(process: Pidfd): HeldNamespaces {
+    const { p0, userns, depth } = this.walk(process);
+    try {
+      const init = this.initOf(p0);
+      try {
+        const pidnsId = p0.identity();
+        return { p0, userns, init, pidnsId, usernsId: userns.identity(), initStartTime: startTimeOf(init), depth, host: this.isOwnPidns(pidnsId) };
+      } catch (err) {
+        init.close();
+        throw err;
+      }
+    } catch (err) {
+      p0.close();
+      userns.close();
+      throw err;
+    }
+  }
+
+  /**
+   * pid 1 of P0 as the broker sees it (NS_GET_PID_FROM_PIDNS), opened as a
+   * pidfd, then checked: the pidfd's process lives in P0 and pid 1 of P0 still
+   * maps to the same pid. A pid reused between the ioctl and pidfd_open belongs
+   * to another pid namespace (P0's own pids die with its init), so this closes
+   * the window.
+   */
+  initOf(p0: NamespaceFd): Pidfd {
+    if (this.isOwnPidns(p0.identity())) {
+      // P0 is the broker's own pid namespace (a host mounter, or a container
+      // sharing the host's user namespace): its init is our pid 1, which cannot
+      // be replaced while we live. Its namespaces may be closed to us (pid 1 is
+      // not ptrace-readable on some machines, so PIDFD_GET_*_NAMESPACE gives EACCES).
+      return Pidfd.open(this.libc, 1);
+    }
+    const initPid = this.initPidOf(p0);
+    let init: Pidfd;
+    try {
+      init = Pidfd.open(this.libc, initPid);
+    } catch (err) {
+      throw asInitExited(err, p0);
+    }
+    try {
+      using initPidns = init.namespace('pid');
+      if (!sameNs(initPidns.identity(), p0.identity()) || this.initPidOf(p0) !== initPid || !init.isAlive()) {
+        throw new BrokerError('E_INIT_EXITED', `init of pid namespace ${p0.identity().ino} exited`);
+      }
+      return init;
+    } catch (err) {
+      init.close();
+      throw asInitExited(err, p0);
+    }
+  }
+
+  isOwnPidns(id: NsIdentity): boolean {
+    return sameNs(id, this.ownPidns);
+  }
+
+  private initPidOf(p0: NamespaceFd): number {
+    try {
+      return p0.pidFromPidns(1);
+    } catch (err) {
+      throw asInitExited(err, p0);
+    }
+  }
+
+  private ownedBy(pidns: NamespaceFd, usernsId: NsIdentity): boolean {
+    using owner = pidns.owner();
+    return sameNs(owner.identity(), usernsId);
+  }
+}
+
+/** A process that vanished while we looked at a context's init means the init has exited. */
+function asInitExited(err: unknown, p0: NamespaceFd): unknown {
+  return BrokerError.from(err).code === 'E_NO_PROCESS'
+    ? new BrokerError('E_INIT_EXITED', `init of pid namespace ${p0.identity().ino} has exited`, { pidns: p0.identity().ino })
+    : err;
+}

@@ -1,0 +1,73 @@
+import { inject, injectable } from 'inversify';
+import { z } from 'zod';
+import { BrokerError } from '../common/errors.js';
+import type { RegistrationInfo } from '../common/types.js';
+import type { PeerIdentity } from '../server/peer-identity.js';
+import { parseParams } from '../server/protocol.js';
+import { RequestHandlers } from '../server/request-handlers.js';
+import { Authorizer } from './authorizer.js';
+import { type Registration, Registry, type Selector, toInfo } from './registry.js';
+
+const RegisterParams = z.object({
+  mountpoint: z.string().min(1).max(4096).startsWith('/'),
+  fstype: z.string().min(1).max(64).optional(),
+  source: z.string().max(1024).optional(),
+}).strict();
+
+const IdParams = z.object({ id: z.string().max(64) }).strict();
+
+const ShowParams = z.union([
+  z.object({ id: z.string().max(64) }).strict(),
+  z.object({ mountId: z.number().int().nonnegative() }).strict(),
+  z.object({ path: z.string().min(1).max(4096) }).strict(),
+]);
+
+/** The registration ops of docs/protocol.md, each authorised by the kernel's view of the peer. */
+@injectable()
+export class RegistrationOps {
+  constructor(
+    @inject(Registry) private readonly registry: Registry,
+    @inject(Authorizer) private readonly auth: Authorizer,
+    @inject(RequestHandlers) handlers: RequestHandlers,
+  ) {
+    handlers.add('register', (p, peer) => this.register(p, peer), { tenant: true });
+    handlers.add('unregister', (p, peer) => this.unregister(p, peer), { tenant: true });
+    handlers.add('list', (_p, peer) => this.list(peer), { tenant: true });
+    handlers.add('show', (p, peer) => toInfo(this.resolve(parseParams(ShowParams, p), peer)), { tenant: true });
+  }
+
+  private async register(params: unknown, peer: PeerIdentity): Promise<RegistrationInfo> {
+    const p = parseParams(RegisterParams, params);
+    this.auth.assertMayRegister(peer);
+    const reg = await this.registry.register({
+      mounter: peer.pidfd, cred: peer.cred, mountpoint: p.mountpoint, fstype: p.fstype, source: p.source,
+    });
+    return toInfo(reg);
+  }
+
+  private async unregister(params: unknown, peer: PeerIdentity): Promise<{ id: string; removed: true }> {
+    const { id } = parseParams(IdParams, params);
+    const reg = this.registry.find({ id })[0];
+    if (!reg) throw new BrokerError('E_NOT_FOUND', `no registration ${id}`);
+    this.auth.assertMayUnregister(peer, reg.context, reg.mounter.uid);
+    await this.registry.unregister(reg);
+    return { id, removed: true };
+  }
+
+  private list(peer: PeerIdentity): RegistrationInfo[] {
+    const viewer = this.auth.viewer(peer);
+    return this.registry.list().filter((r) => this.auth.maySee(viewer, r.context)).map(toInfo);
+  }
+
+  /** One registration by id, mount id or path, among those the peer may see. */
+  resolve(selector: Selector, peer: PeerIdentity): Registration {
+    const viewer = this.auth.viewer(peer);
+    const matches = this.registry.find(selector).filter((r) => this.auth.maySee(viewer, r.context));
+    if (matches.length === 0) throw new BrokerError('E_NOT_FOUND', `no registration matches ${JSON.stringify(selector)}`);
+    if (matches.length > 1) {
+      throw new BrokerError('E_BAD_REQUEST', `${matches.length} registrations match ${JSON.stringify(selector)}; use an id`,
+        { ids: matches.map((r) => r.id) });
+    }
+    return matches[0]!;
+  }
+}

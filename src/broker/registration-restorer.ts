@@ -1,0 +1,82 @@
+import { inject, injectable } from 'inversify';
+import { BrokerError } from '../common/errors.js';
+import { LoggerFactory, type Logger } from '../common/tokens.js';
+import { Libc } from '../ns/libc.js';
+import { sameNs } from '../ns/namespace-fd.js';
+import { Pidfd } from '../ns/pidfd.js';
+import { startTimeOf } from '../ns/proc-info.js';
+import { ContextTable } from './context-table.js';
+import { type HeldNamespaces, NamespaceWalker } from './namespace-walker.js';
+import { Registry } from './registry.js';
+import { StateStore, type StoredRegistration } from './state-store.js';
+
+/**
+ * Broker start: put back every stored registration whose context still holds
+ * against the kernel (init alive, same start time, same pid and user namespace
+ * identities), and drop the rest with a log line saying why. Nothing is ever
+ * re-pointed at a different process.
+ */
+@injectable()
+export class RegistrationRestorer {
+  private readonly log: Logger;
+
+  constructor(
+    @inject(Libc) private readonly libc: Libc,
+    @inject(StateStore) private readonly store: StateStore,
+    @inject(Registry) private readonly registry: Registry,
+    @inject(ContextTable) private readonly contexts: ContextTable,
+    @inject(NamespaceWalker) private readonly walker: NamespaceWalker,
+    @inject(LoggerFactory) loggers: LoggerFactory,
+  ) {
+    this.log = loggers.get('broker:RegistrationRestorer');
+  }
+
+  async restore(): Promise<{ restored: number; dropped: number }> {
+    const records = await this.store.load();
+    let restored = 0;
+    for (const record of records) {
+      try {
+        const context = this.contexts.adopt(this.revalidate(record));
+        this.registry.restore(record, context);
+        restored++;
+      } catch (err) {
+        this.log.audit('dropped stale registration', {
+          id: record.id, mountpoint: record.mountpoint, initPid: record.context.initPid, reason: BrokerError.from(err).message,
+        });
+      }
+    }
+    if (records.length > 0) await this.registry.persist();
+    this.log.info('registrations restored', { restored, dropped: records.length - restored });
+    return { restored, dropped: records.length - restored };
+  }
+
+  private revalidate(record: StoredRegistration): HeldNamespaces {
+    const c = record.context;
+    const host = this.walker.isOwnPidns(c.pidns);
+    const init = Pidfd.open(this.libc, c.initPid);
+    let p0;
+    try {
+      // Our own pid namespace's init may refuse PIDFD_GET_*_NAMESPACE (see NamespaceWalker.initOf).
+      using self = host ? Pidfd.open(this.libc, process.pid) : null;
+      p0 = (self ?? init).namespace('pid');
+    } catch (err) {
+      init.close();
+      throw err;
+    }
+    const userns = p0.owner();
+    const held: HeldNamespaces = { p0, userns, init, pidnsId: p0.identity(), usernsId: userns.identity(), initStartTime: 0, depth: 0, host };
+    try {
+      held.initStartTime = startTimeOf(init);
+      if (held.initStartTime !== c.initStartTime) throw new Error(`pid ${c.initPid} now belongs to another process (start time differs)`);
+      if (!sameNs(held.pidnsId, c.pidns)) throw new Error(`pid ${c.initPid} is not in pid namespace ${c.pidns.ino} any more`);
+      if (!sameNs(held.usernsId, c.userns)) throw new Error(`pid namespace owner is not user namespace ${c.userns.ino}`);
+      if (p0.pidFromPidns(1) !== c.initPid || !init.isAlive()) throw new Error(`pid ${c.initPid} is not the init of its pid namespace`);
+      return held;
+    } catch (err) {
+      init.close();
+      p0.close();
+      userns.close();
+      throw err;
+    }
+  }
+}

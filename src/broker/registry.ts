@@ -1,0 +1,131 @@
+import { randomBytes } from 'node:crypto';
+import { inject, injectable } from 'inversify';
+import { BrokerError } from '../common/errors.js';
+import { Clock, LoggerFactory, type Logger } from '../common/tokens.js';
+import type { RegistrationInfo } from '../common/types.js';
+import { Libc } from '../ns/libc.js';
+import { resolveMountOf } from '../ns/mount-resolver.js';
+import type { Pidfd } from '../ns/pidfd.js';
+import { type Context, ContextTable } from './context-table.js';
+import { NamespaceWalker } from './namespace-walker.js';
+import { StateStore, type StoredRegistration } from './state-store.js';
+
+/** A registration as held: the wire form's fields, with the live Context in place of its summary. */
+export type Registration = Omit<RegistrationInfo, 'state' | 'context'> & { context: Context };
+
+export interface RegisterRequest {
+  mounter: Pidfd;
+  cred: { pid: number; uid: number; gid: number };
+  mountpoint: string;
+  fstype?: string | undefined;
+  source?: string | undefined;
+}
+
+export type Selector = { id: string } | { mountId: number } | { path: string };
+
+/**
+ * Registrations by id, with indexes by mount id and by path, each pointing at
+ * a shared Context. Every change is persisted before it is acknowledged.
+ */
+@injectable()
+export class Registry {
+  private readonly byId = new Map<string, Registration>();
+  private readonly log: Logger;
+
+  constructor(
+    @inject(Libc) private readonly libc: Libc,
+    @inject(NamespaceWalker) private readonly walker: NamespaceWalker,
+    @inject(ContextTable) private readonly contexts: ContextTable,
+    @inject(StateStore) private readonly store: StateStore,
+    @inject(Clock) private readonly clock: Clock,
+    @inject(LoggerFactory) loggers: LoggerFactory,
+  ) {
+    this.log = loggers.get('broker:Registry');
+  }
+
+  async register(req: RegisterRequest): Promise<Registration> {
+    const started = this.clock.monotonic();
+    const mount = resolveMountOf(this.libc, req.mounter, req.mountpoint);
+    const context = this.contexts.adopt(this.walker.hold(req.mounter));
+    const reg: Registration = {
+      id: `r-${randomBytes(6).toString('hex')}`,
+      mountpoint: req.mountpoint,
+      mountId: mount.mountId,
+      mountIdKind: mount.mountIdKind,
+      fstype: req.fstype ?? mount.fstype,
+      source: req.source ?? mount.source,
+      mounter: req.cred,
+      createdAt: new Date(this.clock.now()).toISOString(),
+      context,
+    };
+    this.add(reg);
+    try {
+      await this.persist();
+    } catch (err) {
+      this.remove(reg);
+      throw new BrokerError('E_IO', `cannot save state: ${String(err)}`);
+    }
+    this.log.audit('registered', {
+      id: reg.id, mountpoint: reg.mountpoint, mountId: reg.mountId, fstype: reg.fstype, mounterPid: req.cred.pid,
+      mounterUid: req.cred.uid, context: context.id, initPid: context.initPid, pidns: context.pidnsId.ino,
+      userns: context.usernsId.ino, durationMs: Math.round((this.clock.monotonic() - started) * 1000) / 1000,
+    });
+    return reg;
+  }
+
+  async unregister(reg: Registration): Promise<void> {
+    this.remove(reg);
+    await this.persist();
+    this.log.audit('unregistered', { id: reg.id, mountpoint: reg.mountpoint, context: reg.context.id });
+  }
+
+  list(): Registration[] {
+    return [...this.byId.values()];
+  }
+
+  find(selector: Selector): Registration[] {
+    if ('id' in selector) {
+      const r = this.byId.get(selector.id);
+      return r ? [r] : [];
+    }
+    if ('mountId' in selector) return this.list().filter((r) => r.mountId === selector.mountId);
+    return this.list().filter((r) => r.mountpoint === selector.path);
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  /** Put back a record from the state file; the caller has re-validated its context. */
+  restore(record: StoredRegistration, context: Context): void {
+    const { context: _stored, ...rest } = record;
+    this.add({ ...rest, context });
+  }
+
+  persist(): Promise<void> {
+    return this.store.save(this.list().map(toStored));
+  }
+
+  private add(reg: Registration): void {
+    this.byId.set(reg.id, reg);
+    reg.context.refs.add(reg.id);
+  }
+
+  private remove(reg: Registration): void {
+    if (!this.byId.delete(reg.id)) return;
+    this.contexts.unref(reg.context, reg.id);
+  }
+}
+
+export function toInfo(reg: Registration): RegistrationInfo {
+  const { context, ...rest } = reg;
+  return { ...rest, state: context.state, context: context.info() };
+}
+
+function toStored(reg: Registration): StoredRegistration {
+  const { context, ...rest } = reg;
+  return {
+    ...rest,
+    context: { initPid: context.initPid, initStartTime: context.initStartTime, pidns: context.pidnsId, userns: context.usernsId },
+  };
+}

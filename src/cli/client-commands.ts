@@ -1,0 +1,100 @@
+import type { Command } from 'commander';
+import { BrokerClient, DEFAULT_ADMIN_SOCKET } from '../client/broker-client.js';
+import type { RegistrationInfo } from '../common/types.js';
+import { printResult, reportError, table } from './output.js';
+
+interface CommonOptions {
+  socket?: string;
+  json?: boolean;
+}
+
+/** Run one client action against the broker; errors in the documented form and exit status. */
+async function withClient(opts: CommonOptions, fn: (c: BrokerClient) => Promise<number | void>): Promise<void> {
+  let client: BrokerClient | undefined;
+  try {
+    client = await BrokerClient.connect(opts.socket ?? DEFAULT_ADMIN_SOCKET);
+    process.exitCode = (await fn(client)) ?? 0;
+  } catch (err) {
+    process.exitCode = reportError(opts.json === true, err);
+  } finally {
+    client?.close();
+  }
+}
+
+function common(cmd: Command): Command {
+  return cmd
+    .option('-s, --socket <path>', `broker socket, admin or tenant (default ${DEFAULT_ADMIN_SOCKET})`)
+    .option('-j, --json', 'print JSON');
+}
+
+function describe(r: RegistrationInfo): string {
+  return [
+    `id:          ${r.id}`,
+    `mountpoint:  ${r.mountpoint}`,
+    `mount id:    ${r.mountId} (${r.mountIdKind})`,
+    `fstype:      ${r.fstype ?? '-'}`,
+    `source:      ${r.source ?? '-'}`,
+    `mounter:     pid ${r.mounter.pid}, uid ${r.mounter.uid}, gid ${r.mounter.gid}`,
+    `created:     ${r.createdAt}`,
+    `state:       ${r.state}`,
+    `context:     ${r.context.id}: init pid ${r.context.initPid}, pidns ${r.context.pidns}, userns ${r.context.userns}`,
+  ].join('\n');
+}
+
+export function addClientCommands(program: Command): void {
+  common(program.command('register'))
+    .description('register a mount for this process\'s container (the broker learns the container from the kernel)')
+    .requiredOption('-m, --mount <path>', 'the mountpoint, as this process sees it')
+    .option('-t, --fstype <type>', 'filesystem type (default: from mountinfo)')
+    .option('-S, --source <source>', 'mount source (default: from mountinfo)')
+    .action((opts: CommonOptions & { mount: string; fstype?: string; source?: string }) => withClient(opts, async (c) => {
+      const params: Record<string, unknown> = { mountpoint: opts.mount };
+      if (opts.fstype !== undefined) params['fstype'] = opts.fstype;
+      if (opts.source !== undefined) params['source'] = opts.source;
+      const r = await c.request<RegistrationInfo>('register', params);
+      printResult(opts.json === true, r, () => r.id);
+    }));
+
+  common(program.command('unregister <id>'))
+    .description('remove a registration')
+    .action((id: string, opts: CommonOptions) => withClient(opts, async (c) => {
+      const r = await c.request('unregister', { id });
+      printResult(opts.json === true, r, () => `removed ${id}`);
+    }));
+
+  common(program.command('list'))
+    .description('list the registrations this caller may see')
+    .action((opts: CommonOptions) => withClient(opts, async (c) => {
+      const rs = await c.request<RegistrationInfo[]>('list');
+      printResult(opts.json === true, rs, () => table(
+        ['ID', 'MOUNTPOINT', 'FSTYPE', 'STATE', 'INIT', 'PIDNS', 'USERNS'],
+        rs.map((r) => [r.id, r.mountpoint, r.fstype ?? '-', r.state, String(r.context.initPid), String(r.context.pidns), String(r.context.userns)]),
+      ));
+    }));
+
+  common(program.command('show <id>'))
+    .description('show one registration')
+    .action((id: string, opts: CommonOptions) => withClient(opts, async (c) => {
+      const r = await c.request<RegistrationInfo>('show', { id });
+      printResult(opts.json === true, r, () => describe(r));
+    }));
+
+  common(program.command('exec'))
+    .description('run CMD as an upcall in a registration\'s container; its output and exit status are ours')
+    .requiredOption('-m, --mount <id|path>', 'registration id, or mountpoint')
+    .option('-T, --timeout <seconds>', 'kill the whole upcall after this long', '30')
+    .argument('<cmd...>', 'the program and its arguments, after --')
+    .passThroughOptions()
+    .action((cmd: string[], opts: CommonOptions & { mount: string; timeout: string }) => withClient(opts, async (c) => {
+      const r = await c.request<{ code: number | null; signal: string | null; stdoutBase64: string; stderrBase64: string }>('exec', {
+        mount: opts.mount, argv: cmd, timeoutMs: Math.round(Number(opts.timeout) * 1000),
+      });
+      if (opts.json === true) {
+        printResult(true, r, () => '');
+      } else {
+        process.stdout.write(Buffer.from(r.stdoutBase64, 'base64'));
+        process.stderr.write(Buffer.from(r.stderrBase64, 'base64'));
+      }
+      return r.code ?? 128 + 9;
+    }));
+}

@@ -1,0 +1,26 @@
+/** Wire types shared by the broker, its clients and the CLI (docs/protocol.md). */
+
+export type RegistrationState = 'live' | 'init-exited';
+
+export interface ContextInfo {
+  id: string;
+  /** The init's pid in the broker's pid namespace. */
+  initPid: number;
+  /** Inode numbers of P0 (the context's pid namespace) and U (the mounter's user namespace). */
+  pidns: number;
+  userns: number;
+  initStartTime: number;
+}
+
+export interface RegistrationInfo {
+  id: string;
+  mountpoint: string;
+  mountId: number;
+  mountIdKind: 'unique' | 'legacy';
+  fstype: string | null;
+  source: string | null;
+  mounter: { pid: number; uid: number; gid: number };
+  createdAt: string;
+  state: RegistrationState;
+  context: ContextInfo;
+}
