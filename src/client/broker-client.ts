@@ -1,5 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import { BrokerError } from '../common/errors.js';
+import type { RegistrationInfo } from '../common/types.js';
 import { PROTOCOL_VERSION } from '../common/paths.js';
 import { encodeFrame, FrameDecoder } from '../server/framing.js';
 
@@ -49,6 +50,27 @@ export class BrokerClient {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       this.socket.write(encodeFrame({ v: PROTOCOL_VERSION, id, op, params }));
     });
+  }
+
+  /** Register a mount of the calling process's container (the broker learns the container from the kernel). */
+  register(mountpoint: string, options: { fstype?: string; source?: string } = {}): Promise<RegistrationInfo> {
+    return this.request<RegistrationInfo>('register', { mountpoint, ...options });
+  }
+
+  unregister(id: string): Promise<{ id: string; removed: true }> {
+    return this.request('unregister', { id });
+  }
+
+  list(): Promise<RegistrationInfo[]> {
+    return this.request<RegistrationInfo[]>('list');
+  }
+
+  show(selector: { id: string } | { mountId: number } | { path: string }): Promise<RegistrationInfo> {
+    return this.request<RegistrationInfo>('show', selector);
+  }
+
+  ping(): Promise<{ version: string; protocol: number; peer: { listener: string; pid: number; uid: number; gid: number } }> {
+    return this.request('ping');
   }
 
   close(): void {

@@ -55,11 +55,12 @@ export class BrokerProcess {
       '--state-dir', this.stateDir, '--log-level', 'debug', ...extra];
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
+    const from = this.output.length; // a restart must see its own ready line
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`broker not ready in 15 s:\n${this.output}`)), 15_000);
       const onData = (b: Buffer) => {
         this.output += b.toString();
-        if (/"message":"ready"/.test(this.output)) {
+        if (/"message":"ready"/.test(this.output.slice(from))) {
           clearTimeout(timer);
           resolve();
         }
