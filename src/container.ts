@@ -16,6 +16,10 @@ import { NodeFileSystem, NodeProcessSpawner, SystemClock } from './platform/node
 import { RequestHandlers, RequestHandlerTable } from './server/request-handlers.js';
 import { SocketServer } from './server/socket-server.js';
 import { NativeSpawner, Spawner } from './upcall/native-spawner.js';
+import { DnsServiceImpl } from './upcall/dns/dns-service-impl.js';
+import { DnsService } from './upcall/dns/dns-service.js';
+import { RelayLauncher, SpawnerRelayLauncher } from './upcall/dns/relay-launcher.js';
+import { ResolveOps } from './broker/resolve-ops.js';
 
 /**
  * The composition root: one ContainerModule per area, holding bindings only.
@@ -49,6 +53,10 @@ export function upcallModule(): ContainerModule {
   return new ContainerModule(({ bind }) => {
     bind(NativeSpawner).toSelf().inSingletonScope();
     bind<Spawner>(Spawner).toService(NativeSpawner);
+    bind(SpawnerRelayLauncher).toSelf().inSingletonScope();
+    bind<RelayLauncher>(RelayLauncher).toService(SpawnerRelayLauncher);
+    bind(DnsServiceImpl).toSelf().inSingletonScope();
+    bind<DnsService>(DnsService).toService(DnsServiceImpl);
   });
 }
 
@@ -64,6 +72,7 @@ export function brokerModule(): ContainerModule {
     bind(Authorizer).toSelf().inSingletonScope();
     bind(RegistrationOps).toSelf().inSingletonScope();
     bind(ExecOps).toSelf().inSingletonScope();
+    bind(ResolveOps).toSelf().inSingletonScope();
   });
 }
 

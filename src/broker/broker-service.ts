@@ -5,6 +5,7 @@ import { RequestHandlers } from '../server/request-handlers.js';
 import { SocketServer } from '../server/socket-server.js';
 import { ContextTable } from './context-table.js';
 import { ExecOps } from './exec-ops.js';
+import { ResolveOps } from './resolve-ops.js';
 import { RegistrationOps } from './registration-ops.js';
 import { RegistrationRestorer } from './registration-restorer.js';
 
@@ -22,6 +23,7 @@ export class BrokerService {
     // Resolved for their side effect: each adds its ops to the handler table.
     @inject(RegistrationOps) _registrationOps: RegistrationOps,
     @inject(ExecOps) _execOps: ExecOps,
+    @inject(ResolveOps) _resolveOps: ResolveOps,
     @inject(LoggerFactory) loggers: LoggerFactory,
   ) {
     this.log = loggers.get('broker:BrokerService');

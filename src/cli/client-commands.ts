@@ -98,3 +98,32 @@ export function addClientCommands(program: Command): void {
       return r.code ?? 128 + 9;
     }));
 }
+
+interface ResolveJson {
+  payloadBase64: string;
+  text: string | null;
+  expirySeconds: number;
+  dnserror: number | null;
+  status: string;
+  sources: Array<{ address: string; from: string; ttl: number | null }>;
+  nameservers: string[];
+}
+
+export function addResolveCommand(program: Command): void {
+  common(program.command('resolve <description>'))
+    .description('a dns_resolver upcall for a registration: resolve DESCRIPTION (name, a:name, aaaa:name, afsdb:cell) inside its container')
+    .requiredOption('-m, --mount <id|path>', 'registration id, or mountpoint')
+    .option('-c, --callout <opts>', 'callout options, as the kernel passes them (ipv4, ipv6, list, srv=1)', '')
+    .option('-r, --raw', 'write the exact payload bytes the kernel would receive')
+    .action((description: string, opts: CommonOptions & { mount: string; callout: string; raw?: boolean }) => withClient(opts, async (c) => {
+      const r = await c.request<ResolveJson>('resolve', { mount: opts.mount, description, callout: opts.callout });
+      if (opts.raw === true) {
+        process.stdout.write(Buffer.from(r.payloadBase64, 'base64'));
+        return;
+      }
+      printResult(opts.json === true, r, () => r.dnserror !== null
+        ? `${description}: ${r.status} (#dnserror=${r.dnserror}, negative for ${r.expirySeconds} s; nameservers ${r.nameservers.join(', ')})`
+        : [`${description}: expires in ${r.expirySeconds} s`, r.text === null ? '(binary AFS server list)' : `payload: ${r.text}`,
+          table(['ADDRESS', 'TTL', 'FROM'], r.sources.map((s) => [s.address, s.ttl === null ? '-' : String(s.ttl), s.from]))].join('\n'));
+    }));
+}

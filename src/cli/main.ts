@@ -2,7 +2,7 @@
 import 'reflect-metadata';
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../common/paths.js';
-import { addClientCommands } from './client-commands.js';
+import { addClientCommands, addResolveCommand } from './client-commands.js';
 import { addDoctorCommand } from './doctor-command.js';
 import { reportError } from './output.js';
 import { addServeCommand } from './serve-command.js';
@@ -18,6 +18,7 @@ const program = new Command('upcall-broker')
 addServeCommand(program);
 addDoctorCommand(program);
 addClientCommands(program);
+addResolveCommand(program);
 
 try {
   await program.parseAsync(process.argv);

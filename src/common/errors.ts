@@ -103,7 +103,8 @@ const ERRNO_NAMES_TO_CODE: Record<string, ErrorCode> = {
 const ERRNO_NUMBERS: Record<number, string> = {
   1: 'EPERM', 2: 'ENOENT', 3: 'ESRCH', 4: 'EINTR', 5: 'EIO', 9: 'EBADF', 11: 'EAGAIN',
   12: 'ENOMEM', 13: 'EACCES', 16: 'EBUSY', 22: 'EINVAL', 23: 'ENFILE', 24: 'EMFILE',
-  25: 'ENOTTY', 28: 'ENOSPC', 38: 'ENOSYS', 95: 'EOPNOTSUPP', 110: 'ETIMEDOUT', 111: 'ECONNREFUSED',
+  25: 'ENOTTY', 27: 'EFBIG', 28: 'ENOSPC', 38: 'ENOSYS', 40: 'ELOOP', 61: 'ENODATA', 71: 'EPROTO', 95: 'EOPNOTSUPP',
+  101: 'ENETUNREACH', 104: 'ECONNRESET', 110: 'ETIMEDOUT', 111: 'ECONNREFUSED', 113: 'EHOSTUNREACH',
 };
 
 export function errnoName(errno: number): string {

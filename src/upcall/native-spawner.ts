@@ -14,6 +14,8 @@ export interface SpawnRequest {
   target: Pidfd;
   argv: readonly string[];
   cwd?: string;
+  /** Run the spawner's own builtin named argv[0] after entering (no exec), instead of a program. */
+  builtin?: boolean;
   /** stdin/stdout/stderr for the program, as for child_process.spawn (default: pipes). */
   stdio?: [StdioOptions, StdioOptions, StdioOptions] | undefined;
 }
@@ -56,7 +58,7 @@ export class NativeSpawner implements Spawner {
   start(req: SpawnRequest): { child: ChildProcess; failure: Promise<BrokerError | null> } {
     if (req.argv.length === 0) throw new BrokerError('E_BAD_REQUEST', 'empty command');
     const [i, o, e] = req.stdio ?? ['pipe', 'pipe', 'pipe'];
-    const args = ['exec', '--pidfd', '3', '--error-fd', '4', '--cwd', req.cwd ?? '/', '--', ...req.argv];
+    const args = [req.builtin ? 'builtin' : 'exec', '--pidfd', '3', '--error-fd', '4', '--cwd', req.cwd ?? '/', '--', ...req.argv];
     const child = this.processes.spawn(this.path, args, {
       stdio: [i, o, e, req.target.fd, 'pipe'] as StdioOptions,
       env: {},

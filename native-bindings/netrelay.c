@@ -1,0 +1,283 @@
+/*
+ * netrelay.c: see netrelay.h. Everything here runs inside the container, as a
+ * child of its init, after the spawner has entered every namespace, taken the
+ * init's root, credentials and seccomp filters: files are opened as the
+ * container's user would open them, and sockets are created in its network
+ * namespace. Nothing is trusted: sizes are bounded, files must be regular
+ * (a FIFO or a device cannot block or feed us forever), every wait has a deadline.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "netrelay.h"
+
+#define MAX_REQUEST (NETRELAY_MAX_MSG + 512)
+
+static int read_full(int fd, void *buf, size_t len)
+{
+	size_t got = 0;
+	while (got < len) {
+		ssize_t n = read(fd, (char *)buf + got, len - got);
+		if (n == 0)
+			return got == 0 ? 0 : -EPROTO;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		got += (size_t)n;
+	}
+	return 1;
+}
+
+static int write_full(int fd, const void *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, buf, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		buf = (const char *)buf + n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int reply(int out, int status, const void *data, size_t len)
+{
+	uint8_t head[5];
+	uint32_t total = htonl((uint32_t)(len + 1));
+	memcpy(head, &total, 4);
+	head[4] = (uint8_t)status;
+	int r = write_full(out, head, sizeof(head));
+	return r < 0 ? r : write_full(out, data, len);
+}
+
+static long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* Wait for `events` on fd until the absolute deadline; 0 ready, -ETIMEDOUT, or -errno. */
+static int wait_fd(int fd, short events, long deadline)
+{
+	for (;;) {
+		long left = deadline - now_ms();
+		if (left <= 0)
+			return -ETIMEDOUT;
+		struct pollfd p = { .fd = fd, .events = events };
+		int r = poll(&p, 1, (int)left);
+		if (r > 0)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+static void serve_file(int out, const char *path)
+{
+	static char data[NETRELAY_MAX_FILE];
+	/* O_NONBLOCK: opening a FIFO must not wait for a writer. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0) {
+		reply(out, errno, NULL, 0);
+		return;
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		reply(out, EINVAL, NULL, 0);
+		return;
+	}
+	if (st.st_size > NETRELAY_MAX_FILE) {
+		close(fd);
+		reply(out, EFBIG, NULL, 0);
+		return;
+	}
+	size_t got = 0;
+	for (;;) {
+		ssize_t n = read(fd, data + got, sizeof(data) - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0 || (got += (size_t)n) == sizeof(data))
+			break;
+	}
+	close(fd);
+	reply(out, 0, data, got);
+}
+
+static int make_addr(const char *text, uint16_t port, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, text, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons(port);
+		*len = sizeof(*in4);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, text, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(port);
+		*len = sizeof(*in6);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* UDP: connect() so the kernel drops datagrams from anyone but the server. */
+static int query_udp(const struct sockaddr_storage *ss, socklen_t alen, const uint8_t *msg, size_t mlen,
+		     long deadline, uint8_t *buf, size_t *blen)
+{
+	int s = socket(ss->ss_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (s < 0)
+		return -errno;
+	int r = 0;
+	if (connect(s, (const struct sockaddr *)ss, alen) < 0 || send(s, msg, mlen, 0) < 0)
+		r = -errno;
+	while (r == 0) {
+		if ((r = wait_fd(s, POLLIN, deadline)) < 0)
+			break;
+		ssize_t n = recv(s, buf, NETRELAY_MAX_MSG, 0);
+		if (n >= 0) {
+			*blen = (size_t)n;
+			break;
+		}
+		if (errno != EAGAIN && errno != EINTR)
+			r = -errno;
+	}
+	close(s);
+	return r;
+}
+
+static int io_deadline(int s, int writing, uint8_t *buf, size_t len, long deadline)
+{
+	size_t done = 0;
+	while (done < len) {
+		int r = wait_fd(s, writing ? POLLOUT : POLLIN, deadline);
+		if (r < 0)
+			return r;
+		ssize_t n = writing ? send(s, buf + done, len - done, MSG_NOSIGNAL) : recv(s, buf + done, len - done, 0);
+		if (n == 0)
+			return -ECONNRESET;
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				continue;
+			return -errno;
+		}
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/* TCP (RFC 1035 4.2.2): two-byte length prefix each way. */
+static int query_tcp(const struct sockaddr_storage *ss, socklen_t alen, const uint8_t *msg, size_t mlen,
+		     long deadline, uint8_t *buf, size_t *blen)
+{
+	int s = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (s < 0)
+		return -errno;
+	int r = 0;
+	if (connect(s, (const struct sockaddr *)ss, alen) < 0 && errno != EINPROGRESS)
+		r = -errno;
+	if (r == 0 && (r = wait_fd(s, POLLOUT, deadline)) == 0) {
+		int err = 0;
+		socklen_t el = sizeof(err);
+		getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &el);
+		r = -err;
+	}
+	uint8_t lenbuf[2] = { (uint8_t)(mlen >> 8), (uint8_t)mlen };
+	if (r == 0)
+		r = io_deadline(s, 1, lenbuf, 2, deadline);
+	if (r == 0)
+		r = io_deadline(s, 1, (uint8_t *)msg, mlen, deadline);
+	if (r == 0)
+		r = io_deadline(s, 0, lenbuf, 2, deadline);
+	if (r == 0) {
+		*blen = ((size_t)lenbuf[0] << 8) | lenbuf[1];
+		r = io_deadline(s, 0, buf, *blen, deadline);
+	}
+	close(s);
+	return r;
+}
+
+static void serve_query(int out, const uint8_t *p, size_t len)
+{
+	static uint8_t buf[NETRELAY_MAX_MSG];
+	if (len < 8 || p[0] > 1 || 8 + (size_t)p[7] > len) {
+		reply(out, EINVAL, NULL, 0);
+		return;
+	}
+	uint16_t port = (uint16_t)((p[1] << 8) | p[2]);
+	uint32_t timeout = ((uint32_t)p[3] << 24) | ((uint32_t)p[4] << 16) | ((uint32_t)p[5] << 8) | p[6];
+	char addr[64];
+	size_t alen = p[7];
+	if (alen >= sizeof(addr)) {
+		reply(out, EINVAL, NULL, 0);
+		return;
+	}
+	memcpy(addr, p + 8, alen);
+	addr[alen] = '\0';
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	if (make_addr(addr, port, &ss, &sslen) < 0) {
+		reply(out, EINVAL, NULL, 0);
+		return;
+	}
+	const uint8_t *msg = p + 8 + alen;
+	size_t mlen = len - 8 - alen;
+	long deadline = now_ms() + (timeout > 60000 ? 60000 : (long)timeout);
+	size_t blen = 0;
+	int r = p[0] == 0 ? query_udp(&ss, sslen, msg, mlen, deadline, buf, &blen)
+			  : query_tcp(&ss, sslen, msg, mlen, deadline, buf, &blen);
+	reply(out, r < 0 ? -r : 0, buf, r < 0 ? 0 : blen);
+}
+
+int netrelay_serve(int in, int out)
+{
+	static uint8_t req[MAX_REQUEST + 1];
+	for (;;) {
+		uint32_t len;
+		int r = read_full(in, &len, 4);
+		if (r == 0)
+			return 0;
+		if (r < 0)
+			return -r;
+		len = ntohl(len);
+		if (len == 0 || len > MAX_REQUEST)
+			return EPROTO;
+		if ((r = read_full(in, req, len)) <= 0)
+			return r == 0 ? EPROTO : -r;
+		if (req[0] == 'F') {
+			req[len] = '\0';
+			serve_file(out, (const char *)req + 1);
+		} else if (req[0] == 'Q') {
+			serve_query(out, req + 1, len - 1);
+		} else {
+			reply(out, EINVAL, NULL, 0);
+		}
+	}
+}
+
+#ifdef NETRELAY_STANDALONE
+/* Test build only: the relay as a plain program (the broker runs it as a builtin, without exec). */
+int main(void)
+{
+	return netrelay_serve(0, 1);
+}
+#endif
