@@ -20,6 +20,10 @@ import { DnsServiceImpl } from './upcall/dns/dns-service-impl.js';
 import { DnsService } from './upcall/dns/dns-service.js';
 import { RelayLauncher, SpawnerRelayLauncher } from './upcall/dns/relay-launcher.js';
 import { ResolveOps } from './broker/resolve-ops.js';
+import { StatusOps } from './broker/status-ops.js';
+import { Metrics } from './service/metrics.js';
+import { MetricsServer } from './service/metrics-server.js';
+import { SdNotify } from './service/sd-notify.js';
 
 /**
  * The composition root: one ContainerModule per area, holding bindings only.
@@ -73,6 +77,10 @@ export function brokerModule(): ContainerModule {
     bind(RegistrationOps).toSelf().inSingletonScope();
     bind(ExecOps).toSelf().inSingletonScope();
     bind(ResolveOps).toSelf().inSingletonScope();
+    bind(StatusOps).toSelf().inSingletonScope();
+    bind(Metrics).toSelf().inSingletonScope();
+    bind(MetricsServer).toSelf().inSingletonScope();
+    bind(SdNotify).toSelf().inSingletonScope();
   });
 }
 

@@ -6,6 +6,10 @@ import { SocketServer } from '../server/socket-server.js';
 import { ContextTable } from './context-table.js';
 import { ExecOps } from './exec-ops.js';
 import { ResolveOps } from './resolve-ops.js';
+import { StatusOps } from './status-ops.js';
+import { MetricsServer } from '../service/metrics-server.js';
+import { SdNotify } from '../service/sd-notify.js';
+import { Registry } from './registry.js';
 import { RegistrationOps } from './registration-ops.js';
 import { RegistrationRestorer } from './registration-restorer.js';
 
@@ -24,6 +28,10 @@ export class BrokerService {
     @inject(RegistrationOps) _registrationOps: RegistrationOps,
     @inject(ExecOps) _execOps: ExecOps,
     @inject(ResolveOps) _resolveOps: ResolveOps,
+    @inject(StatusOps) _statusOps: StatusOps,
+    @inject(MetricsServer) private readonly metricsServer: MetricsServer,
+    @inject(SdNotify) private readonly sd: SdNotify,
+    @inject(Registry) private readonly registry: Registry,
     @inject(LoggerFactory) loggers: LoggerFactory,
   ) {
     this.log = loggers.get('broker:BrokerService');
@@ -40,11 +48,15 @@ export class BrokerService {
     await this.restorer.restore();
     this.contexts.startWatching();
     await this.server.start();
+    await this.metricsServer.start();
     this.log.info('ready', { version: VERSION, pid: process.pid });
+    this.sd.ready(`serving ${this.registry.size} registrations`);
   }
 
   async stop(): Promise<void> {
+    this.sd.stopping();
     await this.server.stop();
+    await this.metricsServer.stop();
     this.contexts.stop();
     this.log.info('stopped');
   }

@@ -5,6 +5,7 @@ import type { RegistrationInfo } from '../common/types.js';
 import type { PeerIdentity } from '../server/peer-identity.js';
 import { parseParams } from '../server/protocol.js';
 import { RequestHandlers } from '../server/request-handlers.js';
+import { Metrics } from '../service/metrics.js';
 import { Authorizer } from './authorizer.js';
 import { type Registration, Registry, type Selector, toInfo } from './registry.js';
 
@@ -28,6 +29,7 @@ export class RegistrationOps {
   constructor(
     @inject(Registry) private readonly registry: Registry,
     @inject(Authorizer) private readonly auth: Authorizer,
+    @inject(Metrics) private readonly metrics: Metrics,
     @inject(RequestHandlers) handlers: RequestHandlers,
   ) {
     handlers.add('register', (p, peer) => this.register(p, peer), { tenant: true });
@@ -38,11 +40,18 @@ export class RegistrationOps {
 
   private async register(params: unknown, peer: PeerIdentity): Promise<RegistrationInfo> {
     const p = parseParams(RegisterParams, params);
-    this.auth.assertMayRegister(peer);
-    const reg = await this.registry.register({
-      mounter: peer.pidfd, cred: peer.cred, mountpoint: p.mountpoint, fstype: p.fstype, source: p.source,
-    });
-    return toInfo(reg);
+    try {
+      this.auth.assertMayRegister(peer);
+      const reg = await this.registry.register({
+        mounter: peer.pidfd, cred: peer.cred, mountpoint: p.mountpoint, fstype: p.fstype, source: p.source,
+      });
+      this.metrics.registration('ok');
+      return toInfo(reg);
+    } catch (err) {
+      const e = BrokerError.from(err);
+      this.metrics.registration(e.code, `${p.mountpoint}: ${e.message}`);
+      throw e;
+    }
   }
 
   private async unregister(params: unknown, peer: PeerIdentity): Promise<{ id: string; removed: true }> {

@@ -6,6 +6,7 @@ import type { PeerIdentity } from '../server/peer-identity.js';
 import { parseParams } from '../server/protocol.js';
 import { RequestHandlers } from '../server/request-handlers.js';
 import { DnsService } from '../upcall/dns/dns-service.js';
+import { Metrics } from '../service/metrics.js';
 import { RegistrationOps } from './registration-ops.js';
 import type { Selector } from './registry.js';
 
@@ -27,6 +28,7 @@ export class ResolveOps {
   constructor(
     @inject(RegistrationOps) private readonly registrations: RegistrationOps,
     @inject(DnsService) private readonly dns: DnsService,
+    @inject(Metrics) private readonly metrics: Metrics,
     @inject(LoggerFactory) loggers: LoggerFactory,
     @inject(RequestHandlers) handlers: RequestHandlers,
   ) {
@@ -38,8 +40,10 @@ export class ResolveOps {
     const p = parseParams(ResolveParams, params);
     const reg = this.registrations.resolve(selectorOf(p.mount), peer);
     if (reg.context.state !== 'live') throw new BrokerError('E_INIT_EXITED', `the init of registration ${reg.id} has exited`, { id: reg.id });
+    const started = performance.now();
     try {
       const r = await this.dns.resolve(reg.context, p.description, p.callout ?? '');
+      this.metrics.upcall('dns', 'ok', r.durationMs / 1000);
       this.log.audit('upcall', {
         kind: 'dns', id: reg.id, context: reg.context.id, peerPid: peer.cred.pid, description: p.description,
         callout: p.callout ?? '', status: r.status, dnserror: r.dnserror, durationMs: Math.round(r.durationMs * 1000) / 1000,
@@ -47,7 +51,9 @@ export class ResolveOps {
       const { payload, ...rest } = r;
       return { ...rest, payloadBase64: payload.toString('base64'), registration: reg.id, context: reg.context.info() };
     } catch (err) {
-      this.log.audit('upcall failed', { kind: 'dns', id: reg.id, context: reg.context.id, error: BrokerError.from(err).toJSON() });
+      const e = BrokerError.from(err);
+      this.metrics.upcall('dns', e.code, (performance.now() - started) / 1000, { message: e.message, context: reg.context.id });
+      this.log.audit('upcall failed', { kind: 'dns', id: reg.id, context: reg.context.id, error: e.toJSON() });
       throw err;
     }
   }

@@ -127,3 +127,30 @@ export function addResolveCommand(program: Command): void {
           table(['ADDRESS', 'TTL', 'FROM'], r.sources.map((s) => [s.address, s.ttl === null ? '-' : String(s.ttl), s.from]))].join('\n'));
     }));
 }
+
+interface StatusJsonView {
+  version: string;
+  pid: number;
+  uptimeSeconds: number;
+  contexts: { live: number };
+  registrations: { total: number; live: number; initExited: number };
+  upcalls: Record<string, number>;
+  recentFailures: Array<{ time: string; type: string; code: string; message: string }>;
+}
+
+export function addStatusCommand(program: Command): void {
+  common(program.command('status'))
+    .description('uptime, contexts, registrations, upcall counts and recent failures (host root)')
+    .action((opts: CommonOptions) => withClient(opts, async (c) => {
+      const s = await c.request<StatusJsonView>('status');
+      printResult(opts.json === true, s, () => [
+        table(['BROKER', 'PID', 'UPTIME', 'CONTEXTS', 'REGISTRATIONS', 'INIT-EXITED'],
+          [[s.version, String(s.pid), `${s.uptimeSeconds}s`, String(s.contexts.live), String(s.registrations.total), String(s.registrations.initExited)]]),
+        '',
+        table(['UPCALLS', 'COUNT'], Object.entries(s.upcalls).map(([k, v]) => [k, String(v)])),
+        '',
+        s.recentFailures.length === 0 ? 'no recent failures'
+          : table(['TIME', 'TYPE', 'CODE', 'MESSAGE'], s.recentFailures.map((f) => [f.time, f.type, f.code, f.message])),
+      ].join('\n'));
+    }));
+}

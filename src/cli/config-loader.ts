@@ -10,6 +10,7 @@ const FileSchema = z.object({
   stateDir: z.string().startsWith('/').optional(),
   logLevel: z.enum(['error', 'warn', 'info', 'debug']).optional(),
   logFormat: z.enum(['json', 'console']).optional(),
+  metricsListen: z.string().regex(/^(\/.+|(127\.\d+\.\d+\.\d+|\[::1\]|localhost):\d{1,5})$/, 'a loopback host:port or an absolute path').nullable().optional(),
 }).strict();
 
 /** The embedded default, overlaid with a JSON config file when one is given; a bad file names the field. */

@@ -2,7 +2,7 @@
 import 'reflect-metadata';
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../common/paths.js';
-import { addClientCommands, addResolveCommand } from './client-commands.js';
+import { addClientCommands, addResolveCommand, addStatusCommand } from './client-commands.js';
 import { addDoctorCommand } from './doctor-command.js';
 import { reportError } from './output.js';
 import { addServeCommand } from './serve-command.js';
@@ -19,6 +19,7 @@ addServeCommand(program);
 addDoctorCommand(program);
 addClientCommands(program);
 addResolveCommand(program);
+addStatusCommand(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -12,6 +12,7 @@ interface ServeOptions {
   config?: string;
   logLevel?: string;
   logFormat?: 'json' | 'console';
+  metrics?: string;
 }
 
 export function addServeCommand(program: Command): void {
@@ -23,6 +24,7 @@ export function addServeCommand(program: Command): void {
     .option('-c, --config <file>', 'JSON configuration file (default: the embedded defaults)')
     .option('-l, --log-level <level>', 'error, warn, info or debug')
     .option('-f, --log-format <format>', 'json (default) or console')
+    .option('-M, --metrics <where>', 'serve Prometheus metrics on 127.0.0.1:PORT or a UNIX socket path')
     .action(async (opts: ServeOptions) => {
       process.exitCode = await serve(opts);
     });
@@ -38,17 +40,30 @@ async function serve(opts: ServeOptions): Promise<number> {
     if (opts.stateDir !== undefined) config.stateDir = opts.stateDir;
     if (opts.logLevel !== undefined) config.logLevel = opts.logLevel;
     if (opts.logFormat !== undefined) config.logFormat = opts.logFormat;
+    if (opts.metrics !== undefined) config.metricsListen = opts.metrics;
     loggers = new WinstonLoggerFactory({ level: config.logLevel, format: config.logFormat });
     service = createContainer(config, loggers).get(BrokerService);
     await service.start();
   } catch (err) {
     return reportError(false, err);
   }
+  const log = loggers.get('cli:serve');
+  // SIGHUP: re-read the config file; what can change live (the log level) changes, the rest is
+  // reported as needing a restart. Registrations and in-flight upcalls are untouched.
+  process.on('SIGHUP', () => {
+    try {
+      const next = loadConfig(opts.config);
+      loggers.setLevel(opts.logLevel ?? next.logLevel);
+      log.info('configuration reloaded', { config: opts.config ?? '(embedded default)', logLevel: opts.logLevel ?? next.logLevel });
+    } catch (err) {
+      log.error('configuration reload refused; keeping the running configuration', { error: String((err as Error).message) });
+    }
+  });
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
   });
-  loggers.get('cli:serve').info('stopping', { signal });
+  log.info('stopping', { signal });
   await service.stop();
   await loggers.flush();
   return 0;

@@ -10,5 +10,6 @@ export function defaultConfig(): BrokerConfig {
     logLevel: 'info',
     logFormat: 'json',
     nativeDir: DEFAULT_NATIVE_DIR,
+    metricsListen: null,
   };
 }

@@ -34,6 +34,8 @@ export interface BrokerConfig {
   logFormat: 'json' | 'console';
   /** Where the native executables live (build/Release by default). */
   nativeDir: string;
+  /** Prometheus endpoint: "127.0.0.1:PORT" or an absolute UNIX socket path; null: off. */
+  metricsListen: string | null;
 }
 
 export const LoggerFactory = Symbol('LoggerFactory');

@@ -44,6 +44,12 @@ export class WinstonLoggerFactory implements LoggerFactory {
     };
   }
 
+  /** Change the level of every child logger at once (SIGHUP reload). */
+  setLevel(level: string): void {
+    if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new Error(`unknown log level "${level}"`);
+    this.root.level = level;
+  }
+
   /** Resolves once buffered lines are written (call before exit). */
   async flush(): Promise<void> {
     await new Promise<void>((resolve) => {

@@ -19,6 +19,9 @@ export interface Libc {
   /** openat2(2) with a 24-byte struct open_how. */
   openat2(dirfd: number, path: string, how: Buffer): number;
   statx(dirfd: number, path: string, flags: number, mask: number, buf: Buffer): number;
+  /** A close-on-exec AF_UNIX datagram socket (sd_notify: Node has no unix datagram sockets). */
+  unixDgramSocket(): number;
+  sendto(fd: number, data: Buffer, addr: Buffer): number;
   errno(): number;
 }
 
@@ -52,6 +55,8 @@ function bind(koffi: KoffiModule, lib: ReturnType<KoffiModule['load']>): Libc {
   const ioctl = lib.func('int ioctl(int fd, unsigned long request, ...)');
   const getsockopt = lib.func('int getsockopt(int fd, int level, int name, _Inout_ uint8_t *val, _Inout_ uint32_t *len)');
   const poll = lib.func('int poll(_Inout_ uint8_t *fds, unsigned long nfds, int timeout)');
+  const socket = lib.func('int socket(int domain, int type, int protocol)');
+  const sendto = lib.func('long sendto(int fd, const uint8_t *buf, unsigned long len, int flags, const uint8_t *addr, unsigned int addrlen)');
   const statx = lib.func('int statx(int dirfd, const char *path, int flags, unsigned int mask, _Inout_ uint8_t *buf)');
   const PIDFD_OPEN = 434; // UB_NR_pidfd_open
   const OPENAT2 = 437; // UB_NR_openat2
@@ -68,6 +73,8 @@ function bind(koffi: KoffiModule, lib: ReturnType<KoffiModule['load']>): Libc {
     poll: (fds, nfds, timeout) => poll(fds, nfds, timeout) as number,
     openat2: (dirfd, path, how) => Number(syscall(OPENAT2, 'int', dirfd, 'const char *', path, 'uint8_t *', how, 'size_t', how.length)),
     statx: (dirfd, path, flags, mask, buf) => statx(dirfd, path, flags, mask, buf) as number,
+    unixDgramSocket: () => socket(1 /* AF_UNIX */, 2 | 0x80000 /* SOCK_DGRAM | SOCK_CLOEXEC */, 0) as number,
+    sendto: (fd, data, addr) => Number(sendto(fd, data, data.length, 0x4000 /* MSG_NOSIGNAL */, addr, addr.length)),
     errno: () => koffi.errno(),
   };
 }

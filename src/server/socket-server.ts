@@ -12,6 +12,26 @@ import { errorResponse, okResponse, parseRequest, type Request } from './protoco
 import { RequestHandlers } from './request-handlers.js';
 
 const MAX_IN_FLIGHT_PER_CONNECTION = 16;
+const SD_LISTEN_FDS_START = 3;
+
+/**
+ * LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES from systemd: fds 3.. are listening
+ * sockets, named "admin"/"tenant" by the socket unit's FileDescriptorName=
+ * (unnamed: the first is admin, the second tenant). The variables are removed
+ * so children do not inherit them, as sd_listen_fds(1) does.
+ */
+export function activatedFds(env: NodeJS.ProcessEnv = process.env): Array<{ fd: number; listener: Listener }> {
+  const n = Number(env['LISTEN_FDS'] ?? 0);
+  if (Number(env['LISTEN_PID']) !== process.pid || !(n > 0)) return [];
+  const names = (env['LISTEN_FDNAMES'] ?? '').split(':');
+  delete env['LISTEN_PID'];
+  delete env['LISTEN_FDS'];
+  delete env['LISTEN_FDNAMES'];
+  return Array.from({ length: n }, (_, i) => ({
+    fd: SD_LISTEN_FDS_START + i,
+    listener: (names[i] === 'tenant' || (names[i] !== 'admin' && i === 1) ? 'tenant' : 'admin') as Listener,
+  }));
+}
 
 /**
  * The broker's two UNIX stream sockets. The admin socket (0600, root) takes every
@@ -34,6 +54,11 @@ export class SocketServer {
   }
 
   async start(): Promise<void> {
+    const activated = activatedFds();
+    if (activated.length > 0) {
+      for (const { fd, listener } of activated) await this.adopt(fd, listener);
+      return;
+    }
     await this.listen(this.config.adminSocket, 'admin', 0o600);
     if (this.config.tenantSocket !== null) await this.listen(this.config.tenantSocket, 'tenant', 0o666);
   }
@@ -41,8 +66,20 @@ export class SocketServer {
   async stop(): Promise<void> {
     for (const c of this.connections) c.destroy();
     await Promise.all(this.servers.map(({ server }) => new Promise<void>((r) => server.close(() => r()))));
-    for (const { path } of this.servers) rmSync(path, { force: true });
+    // Sockets systemd handed us (path '') stay: they belong to the socket unit.
+    for (const { path } of this.servers) if (path !== '') rmSync(path, { force: true });
     this.servers.length = 0;
+  }
+
+  /** A listening socket passed by systemd socket activation (sd_listen_fds(3)). */
+  private async adopt(fd: number, listener: Listener): Promise<void> {
+    const server = createServer((socket) => this.accept(socket, listener));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ fd }, () => resolve());
+    });
+    this.servers.push({ server, path: '' });
+    this.log.info('listening (socket activation)', { listener, fd });
   }
 
   private async listen(path: string, listener: Listener, mode: number): Promise<void> {

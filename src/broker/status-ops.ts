@@ -1,0 +1,54 @@
+import { inject, injectable } from 'inversify';
+import { BrokerError } from '../common/errors.js';
+import { PROTOCOL_VERSION, VERSION } from '../common/paths.js';
+import { RequestHandlers } from '../server/request-handlers.js';
+import { Metrics } from '../service/metrics.js';
+import { Authorizer } from './authorizer.js';
+import { ContextTable } from './context-table.js';
+import { Registry } from './registry.js';
+
+export interface StatusJson {
+  version: string;
+  protocol: number;
+  pid: number;
+  uptimeSeconds: number;
+  contexts: { live: number };
+  registrations: { total: number; live: number; initExited: number };
+  upcalls: Record<string, number>;
+  recentFailures: ReturnType<Metrics['recentFailures']>;
+}
+
+/** `status` (host root): what an operator wants at a glance. Also feeds the gauges. */
+@injectable()
+export class StatusOps {
+  private readonly startedAt = Date.now();
+
+  constructor(
+    @inject(Registry) private readonly registry: Registry,
+    @inject(ContextTable) private readonly contexts: ContextTable,
+    @inject(Metrics) private readonly metrics: Metrics,
+    @inject(Authorizer) auth: Authorizer,
+    @inject(RequestHandlers) handlers: RequestHandlers,
+  ) {
+    handlers.add('status', (_p, peer) => {
+      if (!auth.isHostRoot(peer)) throw new BrokerError('E_PERMISSION', 'status is for host root only');
+      return this.status();
+    });
+    metrics.gauge('upcall_broker_live_contexts', 'Containers whose init the broker holds', () => contexts.liveCount);
+    metrics.gauge('upcall_broker_registrations', 'Registrations held', () => registry.size);
+    metrics.gauge('upcall_broker_uptime_seconds', 'Seconds since the broker started', () => (Date.now() - this.startedAt) / 1000);
+  }
+
+  status(): StatusJson {
+    const regs = this.registry.list();
+    const live = regs.filter((r) => r.context.state === 'live').length;
+    return {
+      version: VERSION, protocol: PROTOCOL_VERSION, pid: process.pid,
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      contexts: { live: this.contexts.liveCount },
+      registrations: { total: regs.length, live, initExited: regs.length - live },
+      upcalls: this.metrics.upcallCounts(),
+      recentFailures: this.metrics.recentFailures(),
+    };
+  }
+}
