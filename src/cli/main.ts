@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { VERSION } from '../common/paths.js';
 import { addClientCommands, addResolveCommand, addStatusCommand } from './client-commands.js';
 import { addDoctorCommand } from './doctor-command.js';
+import { addSystemdCommand } from './systemd-command.js';
 import { reportError } from './output.js';
 import { addServeCommand } from './serve-command.js';
 import { BrokerError } from '../common/errors.js';
@@ -20,6 +21,7 @@ addDoctorCommand(program);
 addClientCommands(program);
 addResolveCommand(program);
 addStatusCommand(program);
+addSystemdCommand(program);
 
 try {
   await program.parseAsync(process.argv);
