@@ -49,12 +49,24 @@ function pidAlive(pid: number): boolean {
  */
 export async function sweepStaleDirs(): Promise<void> {
   for (const entry of await readdir(tmpdir())) {
-    const pid = Number(new RegExp(`^${DIR_PREFIX}(\\d+)-`).exec(entry)?.[1] ?? NaN);
-    if (!Number.isInteger(pid) || pid === process.pid || pidAlive(pid)) continue;
+    if (!entry.startsWith(DIR_PREFIX)) continue;
     const path = join(tmpdir(), entry);
-    const age = Date.now() - (await stat(path)).mtimeMs;
-    if (age > STALE_AFTER_MS) await removeDir(path);
+    if (isStale(entry, (await stat(path)).mtimeMs)) await removeDir(path);
   }
+}
+
+/** True when `name` is one of our dir (or cgroup) names and the pid in it is dead. */
+function ownerIsDead(name: string): boolean {
+  const pid = Number(new RegExp(`^${DIR_PREFIX}(\\d+)-`).exec(name)?.[1] ?? NaN);
+  return Number.isInteger(pid) && pid !== process.pid && !pidAlive(pid);
+}
+
+/**
+ * The staleness rule for anything named after a container directory (the
+ * directory itself, its cgroups): its test process is dead and it is not fresh.
+ */
+export function isStale(name: string, mtimeMs: number): boolean {
+  return ownerIsDead(name) && Date.now() - mtimeMs > STALE_AFTER_MS;
 }
 
 function hostsFile(name: string, extra: string): string {

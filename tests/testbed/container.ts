@@ -5,7 +5,9 @@
  */
 import { readFileSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CgroupSet } from './cgroups.js';
 import { DEFAULT_PROBE_ARGV, spawnIn, startChildUserns, startNestedPidns } from './child-handles.js';
 import type { ChildHandle } from './child-handles.js';
 import { createDir, defaultResolvConf, removeDir, writeDnsConfig } from './container-dir.js';
@@ -22,6 +24,8 @@ import type { ExecOptions, ExecResult } from './nsenter.js';
 import { childrenOf, nsInodes, nsPids, waitFor } from './procfs.js';
 import type { NsInodes } from './procfs.js';
 import { teardown } from './teardown.js';
+import { resolveUnusual, unusualExecPrefix } from './unusual.js';
+import type { ResolvedUnusual, UnusualInit } from './unusual.js';
 
 export interface ContainerSpec {
   /** Hostname and label in paths/errors; must be unique per Testbed. */
@@ -41,6 +45,13 @@ export interface ContainerSpec {
   readonly shareHostUserns?: boolean;
   /** Per startup step (default 10 s). */
   readonly readyTimeoutMs?: number;
+  /**
+   * Run pid 1 with unusual settings (capabilities, no_new_privs, seccomp,
+   * cgroups, rlimits, oom_score_adj, umask, nice, personality, session
+   * keyring, chroot) that its real children inherit; `true` for the defaults.
+   * See unusual.ts.
+   */
+  readonly unusual?: UnusualInit | true;
 }
 
 export interface DnsQueryOptions {
@@ -68,6 +79,10 @@ export class TestContainer {
     readonly uidBase: number | null,
     private readonly launched: Launched,
     ns: NsInodes,
+    /** The unusual-init settings in effect (defaults filled in), or null. */
+    readonly unusual: ResolvedUnusual | null,
+    /** The unusual init's cgroups (host side), or null. */
+    readonly cgroups: CgroupSet | null,
   ) {
     this.initPid = launched.init.pid;
     this.ns = ns;
@@ -84,20 +99,33 @@ export class TestContainer {
     };
     const resolvConf = spec.resolvConf ?? defaultResolvConf(spec.searchDomains ?? []);
     const dir = await createDir({ name, hosts: spec.hosts ?? '', resolvConf, dns }, uidBase);
-    const addresses = spec.addresses ?? DEFAULT_ADDRESSES;
-    const launched = await launch({ name, dir, uidBase, addresses, timeoutMs: spec.readyTimeoutMs ?? 10_000 }).catch(
-      async (err: unknown) => {
-        await removeDir(dir);
-        throw err;
-      },
-    );
-    const ns = await nsInodes(launched.init.pid).catch(async (err: unknown) => {
-      launched.proc.kill('SIGKILL'); // takes pid 1 along (unshare --kill-child)
-      await launched.exited;
+    const unusual = spec.unusual ? resolveUnusual(spec.unusual, dir) : null;
+    let cgroups: CgroupSet | null = null;
+    let launched: Launched | undefined;
+    try {
+      // Named like the directory: unique, and swept by the same staleness rule.
+      if (unusual?.cgroups) cgroups = await CgroupSet.create(basename(dir));
+      const hold = cgroups ? cgroups.enter.bind(cgroups) : undefined;
+      const execPrefix = unusual ? unusualExecPrefix(unusual, hold !== undefined) : [];
+      const addresses = spec.addresses ?? DEFAULT_ADDRESSES;
+      const timeoutMs = spec.readyTimeoutMs ?? 10_000;
+      launched = await launch({ name, dir, uidBase, addresses, timeoutMs, execPrefix, ...(hold && { hold }) });
+      const ns = await nsInodes(launched.init.pid);
+      return new TestContainer(name, dir, uidBase, launched, ns, unusual, cgroups);
+    } catch (err) {
+      if (launched) {
+        launched.proc.kill('SIGKILL'); // takes pid 1 along (unshare --kill-child)
+        await launched.exited;
+      }
+      await cgroups?.remove().catch(() => undefined); // retries while the killed tasks are released
       await removeDir(dir);
       throw err;
-    });
-    return new TestContainer(name, dir, uidBase, launched, ns);
+    }
+  }
+
+  /** Start time of pid 1 (clock ticks since boot, /proc/PID/stat field 22): with initPid, its identity. */
+  get initStartTime(): string {
+    return this.launched.init.startTime;
   }
 
   get stopped(): boolean {
@@ -182,6 +210,7 @@ export class TestContainer {
       ns: this.ns,
       ownUserns: this.uidBase !== null,
       pending: this.pending,
+      cgroups: this.cgroups,
     });
     return this.stopping;
   }
@@ -199,5 +228,6 @@ export class TestContainer {
       // Already gone.
     }
     rmSync(this.dir, { recursive: true, force: true });
+    this.cgroups?.removeSync();
   }
 }

@@ -15,7 +15,10 @@ import { childrenOf, identify, nsPids, procStat, waitFor } from './procfs.js';
 
 export interface InitRunOptions {
   readonly env?: Readonly<Record<string, string>>;
+  /** Default "/" (inside init's root). */
   readonly cwd?: string;
+  /** Start in init's own working directory instead, as a plain fork would. */
+  readonly inheritCwd?: boolean;
 }
 
 const START_TIMEOUT_MS = 5_000;
@@ -47,6 +50,7 @@ export class InitClient {
       argv: ['/bin/sh', '-c', STOP_THEN_EXEC, 'sh', ...argv],
       env: { ...CONTAINER_ENV, ...opts.env },
       ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
+      ...(opts.inheritCwd ? { inheritCwd: true } : {}),
     });
     // Same trick as spawnStopped: the child stops before exec, so its pid cannot slip away.
     const hostPid = await this.findStoppedChild(await started);

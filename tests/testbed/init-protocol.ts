@@ -14,7 +14,10 @@ export interface RunRequest {
   readonly id: number;
   readonly argv: readonly string[];
   readonly env?: Readonly<Record<string, string>>;
+  /** Working directory of the child (default "/"); ignored with inheritCwd. */
   readonly cwd?: string;
+  /** Keep init's own working directory, as a plain fork would. */
+  readonly inheritCwd?: boolean;
 }
 
 export type InitRequest = RunRequest;

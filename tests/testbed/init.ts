@@ -13,13 +13,15 @@
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readdirSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { containerFiles, runOutputPaths } from './init-protocol.js';
 import type { InitEvent, InitRequest, RunRequest } from './init-protocol.js';
 
 const DNS_READY_TIMEOUT_MS = 10_000;
+/** O_CLOEXEC from asm-generic/fcntl.h; node's fs.constants does not export it. */
+const O_CLOEXEC = 0o2000000;
 
 function emit(event: InitEvent): void {
   process.stdout.write(JSON.stringify(event) + '\n');
@@ -28,6 +30,29 @@ function emit(event: InitEvent): void {
 function fatal(message: string): never {
   emit({ ev: 'fatal', message });
   process.exit(1);
+}
+
+/**
+ * Closes the fds pid 1 inherited by accident. Whatever the test runner's own
+ * environment left open without FD_CLOEXEC passes through unshare and the
+ * setup stages, and child_process (libuv closes nothing) would hand it on to
+ * every child of init. A runtime starts a container's first process with its
+ * stdio only; so do we. Node's own fds all carry O_CLOEXEC, which fdinfo's
+ * "flags" (octal) shows: that tells them apart from inherited ones.
+ */
+function closeInheritedFds(): void {
+  for (const name of readdirSync('/proc/self/fd')) {
+    const fd = Number(name);
+    if (fd <= 2) continue;
+    let info: string;
+    try {
+      info = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+    } catch {
+      continue; // readdir's own directory fd, closed by now
+    }
+    const flags = parseInt(/^flags:\s*([0-7]+)$/m.exec(info)?.[1] ?? '0', 8);
+    if ((flags & O_CLOEXEC) === 0) closeSync(fd);
+  }
 }
 
 /** Starts dns-server.js and resolves with its pid once it prints "ready". */
@@ -63,7 +88,8 @@ function run(dir: string, req: RunRequest): void {
   const child = spawn(file ?? '', args, {
     stdio: ['ignore', out, err],
     env: req.env ? { ...req.env } : process.env,
-    cwd: req.cwd ?? '/',
+    // undefined: node does not chdir, so the child has init's cwd.
+    cwd: req.inheritCwd ? undefined : (req.cwd ?? '/'),
   });
   closeSync(out);
   closeSync(err);
@@ -91,6 +117,7 @@ function serve(dir: string): void {
 async function main(): Promise<void> {
   const dir = process.argv[2];
   if (!dir) fatal('usage: init.js DIR');
+  closeInheritedFds();
   const dns = await startDnsServer(dir).catch((e: Error) => fatal(e.message));
   emit({ ev: 'ready', dnsPid: dns.pid ?? -1 });
   serve(dir);

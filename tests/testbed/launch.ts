@@ -27,6 +27,13 @@ export interface LaunchOptions {
   /** CIDR addresses for the container's eth0. */
   readonly addresses: readonly string[];
   readonly timeoutMs: number;
+  /** Execs between INIT_SH and node init.js, keeping pid 1 (the unusual init's chain). */
+  readonly execPrefix?: readonly string[];
+  /**
+   * Set when the prefix makes pid 1 print "hold" and wait (UNUSUAL_SH --hold):
+   * called with pid 1's host pid before it execs on, e.g. to move it into cgroups.
+   */
+  readonly hold?: (initPid: number) => Promise<void>;
 }
 
 export interface ExitInfo {
@@ -49,7 +56,10 @@ const INIT_JS = fileURLToPath(new URL('./init.js', import.meta.url));
 const STDERR_TAIL_BYTES = 4096;
 
 function launchArgv(o: LaunchOptions): string[] {
-  const initArgs = ['/bin/sh', '-c', INIT_SH, 'init', o.dir, o.name, process.execPath, INIT_JS, ...o.addresses];
+  const initArgs = [
+    ...['/bin/sh', '-c', INIT_SH, 'init', o.dir, o.name, process.execPath, INIT_JS, ...o.addresses],
+    ...['--', ...(o.execPrefix ?? [])],
+  ];
   if (o.uidBase === null) return [...UNSHARE_NS_ARGS, '--', ...initArgs];
   // initArgs[3..] are INIT_SH's positional args; STAGE1 re-inserts them after INIT_SH.
   return ['--user', '--keep-caps', '--', '/bin/sh', '-c', STAGE1_SH, 'stage1', INIT_SH, ...initArgs.slice(4)];
@@ -86,6 +96,13 @@ async function startUp(
     await channel.waitForLine('userns', o.timeoutMs);
     step('write uid_map/gid_map');
     await writeIdMaps(pid, o.uidBase);
+    channel.sendLine('go');
+  }
+  if (o.hold) {
+    step('wait for init to hold before exec');
+    await channel.waitForLine('hold', o.timeoutMs);
+    step('prepare held init');
+    await o.hold((await findInit(pid, o.timeoutMs)).pid);
     channel.sendLine('go');
   }
   step('wait for init (mounts, loopback, DNS server)');

@@ -52,8 +52,10 @@ exec setpriv --reuid=0 --regid=0 --clear-groups --ambient-caps=-all -- \\
 
 /**
  * pid 1 of the new pid namespace, root of the container. Sets up what needs
- * no node, then execs node init.js (keeping pid 1).
- * $1 DIR, $2 hostname, $3 node binary, $4 init.js, $5... addresses for eth0.
+ * no node, then execs node init.js (keeping pid 1), through an optional exec
+ * prefix (the unusual init's UNUSUAL_SH and exec chain, see unusual.ts).
+ * $1 DIR, $2 hostname, $3 node binary, $4 init.js, $5... addresses for eth0,
+ * then `--` and the prefix argv (possibly empty).
  *
  * eth0 exists because glibc's getaddrinfo() with AI_ADDRCONFIG (its default
  * when called without hints, and what `getent ahosts` uses) returns nothing
@@ -72,10 +74,65 @@ step bind-mount hosts;       mount --bind "$dir/hosts" /etc/hosts
 step bind-mount resolv.conf; mount --bind "$dir/resolv.conf" /etc/resolv.conf
 step loopback;               ip link set lo up
 step eth0;                   ip link add eth0 type veth peer name eth0-peer
-for addr in "$@"; do
+while [ $# -gt 0 ]; do
+  addr=$1; shift
+  [ "$addr" = -- ] && break
   case $addr in *:*) ip addr add "$addr" dev eth0 nodad ;; *) ip addr add "$addr" dev eth0 ;; esac
 done
 ip link set eth0-peer up; ip link set eth0 up
 step hostname;               hostname "$name"
-step exec init.js;           exec "$node" "$init_js" "$dir"
+step exec init.js;           exec "$@" "$node" "$init_js" "$dir"
+`;
+
+/**
+ * First link of an unusual init's exec chain (unusual.ts), still pid 1 and
+ * still full root of the container: what needs privileges or a shell.
+ * Options, in this order, then `--` and the rest of the chain:
+ *   --chroot ROOT     mount a tmpfs on ROOT (in the container's mount ns only)
+ *   --marker FILE     create ROOT/FILE: proof that "/" is the chroot
+ *   --cwd DIR         create ROOT/DIR, init's cwd (the chain cds there)
+ *   --bind PATH       PATH at ROOT/PATH: symlinks recreated, directories
+ *                     rbind-mounted (submounts such as /etc/hosts come along),
+ *                     except a directory that holds ROOT itself, bound
+ *                     non-recursively so the chroot does not contain itself
+ *   --oom-score-adj N raising it needs no privilege (lowering would)
+ *   --umask MASK      set last, so the setup itself is not affected
+ *   --hold            print "hold", wait for "go": the host moves pid 1 into
+ *                     its cgroups meanwhile, before init forks anything
+ * With --chroot, ROOT/proc gets the container's procfs.
+ */
+export const UNUSUAL_SH = `
+set -eu
+step() { echo "unusual.sh: $*" >&2; }
+bind_into() {
+  if [ -L "$2" ]; then
+    mkdir -p "$1$(dirname "$2")"; ln -s "$(readlink "$2")" "$1$2"
+  elif [ -d "$2" ]; then
+    mkdir -p "$1$2"
+    case $1/ in "$2"/*) mount --bind "$2" "$1$2" ;; *) mount --rbind "$2" "$1$2" ;; esac
+  fi
+}
+root= mask= hold=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --chroot) root=$2; step "tmpfs on $root"; mkdir -p "$root"; mount -t tmpfs -o mode=755 ub-chroot "$root" ;;
+    --marker) : > "$root$2" ;;
+    --cwd) mkdir -p "$root$2" ;;
+    --bind) step "bind $2"; bind_into "$root" "$2" ;;
+    --oom-score-adj) step oom_score_adj; echo "$2" > /proc/self/oom_score_adj ;;
+    --umask) mask=$2 ;;
+    --hold) hold=1; shift; continue ;;
+    --) shift; break ;;
+    *) step "unknown option $1"; exit 64 ;;
+  esac
+  shift 2
+done
+if [ -n "$root" ]; then step proc; mkdir -p "$root/proc"; mount -t proc proc "$root/proc"; fi
+if [ -n "$hold" ]; then
+  step "hold for the host"; echo hold
+  IFS= read -r go || exit 72
+  [ "$go" = go ] || exit 73
+fi
+if [ -n "$mask" ]; then umask "$mask"; fi
+step "exec $1"; exec "$@"
 `;

@@ -9,6 +9,7 @@
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import type { CgroupSet } from './cgroups.js';
 import { removeDir } from './container-dir.js';
 import type { Launched } from './launch.js';
 import { processesInNamespace, signalIfSame, stillExists } from './procfs.js';
@@ -22,6 +23,8 @@ export interface TeardownTarget {
   readonly ownUserns: boolean;
   /** Completion of everything started inside (nsenter'd programs, init children). */
   readonly pending: readonly Promise<unknown>[];
+  /** The unusual init's cgroups: removable only once every process has gone. */
+  readonly cgroups: CgroupSet | null;
 }
 
 const EXIT_TIMEOUT_MS = 5_000;
@@ -70,6 +73,7 @@ export async function teardown(t: TeardownTarget): Promise<void> {
   await killAndWait(t, problems);
   const left = await survivors(members);
   if (left.length > 0) problems.push(`processes still alive: ${left.join(', ')}`);
+  await t.cgroups?.remove().catch((err: Error) => problems.push(err.message));
   const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
   if (mountinfo.includes(t.dir)) problems.push(`host still has mounts under ${t.dir}`);
   await removeDir(t.dir);

@@ -8,11 +8,13 @@
  *    and removes its directory, for runs that end without hooks running.
  * 3. The kernel: pid 1 exits on EOF of its stdin pipe, which closes when
  *    the test process dies however it dies, and the pid namespace goes
- *    with it. Only the temp directory can outlive a SIGKILLed runner; the
- *    next Testbed in any process sweeps such leftovers.
+ *    with it. Only the temp directory (and an unusual init's empty cgroups)
+ *    can outlive a SIGKILLed runner; the next Testbed in any process sweeps
+ *    such leftovers.
  */
 import { after as suiteAfter } from 'node:test';
-import { sweepStaleDirs } from './container-dir.js';
+import { sweepStaleCgroups } from './cgroups.js';
+import { isStale, sweepStaleDirs } from './container-dir.js';
 import { TestContainer } from './container.js';
 import type { ContainerSpec } from './container.js';
 
@@ -27,6 +29,7 @@ async function firstUse(): Promise<void> {
     for (const c of live) c.emergencyStopSync();
   });
   await sweepStaleDirs();
+  await sweepStaleCgroups(isStale);
 }
 
 export class Testbed {

@@ -35,6 +35,9 @@ export class SpawnerRelayLauncher implements RelayLauncher {
     using self = held.host ? Pidfd.open(this.libc, process.pid) : null;
     const { child, failure } = this.spawner.start({ target: self ?? held.init, argv: ['netrelay'], builtin: true, stdio: ['pipe', 'pipe', 'pipe'] });
     const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
+    // A relay that dies makes writes fail with EPIPE: that must end this upcall, never the broker.
+    child.stdin!.on('error', (err) => child.stdout?.emit('error', err));
+    child.once('error', (err) => child.stdout?.emit('error', err));
     failure.then((err) => { if (err) child.stdout?.emit('error', err); }, () => undefined);
     return { transport: new RelayTransport(child.stdin!, child.stdout!), stop: () => stopChild(child, exited) };
   }
