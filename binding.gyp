@@ -3,7 +3,26 @@
     {
       "target_name": "upcall-spawner",
       "type": "executable",
-      "sources": ["native-bindings/spawner.c"],
+      "dependencies": ["ub-context"],
+      "sources": ["native-bindings/spawner.c", "native-bindings/netrelay.c"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+    },
+    {
+      "target_name": "ub-context",
+      "type": "static_library",
+      "sources": ["native-bindings/context.c"],
+      "include_dirs": ["native-bindings"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"],
+      "direct_dependent_settings": {
+        "include_dirs": ["native-bindings"]
+      }
+    },
+    {
+      "target_name": "upcall-zygote",
+      "type": "executable",
+      "dependencies": ["ub-context", "ub-client"],
+      "sources": ["native-bindings/zygote.c", "native-bindings/base64.c"],
+      "include_dirs": ["native-bindings"],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
     },
     {
@@ -29,6 +48,34 @@
       "type": "executable",
       "dependencies": ["ub-client"],
       "sources": ["examples/c-mount-helper/ub-mount-helper.c"],
+      "include_dirs": ["native-bindings"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+    },
+    {
+      "target_name": "ub-probe",
+      "type": "executable",
+      "sources": ["tests/fixtures/ub-probe.c"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+    },
+    {
+      "target_name": "ub-seccomp-exec",
+      "type": "executable",
+      "sources": ["tests/fixtures/seccomp-exec.c"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+    },
+    {
+      "target_name": "upcall-request-key",
+      "type": "executable",
+      "dependencies": ["ub-client"],
+      "sources": ["native-bindings/upcall-request-key.c"],
+      "include_dirs": ["native-bindings"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+    },
+    {
+      "target_name": "upcall-request-key-selftest",
+      "type": "executable",
+      "dependencies": ["ub-client"],
+      "sources": ["native-bindings/upcall-request-key-selftest.c"],
       "include_dirs": ["native-bindings"],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
     }

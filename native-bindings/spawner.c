@@ -1,10 +1,20 @@
 /*
- * upcall-spawner: run a program inside the namespaces of the process behind an
- * inherited pidfd.  Namespace entry lives here, in a single-threaded program,
- * because setns(2) into a user or mount namespace fails with EINVAL in a
- * multi-threaded process such as Node.  Shape after util-linux nsenter.c.
+ * upcall-spawner: run a program in the context of a container's init (its
+ * namespaces, root, credentials, capabilities, cgroups, rlimits, seccomp
+ * filters...: context.c, shared with the zygote).  Namespace entry lives
+ * here, in a single-threaded program, because setns(2) into a user or mount
+ * namespace fails with EINVAL in a multi-threaded process such as Node.
+ * Shape after util-linux nsenter.c.
  *
- *   upcall-spawner exec --pidfd FD [--error-fd FD] [--cwd DIR] -- PROG [ARGS...]
+ *   upcall-spawner exec (--pidfd FD | --pid P --start-time T [--pidns INO])
+ *                       [--error-fd FD] [--cwd DIR] -- PROG [ARGS...]
+ *   upcall-spawner builtin (same options) -- NAME
+ *
+ * builtin runs native code of ours after entering instead of a program (no
+ * exec: no host path runs inside): "netrelay" (netrelay.h) for DNS.
+ *
+ * Unlike the zygote, the program is the spawner's own child (the spawner
+ * waits for it and forwards signals, as a terminal session needs).
  *
  * Exit status: 125 spawner failure, 126 exec failed, 127 program not found,
  * otherwise the program's own status (128+N when killed by signal N).
@@ -29,41 +39,32 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "context.h"
+#include "netrelay.h"
 #include "ub-kernel.h"
 
-#define SPAWNER_VERSION "0.1.0"
+#define SPAWNER_VERSION "0.2.0"
 #define EXIT_SPAWNER 125
 #define EXIT_CANNOT_EXEC 126
 #define EXIT_NOT_FOUND 127
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-/* struct pidfd_info, v0 layout (64 bytes): include/uapi/linux/pidfd.h */
-struct ub_pidfd_info {
-	uint64_t mask, cgroupid;
-	uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
-	int32_t exit_code;
-};
-_Static_assert(sizeof(struct ub_pidfd_info) == 64, "pidfd_info v0 is 64 bytes");
-
-/* Target namespace vs. ours: for pid and time the target's active namespace is
- * compared with our *_for_children one, since that is what setns() changes. */
-static const struct namespace_type {
-	const char *name;
-	int nstype;
-	unsigned long target_ioctl;
-	unsigned long self_ioctl;
-} namespace_types[] = {
-	{ "user",   UB_CLONE_NEWUSER,   UB_PIDFD_GET_USER_NAMESPACE,   UB_PIDFD_GET_USER_NAMESPACE },
-	{ "mnt",    UB_CLONE_NEWNS,     UB_PIDFD_GET_MNT_NAMESPACE,    UB_PIDFD_GET_MNT_NAMESPACE },
-	{ "pid",    UB_CLONE_NEWPID,    UB_PIDFD_GET_PID_NAMESPACE,    UB_PIDFD_GET_PID_FOR_CHILDREN_NAMESPACE },
-	{ "net",    UB_CLONE_NEWNET,    UB_PIDFD_GET_NET_NAMESPACE,    UB_PIDFD_GET_NET_NAMESPACE },
-	{ "uts",    UB_CLONE_NEWUTS,    UB_PIDFD_GET_UTS_NAMESPACE,    UB_PIDFD_GET_UTS_NAMESPACE },
-	{ "ipc",    UB_CLONE_NEWIPC,    UB_PIDFD_GET_IPC_NAMESPACE,    UB_PIDFD_GET_IPC_NAMESPACE },
-	{ "cgroup", UB_CLONE_NEWCGROUP, UB_PIDFD_GET_CGROUP_NAMESPACE, UB_PIDFD_GET_CGROUP_NAMESPACE },
-	{ "time",   UB_CLONE_NEWTIME,   UB_PIDFD_GET_TIME_NAMESPACE,   UB_PIDFD_GET_TIME_FOR_CHILDREN_NAMESPACE },
-};
-
 static const int forwarded_signals[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT };
+
+static int run_netrelay(void)
+{
+	return netrelay_serve(STDIN_FILENO, STDOUT_FILENO) == 0 ? 0 : 1;
+}
+
+static const struct builtin {
+	const char *name;
+	int (*run)(void);
+} builtins[] = {
+	{ "netrelay", run_netrelay },
+};
+
+static int builtin_mode;              /* the builtin command */
+static const struct builtin *builtin; /* which one */
 
 static int error_fd = -1;
 static volatile pid_t child_pid;
@@ -124,20 +125,25 @@ static void __attribute__((noreturn)) fail(const char *code, const char *step, i
 	exit(EXIT_SPAWNER);
 }
 
-/* A failing call on the target: ESRCH means it is gone, whatever the step. */
-static void __attribute__((noreturn)) fail_target(const char *code, const char *step)
+static void __attribute__((noreturn)) fail_ctx(const struct ub_ctx_error *e)
 {
-	fail(errno == ESRCH ? "E_INIT_EXITED" : code, step, errno);
+	fail(e->code, e->step, e->err);
 }
 
 static void __attribute__((noreturn)) print_help(void)
 {
 	fputs("\nUsage:\n"
 	      " upcall-spawner exec --pidfd <fd> [options] [--] <program> [<argument>...]\n"
+	      " upcall-spawner exec --pid <pid> --start-time <ticks> [options] [--] <program> [<argument>...]\n"
+	      " upcall-spawner builtin (--pidfd <fd> | --pid <pid> --start-time <ticks>) [options] [--] netrelay\n"
 	      " upcall-spawner --help | --version\n"
-	      "\nRun a program in the namespaces of the process referred to by a pidfd.\n"
+	      "\nRun a program in the context of a process (a container's init): its namespaces,\n"
+	      "root, credentials, capabilities, cgroups, rlimits, seccomp filters and LSM label.\n"
 	      "\nOptions:\n"
-	      " -p, --pidfd <fd>       inherited pidfd of the target process (required)\n"
+	      " -p, --pidfd <fd>       inherited pidfd of the target process\n"
+	      " -P, --pid <pid>        target pid, instead of --pidfd (with --start-time)\n"
+	      " -s, --start-time <t>   field 22 of /proc/<pid>/stat, checked against the target\n"
+	      " -n, --pidns <inode>    also check the target's pid namespace inode\n"
 	      " -e, --error-fd <fd>    also report failures as one JSON line on <fd>\n"
 	      " -w, --cwd <dir>        working directory after entry (default: /)\n"
 	      "\n -h, --help             display this help\n"
@@ -170,96 +176,18 @@ static int parse_fd(const char *arg, const char *step)
 	return (int)v;
 }
 
-static int target_exited(int pidfd)
-{
-	struct pollfd p = { .fd = pidfd, .events = POLLIN };
-
-	return poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLHUP));
-}
-
-static void check_target(int pidfd)
-{
-	struct ub_pidfd_info info = { .mask = UB_PIDFD_INFO_PID };
-
-	if (ioctl(pidfd, UB_PIDFD_GET_INFO, &info) < 0)
-		fail_target("E_NOT_PIDFD", "ioctl(PIDFD_GET_INFO)");
-	if (target_exited(pidfd))
-		fail("E_INIT_EXITED", "poll(pidfd)", ESRCH);
-}
-
-/* fstat() of one namespace of the process behind pidfd; -1 if the kernel lacks the type. */
-static int stat_namespace(int pidfd, const struct namespace_type *nt, int self, struct stat *st)
-{
-	int fd = ioctl(pidfd, self ? nt->self_ioctl : nt->target_ioctl, 0);
-	char step[64];
-
-	if (fd < 0 && errno == EOPNOTSUPP)
-		return -1;
-	snprintf(step, sizeof(step), "open %s namespace of %s", nt->name, self ? "self" : "target");
-	if (fd < 0)
-		fail_target("E_NS_OPEN", step);
-	if (fstat(fd, st) < 0)
-		fail("E_NS_OPEN", step, errno);
-	close(fd);
-	return 0;
-}
-
-/* Only the namespaces the target does not already share with us: setns()
- * into one's own user namespace fails with EINVAL. */
-static int compute_namespace_mask(int pidfd)
-{
-	int self, mask = 0;
-	size_t i;
-
-	self = syscall(UB_NR_pidfd_open, getpid(), 0);
-	if (self < 0)
-		fail("E_NS_OPEN", "pidfd_open(self)", errno);
-	for (i = 0; i < ARRAY_SIZE(namespace_types); i++) {
-		const struct namespace_type *nt = &namespace_types[i];
-		struct stat theirs, ours;
-
-		if (stat_namespace(pidfd, nt, 0, &theirs) < 0 || stat_namespace(self, nt, 1, &ours) < 0)
-			continue;
-		if (theirs.st_dev != ours.st_dev || theirs.st_ino != ours.st_ino)
-			mask |= nt->nstype;
-	}
-	close(self);
-	return mask;
-}
-
-/* setgroups() is refused in a user namespace whose setgroups file says "deny". */
-static int setgroups_denied(int procfd)
-{
-	char buf[16] = "";
-	int fd = procfd < 0 ? -1 : openat(procfd, "self/setgroups", O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return 0;
-	if (read(fd, buf, sizeof(buf) - 1) < 0)
-		buf[0] = '\0';
-	close(fd);
-	return strncmp(buf, "deny", 4) == 0;
-}
-
-static void become_namespace_root(int procfd)
-{
-	if (setgroups(0, NULL) < 0 && !(errno == EPERM && setgroups_denied(procfd)))
-		fail("E_CREDS", "setgroups", errno);
-	if (setresgid(0, 0, 0) < 0)
-		fail("E_CREDS", "setresgid", errno);
-	if (setresuid(0, 0, 0) < 0)
-		fail("E_CREDS", "setresuid", errno);
-}
-
 static void forward_signal(int sig)
 {
 	if (child_pid > 0)
 		kill(child_pid, sig);
 }
 
-static void __attribute__((noreturn)) exec_child(char **argv)
+/* The child: the last steps of the context (context.h), then exec.  It keeps
+ * the terminal: no setsid(), so a --tty session still has job control. */
+static void __attribute__((noreturn)) exec_child(struct ub_context *ctx, char **argv)
 {
 	struct sigaction sa = { .sa_handler = SIG_DFL };
+	struct ub_ctx_error e;
 	sigset_t all;
 	int sig;
 
@@ -280,10 +208,21 @@ static void __attribute__((noreturn)) exec_child(char **argv)
 		    fcntl(error_fd, F_SETFD, FD_CLOEXEC) < 0)
 			goto fail_setup;
 	}
-
-	execvp(argv[0], argv);
-	report_error("E_EXEC", "execvp", errno);
-	_exit(errno == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC);
+	ctx->pidfd = ctx->procfd = ctx->rootfd = ctx->lsm_fd = -1; /* closed above */
+	if (ub_ctx_prepare_final(ctx, &e) < 0 || ub_ctx_seal(ctx, &e) < 0) {
+		report_error(e.code, e.step, e.err);
+		_exit(EXIT_SPAWNER);
+	}
+	if (builtin) {
+		/* no exec to close it: EOF on the error fd says "running" */
+		if (error_fd >= 0)
+			close(error_fd);
+		error_fd = -1;
+		_exit(builtin->run());
+	}
+	ub_ctx_exec(argv, environ, getenv("PATH"), &e);
+	report_error(e.code, e.step, e.err);
+	_exit(e.err == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC);
 fail_setup:
 	report_error("E_FORK", "prepare child", errno);
 	_exit(EXIT_SPAWNER);
@@ -310,25 +249,85 @@ static void __attribute__((noreturn)) wait_child(void)
 	exit(WEXITSTATUS(status));
 }
 
+static unsigned long long parse_number(const char *arg, const char *step)
+{
+	unsigned long long v;
+	char *end;
+
+	errno = 0;
+	v = strtoull(arg, &end, 10);
+	if (errno || end == arg || *end || *arg == '-')
+		fail("E_BAD_REQUEST", step, EINVAL);
+	return v;
+}
+
+/* The target from the options: --pidfd, or --pid with --start-time (node-pty
+ * cannot pass extra fds, so the CLI's --tty mode names the init by pid). */
+static void parse_target(struct ub_ctx_target *t, const char *pidfd_arg, const char *pid_arg,
+			 const char *start_arg, const char *pidns_arg)
+{
+	if (!pidfd_arg == !pid_arg)
+		fail("E_BAD_REQUEST", pidfd_arg ? "usage: --pidfd and --pid exclude each other"
+						 : "usage: --pidfd or --pid is required", EINVAL);
+	if (pid_arg && !start_arg)
+		fail("E_BAD_REQUEST", "usage: --pid needs --start-time", EINVAL);
+	t->pidfd = pidfd_arg ? parse_fd(pidfd_arg, "usage: --pidfd") : -1;
+	if (pid_arg) {
+		unsigned long long pid = parse_number(pid_arg, "usage: --pid");
+
+		if (pid == 0 || pid > INT_MAX)
+			fail("E_BAD_REQUEST", "usage: --pid", EINVAL);
+		t->pid = (pid_t)pid;
+	}
+	t->start_time = start_arg ? parse_number(start_arg, "usage: --start-time") : 0;
+	t->pidns_ino = pidns_arg ? parse_number(pidns_arg, "usage: --pidns") : 0;
+	if (pid_arg && t->start_time == 0)
+		fail("E_BAD_REQUEST", "usage: --start-time", EINVAL);
+}
+
+/* Everything up to the fork (context.h): identity, capture, outside steps,
+ * then entry.  A target in all our namespaces is the host: no context copy,
+ * as before (the broker names itself for host contexts). */
+static void enter_context(struct ub_context *ctx, const struct ub_ctx_target *t, const char *cwd)
+{
+	struct ub_ctx_error e;
+
+	ub_ctx_init(ctx);
+	if (ub_ctx_open(ctx, t, &e) < 0 || ub_ctx_namespace_mask(ctx, &e) < 0)
+		fail_ctx(&e);
+	ctx->host = ctx->nsmask == 0;
+	if (ub_ctx_capture(ctx, &e) < 0 || ub_ctx_apply_outside(ctx, &e) < 0 || ub_ctx_enter(ctx, cwd, &e) < 0)
+		fail_ctx(&e);
+}
+
 static void __attribute__((noreturn)) cmd_exec(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "pidfd",    required_argument, NULL, 'p' },
-		{ "error-fd", required_argument, NULL, 'e' },
-		{ "cwd",      required_argument, NULL, 'w' },
-		{ "help",     no_argument,       NULL, 'h' },
-		{ "version",  no_argument,       NULL, 'V' },
+		{ "pidfd",      required_argument, NULL, 'p' },
+		{ "pid",        required_argument, NULL, 'P' },
+		{ "start-time", required_argument, NULL, 's' },
+		{ "pidns",      required_argument, NULL, 'n' },
+		{ "error-fd",   required_argument, NULL, 'e' },
+		{ "cwd",        required_argument, NULL, 'w' },
+		{ "help",       no_argument,       NULL, 'h' },
+		{ "version",    no_argument,       NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char *cwd = "/", *pidfd_arg = NULL, *error_fd_arg = NULL;
-	int c, pidfd, mask, procfd = -1;
+	const char *cwd = "/", *pidfd_arg = NULL, *error_fd_arg = NULL, *pid_arg = NULL, *start_arg = NULL,
+		   *pidns_arg = NULL;
+	struct ub_ctx_target target = { .pidfd = -1 };
+	struct ub_context ctx;
 	sigset_t block;
 	size_t i;
+	int c;
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "+:p:e:w:hV", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:p:P:s:n:e:w:hV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'p': pidfd_arg = optarg; break;
+		case 'P': pid_arg = optarg; break;
+		case 's': start_arg = optarg; break;
+		case 'n': pidns_arg = optarg; break;
 		case 'e': error_fd_arg = optarg; break;
 		case 'w': cwd = optarg; break;
 		case 'h': print_help();
@@ -338,26 +337,20 @@ static void __attribute__((noreturn)) cmd_exec(int argc, char **argv)
 	}
 	if (error_fd_arg) /* first, so that later usage errors reach it too */
 		error_fd = parse_fd(error_fd_arg, "usage: --error-fd");
-	if (!pidfd_arg)
-		fail("E_BAD_REQUEST", "usage: --pidfd is required", EINVAL);
-	pidfd = parse_fd(pidfd_arg, "usage: --pidfd");
+	parse_target(&target, pidfd_arg, pid_arg, start_arg, pidns_arg);
 	if (optind >= argc)
 		fail("E_BAD_REQUEST", "usage: no program given", EINVAL);
-	if (pidfd == error_fd)
+	if (target.pidfd >= 0 && target.pidfd == error_fd)
 		fail("E_BAD_REQUEST", "usage: --pidfd and --error-fd are the same fd", EINVAL);
+	if (builtin_mode) {
+		for (i = 0; i < ARRAY_SIZE(builtins) && strcmp(argv[optind], builtins[i].name) != 0; i++)
+			;
+		if (i == ARRAY_SIZE(builtins))
+			fail("E_BAD_REQUEST", "usage: unknown builtin (known: netrelay)", EINVAL);
+		builtin = &builtins[i];
+	}
 
-	check_target(pidfd);
-	if (prctl(UB_PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
-		fail("E_CREDS", "prctl(PR_SET_DUMPABLE)", errno);
-	mask = compute_namespace_mask(pidfd);
-	if (mask & UB_CLONE_NEWUSER) /* our /proc, to read the entered user ns's setgroups */
-		procfd = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (mask && setns(pidfd, mask) < 0)
-		fail_target("E_SETNS", "setns");
-	if (mask & UB_CLONE_NEWUSER)
-		become_namespace_root(procfd);
-	if (chdir(cwd) < 0)
-		fail("E_CHDIR", "chdir", errno);
+	enter_context(&ctx, &target, cwd);
 
 	/* Block forwarded signals until the parent knows the child's pid; an
 	 * inherited SIG_IGN for SIGCHLD would make waitpid() fail with ECHILD. */
@@ -366,11 +359,12 @@ static void __attribute__((noreturn)) cmd_exec(int argc, char **argv)
 	for (i = 0; i < ARRAY_SIZE(forwarded_signals); i++)
 		sigaddset(&block, forwarded_signals[i]);
 	sigprocmask(SIG_BLOCK, &block, NULL);
+	/* the pid namespace applies to children only: fork */
 	child_pid = fork();
 	if (child_pid < 0)
-		fail(target_exited(pidfd) ? "E_INIT_EXITED" : "E_FORK", "fork", errno);
+		fail(ub_ctx_target_exited(ctx.pidfd) ? "E_INIT_EXITED" : "E_FORK", "fork", errno);
 	if (child_pid == 0)
-		exec_child(argv + optind);
+		exec_child(&ctx, argv + optind);
 	syscall(UB_NR_close_range, 3, ~0U, 0);
 	error_fd = -1;
 	wait_child();
@@ -393,7 +387,8 @@ int main(int argc, char **argv)
 		default: bad_option(c, argv);
 		}
 	}
-	if (optind >= argc || strcmp(argv[optind], "exec") != 0)
+	if (optind >= argc || (strcmp(argv[optind], "exec") != 0 && strcmp(argv[optind], "builtin") != 0))
 		fail("E_BAD_REQUEST", optind >= argc ? "usage: no command given" : "usage: unknown command", EINVAL);
+	builtin_mode = strcmp(argv[optind], "builtin") == 0;
 	cmd_exec(argc - optind, argv + optind);
 }

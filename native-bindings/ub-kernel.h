@@ -78,4 +78,10 @@
 #define UB_STATX_MNT_ID_UNIQUE 0x4000
 #define UB_STATX_ATTR_MOUNT_ROOT 0x2000
 
+/* the upcall zygote: clone3(CLONE_PIDFD) for the upcall process (Linux 5.3),
+ * pidfd_send_signal(2) to its whole process group (Linux 6.9) */
+#define UB_NR_clone3 435
+#define UB_CLONE_PIDFD 0x1000
+#define UB_PIDFD_SIGNAL_PROCESS_GROUP 0x4
+
 #endif /* UB_KERNEL_H */

@@ -5,6 +5,7 @@ import { Authorizer } from './broker/authorizer.js';
 import { ContextTable } from './broker/context-table.js';
 import { Doctor } from './broker/doctor.js';
 import { ExecOps } from './broker/exec-ops.js';
+import { RequestKeyOps } from './broker/request-key-ops.js';
 import { NamespaceWalker } from './broker/namespace-walker.js';
 import { RegistrationOps } from './broker/registration-ops.js';
 import { RegistrationRestorer } from './broker/registration-restorer.js';
@@ -16,6 +17,7 @@ import { NodeFileSystem, NodeProcessSpawner, SystemClock } from './platform/node
 import { RequestHandlers, RequestHandlerTable } from './server/request-handlers.js';
 import { SocketServer } from './server/socket-server.js';
 import { NativeSpawner, Spawner } from './upcall/native-spawner.js';
+import { UpcallRunner, ZygoteRunner } from './upcall/zygote-runner.js';
 import { DnsServiceImpl } from './upcall/dns/dns-service-impl.js';
 import { DnsService } from './upcall/dns/dns-service.js';
 import { RelayLauncher, SpawnerRelayLauncher } from './upcall/dns/relay-launcher.js';
@@ -57,6 +59,8 @@ export function upcallModule(): ContainerModule {
   return new ContainerModule(({ bind }) => {
     bind(NativeSpawner).toSelf().inSingletonScope();
     bind<Spawner>(Spawner).toService(NativeSpawner);
+    bind(ZygoteRunner).toSelf().inSingletonScope();
+    bind<UpcallRunner>(UpcallRunner).toService(ZygoteRunner);
     bind(SpawnerRelayLauncher).toSelf().inSingletonScope();
     bind<RelayLauncher>(RelayLauncher).toService(SpawnerRelayLauncher);
     bind(DnsServiceImpl).toSelf().inSingletonScope();
@@ -76,6 +80,7 @@ export function brokerModule(): ContainerModule {
     bind(Authorizer).toSelf().inSingletonScope();
     bind(RegistrationOps).toSelf().inSingletonScope();
     bind(ExecOps).toSelf().inSingletonScope();
+    bind(RequestKeyOps).toSelf().inSingletonScope();
     bind(ResolveOps).toSelf().inSingletonScope();
     bind(StatusOps).toSelf().inSingletonScope();
     bind(Metrics).toSelf().inSingletonScope();

@@ -5,11 +5,13 @@ import { RequestHandlers } from '../server/request-handlers.js';
 import { SocketServer } from '../server/socket-server.js';
 import { ContextTable } from './context-table.js';
 import { ExecOps } from './exec-ops.js';
+import { RequestKeyOps } from './request-key-ops.js';
 import { ResolveOps } from './resolve-ops.js';
 import { StatusOps } from './status-ops.js';
 import { MetricsServer } from '../service/metrics-server.js';
 import { SdNotify } from '../service/sd-notify.js';
 import { Registry } from './registry.js';
+import { UpcallRunner } from '../upcall/zygote-runner.js';
 import { RegistrationOps } from './registration-ops.js';
 import { RegistrationRestorer } from './registration-restorer.js';
 
@@ -27,11 +29,13 @@ export class BrokerService {
     // Resolved for their side effect: each adds its ops to the handler table.
     @inject(RegistrationOps) _registrationOps: RegistrationOps,
     @inject(ExecOps) _execOps: ExecOps,
+    @inject(RequestKeyOps) _requestKeyOps: RequestKeyOps,
     @inject(ResolveOps) _resolveOps: ResolveOps,
     @inject(StatusOps) _statusOps: StatusOps,
     @inject(MetricsServer) private readonly metricsServer: MetricsServer,
     @inject(SdNotify) private readonly sd: SdNotify,
     @inject(Registry) private readonly registry: Registry,
+    @inject(UpcallRunner) private readonly runner: UpcallRunner,
     @inject(LoggerFactory) loggers: LoggerFactory,
   ) {
     this.log = loggers.get('broker:BrokerService');
@@ -57,6 +61,7 @@ export class BrokerService {
     this.sd.stopping();
     await this.server.stop();
     await this.metricsServer.stop();
+    await this.runner.stop();
     this.contexts.stop();
     this.log.info('stopped');
   }

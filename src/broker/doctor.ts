@@ -11,6 +11,7 @@ import { Libc } from '../ns/libc.js';
 import { peerCred, peerPidfd, socketFd } from '../ns/peer.js';
 import { Pidfd } from '../ns/pidfd.js';
 import { Spawner } from '../upcall/native-spawner.js';
+import { handlerStatus, probeKernelPath } from '../upcall/request-key/kernel-probe.js';
 
 export interface Feature {
   name: string;
@@ -108,6 +109,10 @@ export class Doctor {
           return `${path} is executable`;
         },
       })),
+      { name: 'request-key handler', impact: 'the kernel cannot hand key requests to the broker: run npm ci (builds build/Release/upcall-request-key)',
+        run: () => handlerStatus(join(this.config.nativeDir, 'upcall-request-key')) },
+      { name: 'request-key kernel path', impact: 'kernel key requests (dns_resolver for CIFS/NFS/AFS/Ceph) do not reach the handler',
+        run: () => probeKernelPath({ handler: join(this.config.nativeDir, 'upcall-request-key'), socket: this.config.adminSocket }) },
     ];
   }
 

@@ -5,13 +5,12 @@ import { Clock, LoggerFactory, type Logger } from '../common/tokens.js';
 import type { PeerIdentity } from '../server/peer-identity.js';
 import { parseParams } from '../server/protocol.js';
 import { RequestHandlers } from '../server/request-handlers.js';
-import { Libc } from '../ns/libc.js';
-import { Pidfd } from '../ns/pidfd.js';
-import { Spawner } from '../upcall/native-spawner.js';
+import { UpcallRunner, type UpcallOutcome } from '../upcall/zygote-runner.js';
 import { Authorizer } from './authorizer.js';
 import { RegistrationOps } from './registration-ops.js';
 
 const MAX_OUTPUT = 4 * 1024 * 1024;
+const DEFAULT_TIMEOUT_MS = 30_000;
 
 const ExecParams = z.object({
   mount: z.union([z.string().min(1).max(4096), z.number().int().nonnegative()]),
@@ -31,8 +30,9 @@ export interface ExecResult {
 
 /**
  * `exec`: run a program as an upcall in a registration's context (host root
- * only: the program is chosen by the caller). A dead context fails with
- * E_INIT_EXITED before anything is started.
+ * only: the program is chosen by the caller), through the zygote: a true child
+ * of the context's init. A dead context fails with E_INIT_EXITED before
+ * anything is started.
  */
 @injectable()
 export class ExecOps {
@@ -41,9 +41,8 @@ export class ExecOps {
   constructor(
     @inject(RegistrationOps) private readonly registrations: RegistrationOps,
     @inject(Authorizer) private readonly auth: Authorizer,
-    @inject(Spawner) private readonly spawner: Spawner,
+    @inject(UpcallRunner) private readonly runner: UpcallRunner,
     @inject(Clock) private readonly clock: Clock,
-    @inject(Libc) private readonly libc: Libc,
     @inject(LoggerFactory) loggers: LoggerFactory,
     @inject(RequestHandlers) handlers: RequestHandlers,
   ) {
@@ -61,41 +60,38 @@ export class ExecOps {
       throw new BrokerError('E_INIT_EXITED', `the init of registration ${reg.id} has exited`, { id: reg.id, initPid: reg.context.initPid });
     }
     const started = this.clock.monotonic();
-    // A host context runs in the broker's own namespaces (mask 0), as keyutils would.
-    using self = held.host ? Pidfd.open(this.libc, process.pid) : null;
-    const { child, failure } = this.spawner.start({ target: self ?? held.init, argv: p.argv });
-    const out = collect(child.stdout, MAX_OUTPUT);
-    const err = collect(child.stderr, MAX_OUTPUT);
-    child.stdin?.end(p.stdinBase64 !== undefined ? Buffer.from(p.stdinBase64, 'base64') : undefined);
-    const timer = setTimeout(() => child.kill('SIGKILL'), p.timeoutMs ?? 30_000);
-    const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => child.once('close', (c, s) => resolve([c, s])));
-    clearTimeout(timer);
-    const spawnErr = await failure;
-    const durationMs = this.clock.monotonic() - started;
-    this.log.audit('upcall', { kind: 'exec', id: reg.id, context: reg.context.id, argv0: p.argv[0], code, signal, durationMs });
-    if (spawnErr !== null && code === 125) throw spawnErr;
-    if (signal === 'SIGKILL' && durationMs >= (p.timeoutMs ?? 30_000)) throw new BrokerError('E_UPCALL_TIMEOUT', 'exec timed out');
-    const [o, e] = [await out, await err];
-    return { code, signal, stdoutBase64: o.data.toString('base64'), stderrBase64: e.data.toString('base64'), truncated: o.truncated || e.truncated, durationMs };
+    const timeoutMs = p.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const audit = (result: Record<string, unknown>): void =>
+      this.log.audit('upcall', { kind: 'exec', id: reg.id, context: reg.context.id, argv0: p.argv[0], durationMs: this.clock.monotonic() - started, ...result });
+    let out: UpcallOutcome;
+    try {
+      // A host context (P0 is our own pid namespace) runs in the broker's own namespaces and credentials.
+      out = await this.runner.run({
+        target: { initPid: held.init.pid, initStartTime: held.initStartTime, pidnsIno: held.pidnsId.ino, host: held.host },
+        mode: 'exec',
+        argv: p.argv,
+        ...(p.stdinBase64 !== undefined ? { stdin: Buffer.from(p.stdinBase64, 'base64') } : {}),
+        timeoutMs,
+        outputCap: MAX_OUTPUT,
+      });
+    } catch (err) {
+      audit({ error: BrokerError.from(err).code });
+      throw err;
+    }
+    audit({ pid: out.pid, code: out.code, signal: out.signal, timedOut: out.timedOut, degraded: degradedFields(out.fields) });
+    if (out.timedOut) throw new BrokerError('E_UPCALL_TIMEOUT', 'exec timed out', { timeoutMs });
+    return {
+      code: out.code,
+      signal: out.signal,
+      stdoutBase64: out.stdout.toString('base64'),
+      stderrBase64: out.stderr.toString('base64'),
+      truncated: out.truncated,
+      durationMs: out.durationMs,
+    };
   }
 }
 
-async function collect(stream: NodeJS.ReadableStream | null, cap: number): Promise<{ data: Buffer; truncated: boolean }> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let truncated = false;
-  if (stream) {
-    for await (const chunk of stream) {
-      const b = Buffer.from(chunk as Buffer);
-      if (size + b.length > cap) {
-        truncated = true;
-        chunks.push(b.subarray(0, cap - size));
-        size = cap;
-      } else {
-        chunks.push(b);
-        size += b.length;
-      }
-    }
-  }
-  return { data: Buffer.concat(chunks), truncated };
+/** The parts of the context the zygote could only approximate (for the audit line). */
+function degradedFields(fields: Record<string, string>): string[] {
+  return Object.entries(fields).filter(([, v]) => v.startsWith('degraded')).map(([k]) => k);
 }

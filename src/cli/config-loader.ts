@@ -3,6 +3,38 @@ import { z } from 'zod';
 import { defaultConfig } from '../common/defaults.js';
 import { BrokerError } from '../common/errors.js';
 import type { BrokerConfig } from '../common/tokens.js';
+import { KEY_TYPE_RE, patternError, templateError } from '../upcall/request-key/rules.js';
+
+/** Patterns as request-key.conf's (one '*' at most, no whitespace). */
+const KeyPattern = z.string().superRefine((v, ctx) => {
+  const e = patternError(v);
+  if (e) ctx.addIssue({ code: 'custom', message: e });
+});
+
+/** One generic key-type rule (docs/request-key.md, "Rules"). */
+const RequestKeyRuleSchema = z.object({
+  type: z.string().regex(KEY_TYPE_RE, 'a key type name')
+    .refine((t) => t !== 'dns_resolver', 'dns_resolver keys are built in (DnsService); they take no rule')
+    .refine((t) => !t.startsWith('.'), 'internal key types cannot be ruled'),
+  description: KeyPattern.default('*'),
+  callout: KeyPattern.default('*'),
+  program: z.string().startsWith('/').max(4096),
+  args: z.array(z.string().max(4096).superRefine((v, ctx) => {
+    const e = templateError(v);
+    if (e) ctx.addIssue({ code: 'custom', message: e });
+  })).max(64).default([]),
+  stdin: z.enum(['callout', 'none']).default('callout'),
+  timeoutMs: z.number().int().min(100).max(600_000).default(5000),
+  maxPayloadBytes: z.number().int().min(1).max(1024 * 1024).default(32767),
+  expirySeconds: z.number().int().positive().max(2 ** 32 - 1).nullable().default(null),
+}).strict();
+
+const RequestKeySchema = z.object({
+  hostRequests: z.enum(['serve', 'decline']).default('decline'),
+  negativeTimeoutSeconds: z.number().int().min(0).max(86_400).default(60),
+  retryTimeoutSeconds: z.number().int().min(0).max(86_400).default(1),
+  rules: z.array(RequestKeyRuleSchema).max(256).default([]),
+}).strict();
 
 const FileSchema = z.object({
   adminSocket: z.string().startsWith('/').optional(),
@@ -10,6 +42,16 @@ const FileSchema = z.object({
   stateDir: z.string().startsWith('/').optional(),
   logLevel: z.enum(['error', 'warn', 'info', 'debug']).optional(),
   logFormat: z.enum(['json', 'console']).optional(),
+  limits: z.object({
+    globalInFlight: z.number().int().positive(),
+    tenantInFlight: z.number().int().positive(),
+    tenantConnections: z.number().int().positive(),
+    connectionInFlight: z.number().int().positive(),
+    messagesPerSecond: z.number().positive(),
+    messageBurst: z.number().int().positive(),
+    maxMessageBytes: z.number().int().min(1024).max(16 * 1024 * 1024),
+  }).partial().strict().optional(),
+  requestKey: RequestKeySchema.optional(),
   metricsListen: z.string().regex(/^(\/.+|(127\.\d+\.\d+\.\d+|\[::1\]|localhost):\d{1,5})$/, 'a loopback host:port or an absolute path').nullable().optional(),
 }).strict();
 

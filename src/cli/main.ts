@@ -22,6 +22,7 @@ addClientCommands(program);
 addResolveCommand(program);
 addStatusCommand(program);
 addSystemdCommand(program);
+(await import('./request-key-command.js')).addRequestKeyCommand(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -62,6 +62,10 @@ export const K = {
   UB_STATX_MNT_ID: 0x1000,
   UB_STATX_MNT_ID_UNIQUE: 0x4000,
   UB_STATX_ATTR_MOUNT_ROOT: 0x2000,
+
+  UB_NR_clone3: 435,
+  UB_CLONE_PIDFD: 0x1000,
+  UB_PIDFD_SIGNAL_PROCESS_GROUP: 0x4,
 } as const;
 
 /** The eight namespace types, in the order setns would want them listed. */

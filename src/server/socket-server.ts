@@ -6,12 +6,12 @@ import { BrokerError } from '../common/errors.js';
 import { BrokerConfig, LoggerFactory, type Logger } from '../common/tokens.js';
 import { Libc } from '../ns/libc.js';
 import { peerPidfd, peerCred, socketFd } from '../ns/peer.js';
-import { DEFAULT_MAX_FRAME, encodeFrame, FrameDecoder } from './framing.js';
+import { encodeFrame, FrameDecoder } from './framing.js';
+import { Admission, DEFAULT_LIMITS, TokenBucket } from './limits.js';
 import type { Listener, PeerIdentity } from './peer-identity.js';
 import { errorResponse, okResponse, parseRequest, type Request } from './protocol.js';
 import { RequestHandlers } from './request-handlers.js';
 
-const MAX_IN_FLIGHT_PER_CONNECTION = 16;
 const SD_LISTEN_FDS_START = 3;
 
 /**
@@ -20,6 +20,13 @@ const SD_LISTEN_FDS_START = 3;
  * (unnamed: the first is admin, the second tenant). The variables are removed
  * so children do not inherit them, as sd_listen_fds(1) does.
  */
+/** One container, as far as fairness goes: the peer's user and pid namespaces. */
+function tenantKey(peer: PeerIdentity): string {
+  using user = peer.pidfd.namespace('user');
+  using pid = peer.pidfd.namespace('pid');
+  return `${user.identity().ino}:${pid.identity().ino}`;
+}
+
 export function activatedFds(env: NodeJS.ProcessEnv = process.env): Array<{ fd: number; listener: Listener }> {
   const n = Number(env['LISTEN_FDS'] ?? 0);
   if (Number(env['LISTEN_PID']) !== process.pid || !(n > 0)) return [];
@@ -43,6 +50,8 @@ export class SocketServer {
   private readonly log: Logger;
   private readonly servers: Array<{ server: Server; path: string }> = [];
   private readonly connections = new Set<Socket>();
+  private readonly limits;
+  private readonly admission;
 
   constructor(
     @inject(BrokerConfig) private readonly config: BrokerConfig,
@@ -51,6 +60,8 @@ export class SocketServer {
     @inject(LoggerFactory) loggers: LoggerFactory,
   ) {
     this.log = loggers.get('server:SocketServer');
+    this.limits = { ...DEFAULT_LIMITS, ...config.limits };
+    this.admission = new Admission(this.limits);
   }
 
   async start(): Promise<void> {
@@ -97,6 +108,7 @@ export class SocketServer {
 
   private accept(socket: Socket, listener: Listener): void {
     let peer: PeerIdentity;
+    let tenant: string;
     try {
       const fd = socketFd(socket);
       peer = { listener, cred: peerCred(this.libc, fd), pidfd: peerPidfd(this.libc, fd) };
@@ -105,17 +117,36 @@ export class SocketServer {
       socket.destroy();
       return;
     }
+    try {
+      // A peer that connected and already exited: its pidfd answers ESRCH. Never fatal.
+      tenant = tenantKey(peer);
+    } catch (err) {
+      this.log.debug('peer exited before it was served; closing', { peerPid: peer.cred.pid, error: BrokerError.from(err).toJSON() });
+      peer.pidfd.close();
+      socket.destroy();
+      return;
+    }
+    try {
+      this.admission.connect(tenant);
+    } catch (err) {
+      this.log.warn('connection refused: over limit', { peerPid: peer.cred.pid, tenant });
+      socket.end(encodeFrame(errorResponse(null, err)));
+      peer.pidfd.close();
+      return;
+    }
     this.connections.add(socket);
     socket.once('close', () => {
       this.connections.delete(socket);
+      this.admission.disconnect(tenant);
       peer.pidfd.close();
     });
     socket.on('error', () => socket.destroy());
-    this.serve(socket, peer);
+    this.serve(socket, peer, tenant);
   }
 
-  private serve(socket: Socket, peer: PeerIdentity): void {
-    const decoder = new FrameDecoder(DEFAULT_MAX_FRAME);
+  private serve(socket: Socket, peer: PeerIdentity, tenant: string): void {
+    const decoder = new FrameDecoder(this.limits.maxMessageBytes);
+    const bucket = new TokenBucket(this.limits.messagesPerSecond, this.limits.messageBurst, performance.now());
     let inFlight = 0;
     socket.on('data', (chunk: Buffer) => {
       let frames: Buffer[];
@@ -131,13 +162,19 @@ export class SocketServer {
           this.reply(socket, errorResponse(id, error));
           continue;
         }
-        if (inFlight >= MAX_IN_FLIGHT_PER_CONNECTION) {
-          this.reply(socket, errorResponse(id, new BrokerError('E_BUSY', 'too many requests in flight on this connection')));
+        let release: () => void;
+        try {
+          if (!bucket.take(performance.now())) throw new BrokerError('E_BUSY', 'message rate limit reached; slow down');
+          if (inFlight >= this.limits.connectionInFlight) throw new BrokerError('E_BUSY', 'too many requests in flight on this connection');
+          release = this.admission.admit(tenant);
+        } catch (err) {
+          this.reply(socket, errorResponse(id, err));
           continue;
         }
         inFlight++;
         void this.dispatch(request, peer).then((response) => {
           inFlight--;
+          release();
           this.reply(socket, response);
         });
       }

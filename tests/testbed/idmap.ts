@@ -9,8 +9,13 @@ import { writeFile } from 'node:fs/promises';
 
 export const ID_RANGE_SIZE = 65536;
 const FIRST_BASE = 200_000;
-/** Slots such that FIRST_BASE + SLOTS * RANGE stays below 2^32 - 1 (uid -1 is invalid). */
-const SLOTS = 65_000;
+/**
+ * Slots such that FIRST_BASE + SLOTS * RANGE stays below 2^31: the kernel hands
+ * the key's uid to /sbin/request-key as a decimal %u, and keyutils' option
+ * parser takes a uid >= 2^31 printed as a negative number for an option, so
+ * every request-key upcall from such a container would fail.
+ */
+const SLOTS = 32_000;
 
 let allocated = 0;
 

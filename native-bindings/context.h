@@ -1,0 +1,137 @@
+/*
+ * context.h: capture the execution context of a container's init from the
+ * host's view and give it to the calling process, step by step, so that what
+ * it execs afterwards starts exactly as a child of that init would.
+ *
+ * Shared by the zygote (zygote.c, one fork per upcall) and the one-shot
+ * `upcall-spawner exec` (spawner.c).  Nothing here exits or prints: every
+ * function returns 0, or -1 and fills a struct ub_ctx_error that the caller
+ * reports in its own format.  See native-bindings/README.md for the order of
+ * the steps and why each one sits where it does.
+ *
+ * The calls, in order, and which process makes them:
+ *
+ *   ub_ctx_open            outside  pidfd, identity checks (start time, pid ns)
+ *   ub_ctx_capture         outside  read /proc/<init>/..., ptrace for seccomp
+ *   ub_ctx_apply_outside   outside  non-dumpable, cgroups, rlimits, oom, LSM
+ *   ub_ctx_enter           crosses  setns, chroot, credentials, caps, umask, cwd
+ *   -- fork (the pid namespace applies to children only) --
+ *   ub_ctx_prepare_final   inside   session keyring, no_new_privs
+ *   ub_ctx_seal            inside   seccomp filters: the very last step
+ *   ub_ctx_exec            inside   argv[0] resolved in the container's root
+ */
+#ifndef UB_CONTEXT_H
+#define UB_CONTEXT_H
+
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#define UB_CTX_MAX_CGROUPS 32
+#define UB_CTX_MAX_FILTERS 512
+#define UB_CTX_FIELD_LEN 200
+
+/* PATH for a bare program name when the environment has none (the kernel's
+ * usermode helper uses the same one). */
+#define UB_CTX_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+/* A failure: a native code (E_SETNS, E_CREDS, ...: see README.md), the step
+ * that failed and its errno. */
+struct ub_ctx_error {
+	const char *code;
+	char step[200];
+	int err;
+};
+
+/* Which process: an inherited pidfd, or a pid whose identity is checked. */
+struct ub_ctx_target {
+	int pidfd;                      /* >= 0: use it (pid is read from it) */
+	pid_t pid;                      /* used when pidfd < 0 */
+	unsigned long long start_time;  /* field 22 of /proc/<pid>/stat; 0: no check */
+	unsigned long long pidns_ino;   /* inode of its pid namespace; 0: no check */
+	int host;                       /* run in our own namespaces and credentials */
+};
+
+/* What the caller learns about each part of the context: "ok", "degraded:
+ * ...", "none", "skipped: host".  Reported to the broker as "fields". */
+enum ub_ctx_field {
+	UB_F_NAMESPACES, UB_F_ROOT, UB_F_CREDS, UB_F_CAPS, UB_F_SECUREBITS,
+	UB_F_NNP, UB_F_SECCOMP, UB_F_LSM, UB_F_CGROUP, UB_F_RLIMITS,
+	UB_F_OOM, UB_F_UMASK, UB_F_PERSONALITY, UB_F_SCHED, UB_F_CWD, UB_F_KEYRING,
+	UB_F_DUMPABLE, UB_F_COUNT
+};
+
+struct ub_ctx_filter {
+	void *insns;                    /* struct sock_filter[len] */
+	unsigned short len;
+	unsigned long flags;            /* SECCOMP_FILTER_FLAG_LOG or 0 */
+};
+
+struct ub_context {
+	pid_t pid;
+	int pidfd, own_pidfd;           /* own_pidfd: we opened it, we close it */
+	int procfd;                     /* /proc/<pid>, bound to the process */
+	int rootfd;                     /* /proc/<pid>/root, O_PATH */
+	int cwdfd;                      /* /proc/<pid>/cwd, O_PATH */
+	int lsm_fd;                     /* our /proc/thread-self/attr/exec, opened outside */
+	int host;
+	int nsmask;
+
+	/* credentials as ids inside init's user namespace */
+	uid_t uid[4];                   /* real, effective, saved, fs */
+	gid_t gid[4];
+	gid_t *groups;
+	size_t ngroups;
+	int setgroups_denied;
+	uint64_t cap_inh, cap_prm, cap_eff, cap_bnd, cap_amb;
+	int last_cap;
+	int nnp, seccomp_mode;
+	struct ub_ctx_filter filters[UB_CTX_MAX_FILTERS]; /* [0] is the most recent */
+	size_t nfilters;
+	mode_t umask;
+	unsigned long persona;
+	struct rlimit rlim[RLIM_NLIMITS];
+	int oom_score_adj;
+	/* scheduling, as a forked child inherits it */
+	int nice, policy, thp_disabled;
+	int sched_priority;
+	int ioprio;
+	unsigned long timerslack_ns;
+	unsigned char affinity[128];    /* cpu_set_t bytes (1024 cpus) */
+	size_t affinity_len;
+	char *cgroup_procs[UB_CTX_MAX_CGROUPS]; /* host paths of cgroup.procs to join */
+	size_t ncgroups;
+	char lsm_value[512];            /* what to write to attr/exec; "" for none */
+	const char *lsm_exec_path;      /* /proc/thread-self/attr/exec or .../apparmor/exec */
+
+	char fields[UB_F_COUNT][UB_CTX_FIELD_LEN];
+};
+
+void ub_ctx_init(struct ub_context *c);
+void ub_ctx_release(struct ub_context *c);
+
+int ub_ctx_open(struct ub_context *c, const struct ub_ctx_target *t, struct ub_ctx_error *e);
+int ub_ctx_capture(struct ub_context *c, struct ub_ctx_error *e);
+/* Sets c->nsmask: the types whose namespace differs from ours (also done by
+ * ub_ctx_capture; the spawner asks first to tell a host target). */
+int ub_ctx_namespace_mask(struct ub_context *c, struct ub_ctx_error *e);
+int ub_ctx_apply_outside(struct ub_context *c, struct ub_ctx_error *e);
+/* cwd NULL: init's own working directory (a forked child's), "/" for host. */
+int ub_ctx_enter(struct ub_context *c, const char *cwd, struct ub_ctx_error *e);
+int ub_ctx_prepare_final(struct ub_context *c, struct ub_ctx_error *e);
+int ub_ctx_seal(struct ub_context *c, struct ub_ctx_error *e);
+
+/* execve(argv[0]) resolved in our (already entered) root; a bare name is
+ * searched in path (NULL: UB_CTX_DEFAULT_PATH).  Returns only on failure. */
+int ub_ctx_exec(char *const argv[], char *const envp[], const char *path, struct ub_ctx_error *e);
+
+/* True once the process behind pidfd has exited (polls readable). */
+int ub_ctx_target_exited(int pidfd);
+
+/* The fields as one JSON object ({"rlimits":"ok",...}) into buf. */
+void ub_ctx_fields_json(const struct ub_context *c, char *buf, size_t cap);
+
+/* Field name for reports ("rlimits", "oom_score_adj", ...). */
+const char *ub_ctx_field_name(enum ub_ctx_field f);
+
+#endif /* UB_CONTEXT_H */

@@ -1,0 +1,274 @@
+import { readFileSync } from 'node:fs';
+import { inject, injectable, optional } from 'inversify';
+import { z } from 'zod';
+import { BrokerError, errnoError, errnoName } from '../common/errors.js';
+import { BrokerConfig, Clock, LoggerFactory, type Logger, type RequestKeyConfig } from '../common/tokens.js';
+import { Libc } from '../ns/libc.js';
+import { Pidfd } from '../ns/pidfd.js';
+import { startTimeOf } from '../ns/proc-info.js';
+import type { PeerIdentity } from '../server/peer-identity.js';
+import { parseParams } from '../server/protocol.js';
+import { RequestHandlers } from '../server/request-handlers.js';
+import { Metrics } from '../service/metrics.js';
+import { DnsService } from '../upcall/dns/dns-service.js';
+import { Spawner } from '../upcall/native-spawner.js';
+import { type KeyProgramRunner, SpawnerProgramRunner, ZygoteProgramRunner } from '../upcall/request-key/program-runner.js';
+import { expandArgs, mapIdInto, selectRule } from '../upcall/request-key/rules.js';
+import { UpcallRunner } from '../upcall/zygote-runner.js';
+import { Authorizer } from './authorizer.js';
+import { Context, ContextTable } from './context-table.js';
+import { type HeldNamespaces, NamespaceWalker } from './namespace-walker.js';
+
+/** pidfd_open(2) flag for a thread (not a thread-group leader): O_EXCL, Linux 6.9. */
+const PIDFD_THREAD = 0o200;
+const EINVAL = 22;
+
+const E = { EPERM: 1, ESRCH: 3, EAGAIN: 11, EINVAL: 22, ENODATA: 61, EMSGSIZE: 90, ETIMEDOUT: 110, ENOKEY: 126, EKEYREJECTED: 129 } as const;
+
+/** The request the upcall-request-key handler sends (docs/request-key.md). */
+const RequestKeyParams = z.object({
+  keyId: z.number().int().positive().max(2 ** 31 - 1),
+  op: z.string().min(1).max(32),
+  type: z.string().min(1).max(64),
+  description: z.string().max(4096),
+  callout: z.string().max(60_000).optional(),
+  calloutBase64: z.string().max(60_000).optional(),
+  requesterPid: z.number().int().positive().max(2 ** 31 - 1),
+  requesterStartTime: z.number().int().nonnegative().optional(),
+  uid: z.number().int().min(-1).max(2 ** 32 - 1),
+  gid: z.number().int().min(-1).max(2 ** 32 - 1),
+  keyrings: z.object({
+    thread: z.number().int(),
+    process: z.number().int(),
+    session: z.number().int(),
+  }).strict().optional(),
+  /** What is left of the handler's budget: the answer must come back within it. */
+  timeoutMs: z.number().int().positive().max(600_000).optional(),
+}).strict().refine((p) => !(p.callout !== undefined && p.calloutBase64 !== undefined), { message: 'give callout or calloutBase64, not both' });
+type RequestKeyParams = z.infer<typeof RequestKeyParams>;
+
+/** What the handler does with the key. Every answer carries a reason, for its log. */
+export type KeyDecision =
+  | { action: 'instantiate'; payloadBase64: string; expirySeconds: number | null; reason: string; context?: string; host?: boolean }
+  | { action: 'reject'; errno: number; errnoName: string; timeoutSeconds: number; reason: string; context?: string; host?: boolean }
+  | { action: 'negate'; timeoutSeconds: number; reason: string; context?: string; host?: boolean }
+  | { action: 'decline'; reason: string; context?: string; host?: boolean };
+
+const DEFAULT_BUDGET_MS = 30_000;
+
+const KEY_ERRNO_NAMES: Record<number, string> = { 90: 'EMSGSIZE', 126: 'ENOKEY', 127: 'EKEYEXPIRED', 128: 'EKEYREVOKED', 129: 'EKEYREJECTED' };
+const keyErrnoName = (n: number): string => KEY_ERRNO_NAMES[n] ?? errnoName(n);
+
+/**
+ * `request-key` (admin socket, host root only): the kernel asked
+ * /sbin/request-key for a key; the handler asks us what to do with it. The
+ * walk rule is applied to the requesting process, and the key is built in its
+ * container: dns_resolver keys by the DnsService, other types by the best
+ * matching configured rule, whose program runs as a child of the container's init.
+ */
+@injectable()
+export class RequestKeyOps {
+  private readonly log: Logger;
+  private readonly programs: KeyProgramRunner;
+  private readonly conf: RequestKeyConfig;
+  private seq = 0;
+
+  constructor(
+    @inject(Authorizer) private readonly auth: Authorizer,
+    @inject(NamespaceWalker) private readonly walker: NamespaceWalker,
+    @inject(ContextTable) private readonly contexts: ContextTable,
+    @inject(DnsService) private readonly dns: DnsService,
+    @inject(Spawner) spawner: Spawner,
+    @inject(Libc) private readonly libc: Libc,
+    @inject(Clock) private readonly clock: Clock,
+    @inject(Metrics) private readonly metrics: Metrics,
+    @inject(BrokerConfig) config: BrokerConfig,
+    @inject(LoggerFactory) loggers: LoggerFactory,
+    @inject(RequestHandlers) handlers: RequestHandlers,
+    @inject(UpcallRunner) @optional() runner?: UpcallRunner,
+  ) {
+    this.log = loggers.get('broker:RequestKeyOps');
+    this.conf = config.requestKey;
+    this.programs = runner ? new ZygoteProgramRunner(runner) : new SpawnerProgramRunner(spawner, libc);
+    handlers.add('request-key', (p, peer) => this.requestKey(p, peer));
+  }
+
+  private async requestKey(params: unknown, peer: PeerIdentity): Promise<KeyDecision> {
+    const p = parseParams(RequestKeyParams, params);
+    if (!this.auth.isHostRoot(peer)) {
+      this.log.audit('refused', { op: 'request-key', peerPid: peer.cred.pid, peerUid: peer.cred.uid, listener: peer.listener, reason: 'not host root' });
+      throw new BrokerError('E_PERMISSION', 'request-key is for the request-key handler (host root, admin socket) only');
+    }
+    const started = this.clock.monotonic();
+    const budget = p.timeoutMs ?? DEFAULT_BUDGET_MS;
+    const work = this.decide(p, budget);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<KeyDecision>((resolve) => {
+      timer = setTimeout(() => resolve(this.reject(E.EAGAIN, this.conf.retryTimeoutSeconds, `no answer within the handler's budget of ${budget} ms`)), budget);
+    });
+    const decision = await Promise.race([work, deadline]).finally(() => clearTimeout(timer));
+    work.catch(() => undefined);
+    const durationMs = Math.round((this.clock.monotonic() - started) * 1000) / 1000;
+    this.metrics.upcall('request-key', decision.action === 'instantiate' ? 'ok' : decision.action, durationMs / 1000,
+      decision.action === 'instantiate' ? undefined : { message: decision.reason, ...(decision.context ? { context: decision.context } : {}) });
+    this.log.audit('request-key', {
+      keyId: p.keyId, type: p.type, description: p.description, requesterPid: p.requesterPid, uid: p.uid,
+      action: decision.action, ...('errno' in decision ? { errno: decision.errnoName } : {}),
+      ...('timeoutSeconds' in decision ? { timeoutSeconds: decision.timeoutSeconds } : {}),
+      ...('expirySeconds' in decision ? { expirySeconds: decision.expirySeconds } : {}),
+      context: decision.context ?? null, host: decision.host ?? null, reason: decision.reason, durationMs,
+    });
+    return decision;
+  }
+
+  /** Never throws: every failure becomes the decision the kernel should see. */
+  private async decide(p: RequestKeyParams, budgetMs: number): Promise<KeyDecision> {
+    if (p.op !== 'create') return this.negate(`operation "${p.op}" is not handled (the kernel only asks to create)`);
+    let requester: Pidfd;
+    try {
+      requester = this.openRequester(p.requesterPid);
+    } catch (err) {
+      return this.fromError(err, `requester ${p.requesterPid}`);
+    }
+    let ctx: Context;
+    let temporary = false;
+    try {
+      // The handler read the requester's start time while the requester slept in
+      // request_key(); if our pidfd names another process, the pid was reused.
+      const startTime = startTimeOf(requester);
+      if (p.requesterStartTime !== undefined && p.requesterStartTime !== 0 && startTime !== p.requesterStartTime) {
+        return this.reject(E.ESRCH, this.conf.retryTimeoutSeconds, `requester ${p.requesterPid} exited (its pid now names another process)`);
+      }
+      ({ ctx, temporary } = this.contextFor(requester));
+    } catch (err) {
+      return this.fromError(err, `requester ${p.requesterPid}`);
+    } finally {
+      requester.close();
+    }
+    const where = { context: ctx.id, host: ctx.namespaces?.host ?? false };
+    try {
+      if (where.host && this.conf.hostRequests === 'decline') {
+        return { action: 'decline', reason: 'the requester is a host process (hostRequests: decline)', ...where };
+      }
+      const callout = p.calloutBase64 !== undefined ? Buffer.from(p.calloutBase64, 'base64') : Buffer.from(p.callout ?? '', 'utf8');
+      const d = p.type === 'dns_resolver'
+        ? await this.dnsKey(ctx, p.description, callout.toString('utf8'))
+        : await this.ruleKey(ctx, p, callout, budgetMs);
+      return { ...d, ...where };
+    } catch (err) {
+      return { ...this.fromError(err, `context ${ctx.id}`), ...where };
+    } finally {
+      if (temporary) ctx.release();
+    }
+  }
+
+  /** pidfd_open of the requesting task; rka->pid is a thread id, so a non-leader needs PIDFD_THREAD. */
+  private openRequester(pid: number): Pidfd {
+    let fd = this.libc.pidfdOpen(pid, 0);
+    if (fd < 0 && this.libc.errno() === EINVAL) fd = this.libc.pidfdOpen(pid, PIDFD_THREAD);
+    if (fd < 0) throw errnoError('pidfd_open', this.libc.errno(), `requester ${pid}`);
+    return new Pidfd(fd, this.libc, pid);
+  }
+
+  /**
+   * The walk rule for the requester: the live registered context of its P0 when
+   * there is one, else a temporary hold released when the request ends.
+   */
+  private contextFor(requester: Pidfd): { ctx: Context; temporary: boolean } {
+    const { p0, userns, depth } = this.walker.walk(requester);
+    try {
+      const pidnsId = p0.identity();
+      const live = this.contexts.liveFor(pidnsId);
+      if (live && live.state === 'live' && live.namespaces !== null) {
+        p0.close();
+        userns.close();
+        return { ctx: live, temporary: false };
+      }
+      const init = this.walker.initOf(p0);
+      let held: HeldNamespaces;
+      try {
+        held = { p0, userns, init, pidnsId, usernsId: userns.identity(), initStartTime: startTimeOf(init), depth, host: this.walker.isOwnPidns(pidnsId) };
+      } catch (err) {
+        init.close();
+        throw err;
+      }
+      return { ctx: new Context(`k-${pidnsId.ino}-${++this.seq}`, held), temporary: true };
+    } catch (err) {
+      p0.close();
+      userns.close();
+      throw err;
+    }
+  }
+
+  /** dns_resolver: the container's own resolver; a DNS failure rejects the key as keyutils does. */
+  private async dnsKey(ctx: Context, description: string, callout: string): Promise<KeyDecision> {
+    const r = await this.dns.resolve(ctx, description, callout);
+    if (r.dnserror !== null) {
+      return this.reject(r.dnserror, r.expirySeconds, `${description}: ${r.status} (#dnserror=${r.dnserror})`);
+    }
+    return {
+      action: 'instantiate', payloadBase64: r.payload.toString('base64'), expirySeconds: r.expirySeconds,
+      reason: `${r.text ?? `${r.payload.length} bytes (binary server list)`} via ${r.sources[0]?.from ?? '?'}`,
+    };
+  }
+
+  /** Other key types: the best matching rule's program, run inside the context; stdout is the payload. */
+  private async ruleKey(ctx: Context, p: RequestKeyParams, callout: Buffer, budgetMs: number): Promise<KeyDecision> {
+    const match = selectRule(this.conf.rules, { type: p.type, description: p.description, callout: callout.toString('utf8') });
+    if (match === null) return this.negate(`no rule for key type "${p.type}" matches "${p.description}"`);
+    const rule = match.rule;
+    const held = ctx.namespaces;
+    if (held === null) throw new BrokerError('E_INIT_EXITED', `the init of context ${ctx.id} has exited`);
+    const kr = p.keyrings ?? { thread: 0, process: 0, session: 0 };
+    const argv = [rule.program, ...expandArgs(rule.args, {
+      o: p.op, k: String(p.keyId), t: p.type, d: p.description, c: callout.toString('utf8'),
+      u: String(held.host ? p.uid : mapIdInto(this.idMap(held, 'uid_map'), p.uid)),
+      g: String(held.host ? p.gid : mapIdInto(this.idMap(held, 'gid_map'), p.gid)),
+      T: String(kr.thread), P: String(kr.process), S: String(kr.session),
+    })];
+    const timeoutMs = Math.max(1, Math.min(rule.timeoutMs, budgetMs - 100));
+    const r = await this.programs.run({ context: ctx, argv, stdin: rule.stdin === 'callout' ? callout : null, timeoutMs, outputCap: rule.maxPayloadBytes });
+    const what = `rule ${match.index} (${rule.program})`;
+    if (r.notRunnable === 'not-found') return this.negate(`${what}: the program does not exist in the container`);
+    if (r.notRunnable === 'cannot-exec') return this.negate(`${what}: the program cannot be executed in the container`);
+    if (r.timedOut) return this.reject(E.ETIMEDOUT, this.conf.retryTimeoutSeconds, `${what}: killed after ${timeoutMs} ms`);
+    if (r.overflow) return this.reject(E.EMSGSIZE, this.conf.negativeTimeoutSeconds, `${what}: wrote more than ${rule.maxPayloadBytes} bytes`);
+    if (r.code !== 0) {
+      const err = r.stderr.toString('utf8').trim().split('\n').at(-1)?.slice(0, 200) ?? '';
+      return this.negate(`${what}: ${r.signal ? `killed by ${r.signal}` : `exit status ${r.code}`}${err ? `: ${err}` : ''}`);
+    }
+    return { action: 'instantiate', payloadBase64: r.stdout.toString('base64'), expirySeconds: rule.expirySeconds, reason: `${what}: ${r.stdout.length} bytes` };
+  }
+
+  /** The context's uid_map/gid_map, read through its init's /proc entry (checked alive after the read). */
+  private idMap(held: HeldNamespaces, file: 'uid_map' | 'gid_map'): string {
+    const text = readFileSync(`/proc/${held.init.pid}/${file}`, 'utf8');
+    if (!held.init.isAlive()) throw new BrokerError('E_INIT_EXITED', `init ${held.init.pid} exited`);
+    return text;
+  }
+
+  private reject(errno: number, timeoutSeconds: number, reason: string): KeyDecision {
+    return { action: 'reject', errno, errnoName: keyErrnoName(errno), timeoutSeconds, reason };
+  }
+
+  private negate(reason: string): KeyDecision {
+    return { action: 'negate', timeoutSeconds: this.conf.negativeTimeoutSeconds, reason };
+  }
+
+  /** A broker error as the kernel should see it (docs/request-key.md, "Failures"). */
+  private fromError(err: unknown, what: string): KeyDecision {
+    const e = BrokerError.from(err);
+    const reason = `${what}: ${e.code}: ${e.message}`;
+    if (e.code === 'E_INTERNAL') this.log.error('request-key failed', { error: e.toJSON(), stack: e.stack });
+    switch (e.code) {
+      case 'E_NS_NOT_OWNED': return this.reject(E.EPERM, this.conf.negativeTimeoutSeconds, reason);
+      case 'E_NO_PROCESS':
+      case 'E_INIT_EXITED': return this.reject(E.ESRCH, this.conf.retryTimeoutSeconds, reason);
+      case 'E_UPCALL_TIMEOUT':
+      case 'E_BUSY': return this.reject(E.EAGAIN, this.conf.retryTimeoutSeconds, reason);
+      case 'E_BAD_REQUEST': return this.reject(E.EINVAL, this.conf.retryTimeoutSeconds, reason);
+      case 'E_NOT_FOUND': return this.negate(reason);
+      default: return this.reject(E.EKEYREJECTED, this.conf.retryTimeoutSeconds, reason);
+    }
+  }
+}

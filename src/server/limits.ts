@@ -1,0 +1,104 @@
+import { BrokerError } from '../common/errors.js';
+
+/** Limits on what peers may ask at once (docs/operations.md, "limits"); all have safe defaults. */
+export interface Limits {
+  /** Requests being served at once, over all peers. */
+  globalInFlight: number;
+  /** Requests being served at once for one tenant (one container: its user + pid namespace). */
+  tenantInFlight: number;
+  /** Open connections per tenant. */
+  tenantConnections: number;
+  /** Requests in flight on one connection. */
+  connectionInFlight: number;
+  /** Sustained requests per second per connection (token bucket), and the burst above it. */
+  messagesPerSecond: number;
+  messageBurst: number;
+  /** Largest request frame, bytes. */
+  maxMessageBytes: number;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  globalInFlight: 512,
+  tenantInFlight: 64,
+  tenantConnections: 64,
+  connectionInFlight: 16,
+  messagesPerSecond: 500,
+  messageBurst: 1000,
+  maxMessageBytes: 64 * 1024,
+};
+
+/** A token bucket: `take()` is false when the peer is over its rate. */
+export class TokenBucket {
+  private tokens: number;
+  private last: number;
+
+  constructor(private readonly rate: number, private readonly burst: number, now: number) {
+    this.tokens = burst;
+    this.last = now;
+  }
+
+  take(now: number): boolean {
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.rate);
+    this.last = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
+/**
+ * Admission control shared by all connections: one counter per tenant and one
+ * global. A request over a limit is answered E_BUSY at once, so a flooding
+ * container gets refusals while the others keep their share.
+ */
+export class Admission {
+  private global = 0;
+  private readonly perTenant = new Map<string, { inFlight: number; connections: number }>();
+
+  constructor(private readonly limits: Limits) {}
+
+  connect(tenant: string): void {
+    const t = this.tenant(tenant);
+    if (t.connections >= this.limits.tenantConnections) {
+      throw new BrokerError('E_BUSY', `too many connections from this container (limit ${this.limits.tenantConnections})`);
+    }
+    t.connections++;
+  }
+
+  disconnect(tenant: string): void {
+    const t = this.tenant(tenant);
+    t.connections--;
+    this.gc(tenant, t);
+  }
+
+  /** Reserve a slot for one request; returns the release function. */
+  admit(tenant: string): () => void {
+    const t = this.tenant(tenant);
+    if (this.global >= this.limits.globalInFlight) throw new BrokerError('E_BUSY', 'the broker is at its global request limit');
+    if (t.inFlight >= this.limits.tenantInFlight) throw new BrokerError('E_BUSY', `this container is at its request limit (${this.limits.tenantInFlight})`);
+    this.global++;
+    t.inFlight++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.global--;
+      t.inFlight--;
+      this.gc(tenant, t);
+    };
+  }
+
+  get inFlight(): number {
+    return this.global;
+  }
+
+  private tenant(key: string): { inFlight: number; connections: number } {
+    let t = this.perTenant.get(key);
+    if (!t) this.perTenant.set(key, (t = { inFlight: 0, connections: 0 }));
+    return t;
+  }
+
+  private gc(key: string, t: { inFlight: number; connections: number }): void {
+    if (t.inFlight === 0 && t.connections === 0) this.perTenant.delete(key);
+  }
+}

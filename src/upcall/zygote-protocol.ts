@@ -1,0 +1,101 @@
+import { z } from 'zod';
+
+/**
+ * The upcall zygote's pipe protocol (native-bindings/README.md): frames of a
+ * 4-byte big-endian length and UTF-8 JSON, requests on its stdin, events on
+ * its stdout. Events carry whole outputs in base64, so frames can be a few
+ * MiB: chunks are kept in a list and joined once per frame, not per chunk.
+ */
+export const ZYGOTE_HEADER_BYTES = 4;
+/** Two streams of 8 MiB in base64 plus the envelope, with room to spare. */
+export const ZYGOTE_MAX_EVENT = 32 * 1024 * 1024;
+/** Limits the zygote enforces (zygote.c); checked here first for clearer errors. */
+export const ZYGOTE_MAX_TIMEOUT_MS = 3_600_000;
+export const ZYGOTE_MAX_OUTPUT_CAP = 8 * 1024 * 1024;
+export const ZYGOTE_MAX_ARGS = 256;
+
+export interface SpawnFrame {
+  id: number;
+  op: 'spawn';
+  initPid: number;
+  initStartTime: number;
+  pidns: number;
+  host: boolean;
+  mode: 'exec' | 'builtin';
+  argv: readonly string[];
+  builtin?: string;
+  env?: Record<string, string>;
+  cwd?: string;
+  stdinBase64?: string;
+  timeoutMs: number;
+  outputCap: number;
+}
+
+const Id = z.number().int().nonnegative();
+
+export const ZygoteEvent = z.discriminatedUnion('event', [
+  z.object({ id: Id, event: z.literal('started'), pid: z.number().int(), ppid: z.number().int().optional() }),
+  z.object({
+    id: Id,
+    event: z.literal('exit'),
+    code: z.number().int().nullable(),
+    signal: z.string().nullable(),
+    stdoutBase64: z.string(),
+    stderrBase64: z.string(),
+    truncated: z.boolean(),
+    timedOut: z.boolean(),
+    fields: z.record(z.string(), z.string()),
+  }),
+  z.object({
+    id: Id.nullable(),
+    event: z.literal('error'),
+    code: z.string(),
+    native: z.string().optional(),
+    step: z.string(),
+    errno: z.number().int(),
+    message: z.string(),
+  }),
+]);
+export type ZygoteEvent = z.infer<typeof ZygoteEvent>;
+
+export function encodeZygoteFrame(message: SpawnFrame): Buffer {
+  const body = Buffer.from(JSON.stringify(message), 'utf8');
+  const header = Buffer.alloc(ZYGOTE_HEADER_BYTES);
+  header.writeUInt32BE(body.length, 0);
+  return Buffer.concat([header, body]);
+}
+
+/** Incremental reader of the zygote's event frames. Throws on an oversized frame (the stream is then lost). */
+export class ZygoteFrameReader {
+  private chunks: Buffer[] = [];
+  private size = 0;
+
+  push(chunk: Buffer): Buffer[] {
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    const frames: Buffer[] = [];
+    for (;;) {
+      if (this.size < ZYGOTE_HEADER_BYTES) break;
+      const head = this.peek(ZYGOTE_HEADER_BYTES);
+      const len = head.readUInt32BE(0);
+      if (len > ZYGOTE_MAX_EVENT) throw new Error(`zygote event frame of ${len} bytes is over the limit`);
+      if (this.size < ZYGOTE_HEADER_BYTES + len) break;
+      const all = this.take(ZYGOTE_HEADER_BYTES + len);
+      frames.push(all.subarray(ZYGOTE_HEADER_BYTES));
+    }
+    return frames;
+  }
+
+  private peek(n: number): Buffer {
+    if (this.chunks[0]!.length < n) this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0]!.subarray(0, n);
+  }
+
+  private take(n: number): Buffer {
+    const joined = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+    const rest = joined.subarray(n);
+    this.chunks = rest.length > 0 ? [rest] : [];
+    this.size = rest.length;
+    return joined.subarray(0, n);
+  }
+}

@@ -1,0 +1,278 @@
+import type { ChildProcess } from 'node:child_process';
+import type { Socket } from 'node:net';
+import { join } from 'node:path';
+import { inject, injectable } from 'inversify';
+import { BrokerError, isErrorCode } from '../common/errors.js';
+import { BrokerConfig, Clock, LoggerFactory, ProcessSpawner, type Logger } from '../common/tokens.js';
+import {
+  encodeZygoteFrame,
+  ZYGOTE_MAX_ARGS,
+  ZYGOTE_MAX_OUTPUT_CAP,
+  ZYGOTE_MAX_TIMEOUT_MS,
+  ZygoteEvent,
+  ZygoteFrameReader,
+  type SpawnFrame,
+} from './zygote-protocol.js';
+
+/** Whose context an upcall runs in: the init of a registration's P0, as the broker holds it. */
+export interface UpcallTarget {
+  initPid: number;
+  /** Field 22 of /proc/<initPid>/stat: the zygote checks it, so a reused pid is refused. */
+  initStartTime: number;
+  pidnsIno: number;
+  /** P0 is the broker's own pid namespace: run in the broker's namespaces and credentials. */
+  host: boolean;
+}
+
+export interface UpcallRequest {
+  target: UpcallTarget;
+  mode: 'exec' | 'builtin';
+  argv: readonly string[];
+  builtin?: string;
+  stdin?: Buffer;
+  /** The whole environment (default: PATH only). */
+  env?: Record<string, string>;
+  cwd?: string;
+  timeoutMs: number;
+  /** Bytes kept of stdout and of stderr each; the rest is read and dropped (`truncated`). */
+  outputCap: number;
+  /** Called with the upcall's host pid once it is a child of the container's init, before it runs. */
+  onStarted?: (pid: number) => void;
+}
+
+export interface UpcallOutcome {
+  pid: number;
+  code: number | null;
+  signal: string | null;
+  stdout: Buffer;
+  stderr: Buffer;
+  truncated: boolean;
+  timedOut: boolean;
+  durationMs: number;
+  /** Per part of the context: "ok", "degraded: ...", "none", "skipped: host". */
+  fields: Record<string, string>;
+}
+
+export const UpcallRunner = Symbol('UpcallRunner');
+export interface UpcallRunner {
+  run(req: UpcallRequest): Promise<UpcallOutcome>;
+  stop(): Promise<void>;
+  /** How many times a zygote was started to replace one that died. */
+  readonly restarts: number;
+}
+
+/** How long past its own timeout a request may go unanswered before we give up on it. */
+const ANSWER_GRACE_MS = 10_000;
+const STOP_GRACE_MS = 5_000;
+/** Sent to the zygote at once (it accepts 128; its slots free a moment after each event). */
+const MAX_IN_FLIGHT = 64;
+/** Waiting beyond that; more is refused with E_BUSY. */
+const MAX_QUEUED = 4096;
+
+interface Pending {
+  req: UpcallRequest;
+  startedAt: number;
+  pid: number;
+  watchdog: NodeJS.Timeout;
+  resolve(outcome: UpcallOutcome): void;
+  reject(err: BrokerError): void;
+}
+
+/**
+ * Runs upcalls through the long-lived C zygote (build/Release/upcall-zygote),
+ * started lazily and again after it dies. The zygote and its pipes are
+ * unref'd: only a pending request (its watchdog timer) keeps Node alive, and
+ * when Node goes the zygote reads EOF and exits.
+ */
+@injectable()
+export class ZygoteRunner implements UpcallRunner {
+  private readonly log: Logger;
+  private readonly path: string;
+  private readonly pending = new Map<number, Pending>();
+  private readonly queue: Array<{ id: number; frame: Buffer; req: UpcallRequest; resolve: Pending['resolve']; reject: Pending['reject'] }> = [];
+  private proc: ChildProcess | null = null;
+  private exited: Promise<void> | null = null;
+  private nextId = 1;
+  private died = false;
+  private restartCount = 0;
+
+  constructor(
+    @inject(ProcessSpawner) private readonly processes: ProcessSpawner,
+    @inject(BrokerConfig) config: BrokerConfig,
+    @inject(LoggerFactory) loggers: LoggerFactory,
+    @inject(Clock) private readonly clock: Clock,
+  ) {
+    this.log = loggers.get('upcall:ZygoteRunner');
+    this.path = join(config.nativeDir, 'upcall-zygote');
+  }
+
+  get restarts(): number {
+    return this.restartCount;
+  }
+
+  /** Host pid of the running zygote, if any (diagnostics and tests). */
+  get zygotePid(): number | null {
+    return this.proc?.pid ?? null;
+  }
+
+  run(req: UpcallRequest): Promise<UpcallOutcome> {
+    let frame: Buffer;
+    const id = this.nextId++;
+    try {
+      frame = encodeZygoteFrame(toFrame(id, req));
+    } catch (err) {
+      return Promise.reject(BrokerError.from(err));
+    }
+    if (this.queue.length >= MAX_QUEUED) return Promise.reject(new BrokerError('E_BUSY', 'too many upcalls waiting'));
+    return new Promise<UpcallOutcome>((resolve, reject) => {
+      this.queue.push({ id, frame, req, resolve, reject });
+      this.pump();
+    });
+  }
+
+  /** Send queued requests while fewer than MAX_IN_FLIGHT are out; each one's clock starts when it is sent. */
+  private pump(): void {
+    while (this.queue.length > 0 && this.pending.size < MAX_IN_FLIGHT) {
+      const { id, frame, req, resolve, reject } = this.queue.shift()!;
+      const proc = this.ensureZygote();
+      const watchdog = setTimeout(() => {
+        this.settle(id, new BrokerError('E_UPCALL_TIMEOUT', `the upcall zygote did not answer request ${id} in time`, { id }));
+      }, req.timeoutMs + ANSWER_GRACE_MS);
+      this.pending.set(id, { req, startedAt: this.clock.monotonic(), pid: 0, watchdog, resolve, reject });
+      proc.stdin!.write(frame);
+    }
+  }
+
+  async stop(): Promise<void> {
+    const proc = this.proc;
+    const exited = this.exited;
+    this.proc = null;
+    const stopped = new BrokerError('E_SPAWN', 'the upcall runner was stopped');
+    for (const q of this.queue.splice(0)) q.reject(stopped);
+    this.failAll(stopped);
+    if (!proc || !exited) return;
+    proc.stdin?.end(); // the zygote kills its in-flight upcalls and exits
+    const timer = setTimeout(() => proc.kill('SIGKILL'), STOP_GRACE_MS);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  private ensureZygote(): ChildProcess {
+    if (this.proc) return this.proc;
+    if (this.died) {
+      this.died = false;
+      this.restartCount++;
+    }
+    const proc = this.processes.spawn(this.path, [], { stdio: ['pipe', 'pipe', 'pipe'], env: {} });
+    this.proc = proc;
+    const reader = new ZygoteFrameReader();
+    proc.stdout!.on('data', (chunk: Buffer) => {
+      try {
+        for (const body of reader.push(chunk)) this.onFrame(body);
+      } catch (err) {
+        this.log.error('unreadable output from the upcall zygote; killing it', { error: String(err) });
+        proc.kill('SIGKILL');
+      }
+    });
+    proc.stderr!.setEncoding('utf8').on('data', (text: string) => this.log.warn('upcall zygote', { stderr: text.trim() }));
+    proc.stdin!.on('error', () => undefined); // EPIPE when it died: 'exit' reports
+    this.exited = new Promise<void>((resolve) => {
+      proc.once('error', (err) => {
+        this.onGone(proc, `cannot run ${this.path}: ${err.message}`);
+        resolve();
+      });
+      proc.once('close', (code, signal) => {
+        this.onGone(proc, `the upcall zygote exited (code ${code}, signal ${signal})`);
+        resolve();
+      });
+    });
+    proc.unref();
+    for (const s of [proc.stdin, proc.stdout, proc.stderr]) (s as unknown as Socket | null)?.unref?.();
+    this.log.info('upcall zygote started', { pid: proc.pid, path: this.path, restarts: this.restartCount });
+    return proc;
+  }
+
+  private onGone(proc: ChildProcess, why: string): void {
+    if (this.proc !== proc) return; // stopped on purpose
+    this.proc = null;
+    this.died = true;
+    this.log.warn(why, { pid: proc.pid, inFlight: this.pending.size });
+    this.failAll(new BrokerError('E_SPAWN', why));
+  }
+
+  private failAll(err: BrokerError): void {
+    for (const id of [...this.pending.keys()]) this.settle(id, err);
+  }
+
+  private settle(id: number, result: UpcallOutcome | BrokerError): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    clearTimeout(p.watchdog);
+    if (result instanceof BrokerError) p.reject(result);
+    else p.resolve(result);
+    queueMicrotask(() => this.pump());
+  }
+
+  private onFrame(body: Buffer): void {
+    const parsed = ZygoteEvent.safeParse(JSON.parse(body.toString('utf8')));
+    if (!parsed.success) {
+      this.log.error('malformed event from the upcall zygote', { event: body.toString('utf8').slice(0, 200) });
+      return;
+    }
+    const ev = parsed.data;
+    if (ev.id === null) {
+      this.log.error('the upcall zygote refused a request it could not read', { message: ev.event === 'error' ? ev.message : '' });
+      return;
+    }
+    const p = this.pending.get(ev.id);
+    if (!p) return;
+    if (ev.event === 'started') {
+      p.pid = ev.pid;
+      p.req.onStarted?.(ev.pid);
+    } else if (ev.event === 'error') {
+      const code = isErrorCode(ev.code) ? ev.code : 'E_SPAWN';
+      this.settle(ev.id, new BrokerError(code, ev.message, { step: ev.step, errno: ev.errno, nativeCode: ev.native }));
+    } else {
+      this.settle(ev.id, {
+        pid: p.pid,
+        code: ev.code,
+        signal: ev.signal,
+        stdout: Buffer.from(ev.stdoutBase64, 'base64'),
+        stderr: Buffer.from(ev.stderrBase64, 'base64'),
+        truncated: ev.truncated,
+        timedOut: ev.timedOut,
+        durationMs: this.clock.monotonic() - p.startedAt,
+        fields: ev.fields,
+      });
+    }
+  }
+}
+
+function toFrame(id: number, req: UpcallRequest): SpawnFrame {
+  const bad = (why: string): never => {
+    throw new BrokerError('E_BAD_REQUEST', why);
+  };
+  if (!Number.isInteger(req.timeoutMs) || req.timeoutMs < 1 || req.timeoutMs > ZYGOTE_MAX_TIMEOUT_MS) bad('timeoutMs out of range');
+  if (!Number.isInteger(req.outputCap) || req.outputCap < 0 || req.outputCap > ZYGOTE_MAX_OUTPUT_CAP) bad('outputCap out of range');
+  if (req.mode === 'exec' && req.argv.length === 0) bad('empty command');
+  if (req.mode === 'builtin' && !req.builtin) bad('builtin mode needs a builtin name');
+  if (req.argv.length > ZYGOTE_MAX_ARGS) bad('too many arguments');
+  const t = req.target;
+  return {
+    id,
+    op: 'spawn',
+    initPid: t.initPid,
+    initStartTime: t.initStartTime,
+    pidns: t.pidnsIno,
+    host: t.host,
+    mode: req.mode,
+    argv: req.argv,
+    ...(req.builtin !== undefined ? { builtin: req.builtin } : {}),
+    ...(req.env !== undefined ? { env: req.env } : {}),
+    ...(req.cwd !== undefined ? { cwd: req.cwd } : {}),
+    ...(req.stdin !== undefined && req.stdin.length > 0 ? { stdinBase64: req.stdin.toString('base64') } : {}),
+    timeoutMs: req.timeoutMs,
+    outputCap: req.outputCap,
+  };
+}
