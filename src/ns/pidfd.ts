@@ -83,6 +83,11 @@ export function pollExited(libc: Libc, fds: readonly number[]): boolean[] {
     buf.writeInt32LE(fd, 8 * i);
     buf.writeInt16LE(POLLIN, 8 * i + 4);
   });
-  if (libc.poll(buf, fds.length, 0) < 0) throw errnoError('poll', libc.errno(), 'pidfd liveness');
+  // A zero-timeout poll can still be interrupted by a signal (SIGCHLD arrives often in the
+  // broker): EINTR means "ask again", never "failed".
+  for (let tries = 0; libc.poll(buf, fds.length, 0) < 0; tries++) {
+    const errno = libc.errno();
+    if (errno !== 4 /* EINTR */ || tries >= 100) throw errnoError('poll', errno, 'pidfd liveness');
+  }
   return fds.map((_, i) => (buf.readInt16LE(8 * i + 6) & POLLIN) !== 0);
 }

@@ -55,11 +55,12 @@ export class Admission {
   private global = 0;
   private readonly perTenant = new Map<string, { inFlight: number; connections: number }>();
 
-  constructor(private readonly limits: Limits) {}
+  /** `exempt`: tenants held only to the global limits (trusted host root on the admin socket). */
+  constructor(private readonly limits: Limits, private readonly exempt: ReadonlySet<string> = new Set()) {}
 
   connect(tenant: string): void {
     const t = this.tenant(tenant);
-    if (t.connections >= this.limits.tenantConnections) {
+    if (t.connections >= this.limits.tenantConnections && !this.exempt.has(tenant)) {
       throw new BrokerError('E_BUSY', `too many connections from this container (limit ${this.limits.tenantConnections})`);
     }
     t.connections++;
@@ -75,7 +76,7 @@ export class Admission {
   admit(tenant: string): () => void {
     const t = this.tenant(tenant);
     if (this.global >= this.limits.globalInFlight) throw new BrokerError('E_BUSY', 'the broker is at its global request limit');
-    if (t.inFlight >= this.limits.tenantInFlight) throw new BrokerError('E_BUSY', `this container is at its request limit (${this.limits.tenantInFlight})`);
+    if (t.inFlight >= this.limits.tenantInFlight && !this.exempt.has(tenant)) throw new BrokerError('E_BUSY', `this container is at its request limit (${this.limits.tenantInFlight})`);
     this.global++;
     t.inFlight++;
     let released = false;

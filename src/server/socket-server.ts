@@ -13,6 +13,7 @@ import { errorResponse, okResponse, parseRequest, type Request } from './protoco
 import { RequestHandlers } from './request-handlers.js';
 
 const SD_LISTEN_FDS_START = 3;
+const ADMIN_TENANT = 'admin';
 
 /**
  * LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES from systemd: fds 3.. are listening
@@ -20,8 +21,14 @@ const SD_LISTEN_FDS_START = 3;
  * (unnamed: the first is admin, the second tenant). The variables are removed
  * so children do not inherit them, as sd_listen_fds(1) does.
  */
-/** One container, as far as fairness goes: the peer's user and pid namespaces. */
+/**
+ * One container, as far as fairness goes: the peer's user and pid namespaces.
+ * Root on the admin socket (host tools, and the request-key handler the kernel
+ * starts once per upcall, for every container at once) is not a tenant: only
+ * the global limits apply to it.
+ */
 function tenantKey(peer: PeerIdentity): string {
+  if (peer.listener === 'admin' && peer.cred.uid === 0) return ADMIN_TENANT;
   using user = peer.pidfd.namespace('user');
   using pid = peer.pidfd.namespace('pid');
   return `${user.identity().ino}:${pid.identity().ino}`;
@@ -61,7 +68,7 @@ export class SocketServer {
   ) {
     this.log = loggers.get('server:SocketServer');
     this.limits = { ...DEFAULT_LIMITS, ...config.limits };
-    this.admission = new Admission(this.limits);
+    this.admission = new Admission(this.limits, new Set([ADMIN_TENANT]));
   }
 
   async start(): Promise<void> {
