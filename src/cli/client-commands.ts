@@ -1,6 +1,9 @@
 import type { Command } from 'commander';
 import { BrokerClient, DEFAULT_ADMIN_SOCKET } from '../client/broker-client.js';
 import type { RegistrationInfo } from '../common/types.js';
+import { join } from 'node:path';
+import { BrokerError } from '../common/errors.js';
+import { DEFAULT_NATIVE_DIR } from '../common/paths.js';
 import { printResult, reportError, table } from './output.js';
 
 interface CommonOptions {
@@ -83,9 +86,11 @@ export function addClientCommands(program: Command): void {
     .description('run CMD as an upcall in a registration\'s container; its output and exit status are ours')
     .requiredOption('-m, --mount <id|path>', 'registration id, or mountpoint')
     .option('-T, --timeout <seconds>', 'kill the whole upcall after this long', '30')
+    .option('-t, --tty', 'an interactive terminal where the upcall runs (host root; node-pty)')
     .argument('<cmd...>', 'the program and its arguments, after --')
     .passThroughOptions()
-    .action((cmd: string[], opts: CommonOptions & { mount: string; timeout: string }) => withClient(opts, async (c) => {
+    .action((cmd: string[], opts: CommonOptions & { mount: string; timeout: string; tty?: boolean }) => withClient(opts, async (c) => {
+      if (opts.tty === true) return execTty(c, opts.mount, cmd);
       const r = await c.request<{ code: number | null; signal: string | null; stdoutBase64: string; stderrBase64: string }>('exec', {
         mount: opts.mount, argv: cmd, timeoutMs: Math.round(Number(opts.timeout) * 1000),
       });
@@ -153,4 +158,38 @@ export function addStatusCommand(program: Command): void {
           : table(['TIME', 'TYPE', 'CODE', 'MESSAGE'], s.recentFailures.map((f) => [f.time, f.type, f.code, f.message])),
       ].join('\n'));
     }));
+}
+
+/**
+ * `exec --tty`: an operator's interactive shell exactly where an upcall runs.
+ * The CLI (host root) asks the broker which init the registration holds, then
+ * runs the spawner itself under a pseudo-terminal (node-pty cannot pass extra
+ * fds, so the spawner opens the init by pid and checks its start time and pid
+ * namespace: a reused pid is refused).
+ */
+export async function execTty(client: BrokerClient, mount: string, argv: string[]): Promise<number> {
+  const selector = /^r-[0-9a-f]{12}$/.test(mount) ? { id: mount } : /^\d+$/.test(mount) ? { mountId: Number(mount) } : { path: mount };
+  const reg = await client.show(selector);
+  if (reg.state !== 'live') throw new BrokerError('E_INIT_EXITED', `the init of registration ${reg.id} has exited`);
+  const { spawn } = (await import('node-pty')) as typeof import('node-pty');
+  const spawner = join(DEFAULT_NATIVE_DIR, 'upcall-spawner');
+  const args = ['exec', '--pid', String(reg.context.initPid), '--start-time', String(reg.context.initStartTime),
+    '--pidns', String(reg.context.pidns), '--', ...argv];
+  const term = spawn(spawner, args, {
+    name: process.env['TERM'] ?? 'xterm', cols: process.stdout.columns ?? 80, rows: process.stdout.rows ?? 24, env: {},
+  });
+  const raw = process.stdin.isTTY === true;
+  if (raw) process.stdin.setRawMode(true);
+  process.stdin.resume();
+  const onInput = (d: Buffer) => term.write(d.toString('binary'));
+  process.stdin.on('data', onInput);
+  term.onData((d) => process.stdout.write(d));
+  const onResize = () => term.resize(process.stdout.columns ?? 80, process.stdout.rows ?? 24);
+  process.stdout.on('resize', onResize);
+  const code = await new Promise<number>((resolve) => term.onExit(({ exitCode }) => resolve(exitCode)));
+  process.stdin.off('data', onInput);
+  process.stdout.off('resize', onResize);
+  if (raw) process.stdin.setRawMode(false);
+  process.stdin.pause();
+  return code;
 }

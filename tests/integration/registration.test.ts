@@ -252,3 +252,17 @@ describe('example mount helpers register real mounts from inside a container', (
     });
   }
 });
+
+describe('exec --tty', () => {
+  test('an operator gets a terminal inside the container, as a child of its init', async () => {
+    await mountTmpfs(b, '/mnt/tty');
+    const reg = await cliIn<RegistrationInfo>(b, ['register', '--socket', broker.tenantSocket, '--mount', '/mnt/tty']);
+    const { runCli } = await import('../helpers/broker-process.js');
+    const r = await runCli(['exec', '--socket', broker.adminSocket, '--mount', reg.json.id, '--tty', '--',
+      'sh', '-c', 'test -t 0 && echo "tty:yes"; hostname; exit 3']);
+    assert.equal(r.code, 3, r.stdout + r.stderr);
+    assert.match(r.stdout, /tty:yes/, 'stdin is a terminal');
+    assert.match(r.stdout, /regb/, 'the container\'s hostname: its uts namespace');
+    await admin('unregister', { id: reg.json.id });
+  });
+});
