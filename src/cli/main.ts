@@ -5,6 +5,7 @@ import { VERSION } from '../common/paths.js';
 import { addClientCommands, addResolveCommand, addStatusCommand } from './client-commands.js';
 import { addDoctorCommand } from './doctor-command.js';
 import { addSystemdCommand } from './systemd-command.js';
+import { addConfigCommand } from './config-command.js';
 import { reportError } from './output.js';
 import { addServeCommand } from './serve-command.js';
 import { BrokerError } from '../common/errors.js';
@@ -22,6 +23,7 @@ addClientCommands(program);
 addResolveCommand(program);
 addStatusCommand(program);
 addSystemdCommand(program);
+addConfigCommand(program);
 (await import('./request-key-command.js')).addRequestKeyCommand(program);
 
 try {

@@ -31,3 +31,19 @@ test('systemd units: socket activation names, Type=notify, watchdog, no inherite
   assert.match(socket, /^FileDescriptorName=tenant$/m);
   assert.doesNotMatch(service + socket, /@NODE@|@CLI@/);
 });
+
+test('the custom key type example config is valid; config check names a bad field', async () => {
+  const { runCli } = await import('../helpers/broker-process.js');
+  const ok = await runCli(['config', 'check', join(PACKAGE_ROOT, 'examples/request-key/config.json'), '--json']);
+  assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const dir = mkdtempSync('/tmp/ub-cfgcheck-');
+  try {
+    writeFileSync(join(dir, 'bad.json'), JSON.stringify({ requestKey: { rules: [{ type: 'user', program: 'relative' }] } }));
+    const bad = await runCli(['config', 'check', join(dir, 'bad.json'), '--json']);
+    assert.equal(bad.code, 12);
+    assert.match((JSON.parse(bad.stdout) as { error: { message: string } }).error.message, /requestKey\.rules\.0\.program/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
