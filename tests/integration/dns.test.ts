@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { BrokerClient } from '../../src/client/broker-client.js';
 import type { RegistrationInfo } from '../../src/common/types.js';
@@ -57,12 +57,15 @@ before(async () => {
         { name: 'fs.corp.test', type: 'A', address: '192.0.2.12', ttl: 300 },
         { name: 'big.test', type: 'A', address: '192.0.2.13', ttl: 77 },
         { name: 'broken.test', type: 'A', address: '192.0.2.14' },
+        { name: 'liar.test', type: 'A', address: '192.0.2.15' },
+        { name: 'slow.test', type: 'A', address: '192.0.2.16', ttl: 16 },
         { name: '_afs3-vlserver._udp.cell.test', type: 'SRV', priority: 10, weight: 5, port: 7003, target: 'vl1.cell.test', ttl: 600 },
         { name: 'vl1.cell.test', type: 'A', address: '192.0.2.31', ttl: 100 },
         { name: 'old.test', type: 'AFSDB', subtype: 1, hostname: 'vl2.old.test', ttl: 500 },
         { name: 'vl2.old.test', type: 'A', address: '192.0.2.32', ttl: 200 },
       ] as never,
-      dnsBehaviours: [{ name: 'big.test', kind: 'truncate' }, { name: 'broken.test', kind: 'servfail' }],
+      dnsBehaviours: [{ name: 'big.test', kind: 'truncate' }, { name: 'broken.test', kind: 'servfail' },
+        { name: 'garbage.test', kind: 'garbage' }, { name: 'liar.test', kind: 'wrongid' }],
     }),
     bed.create({ name: 'dnsb', hosts: '192.0.2.120 files.test', records: [{ name: 'svc.test', type: 'A', address: '192.0.2.110', ttl: 99 }] }),
   ]);
@@ -119,6 +122,38 @@ describe('DNS upcalls resolve inside the container', () => {
     const afsdb = decodeServerListV1(payload(await resolve(a, 'afsdb:old.test', 'srv=1')));
     assert.equal(afsdb.source, 3);
     assert.deepEqual(afsdb.servers.map((s) => [s.name, s.addresses]), [['vl2.old.test', ['192.0.2.32']]]);
+  });
+});
+
+describe('hostile and absent nameservers', () => {
+  test('a server answering garbage or under a wrong id: no answer accepted, try-again, bounded time', async () => {
+    for (const name of ['garbage.test', 'liar.test']) {
+      const started = Date.now();
+      const r = await resolve(a, name);
+      assert.equal(r.dnserror, 11, `${name}: EAGAIN (no valid reply)`);
+      assert.equal(r.expirySeconds, 1);
+      assert.ok(Date.now() - started < 5000, `${name}: bounded by resolv.conf's timeout x attempts`);
+    }
+    const outcomes = (await a.dnsQueries()).filter((q) => q.name === 'liar.test').map((q) => q.outcome);
+    assert.ok(outcomes.includes('wrongid'), 'the server did lie');
+  });
+
+  test('a nameserver that never answers: timeout, then the next nameserver answers', async () => {
+    const { containerFiles } = await import('../testbed/init-protocol.js');
+    const path = containerFiles(a.dir).resolvConf;
+    const original = readFileSync(path, 'utf8');
+    // 192.0.2.99 is on the container's eth0 subnet but nobody has it: queries vanish (no ARP reply).
+    writeFileSync(path, 'nameserver 192.0.2.99\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n'); // in place: it is bind-mounted
+    try {
+      const started = Date.now();
+      const r = await resolve(a, 'slow.test');
+      const took = Date.now() - started;
+      assert.equal(r.text, '192.0.2.16');
+      assert.equal(r.sources[0]!.from, '127.0.0.1', 'answered by the second nameserver');
+      assert.ok(took >= 900 && took < 4000, `waited one timeout (1 s) for the first: ${took} ms`);
+    } finally {
+      writeFileSync(path, original);
+    }
   });
 });
 

@@ -14,7 +14,10 @@ export type RcodeName = keyof typeof RCODE;
 
 export type Verdict =
   | { readonly kind: 'reply'; readonly rcode: RcodeName; readonly answers: Answer[]; readonly truncateUdp: boolean }
-  | { readonly kind: 'drop' };
+  | { readonly kind: 'drop' }
+  /** Hostile servers: bytes that are no DNS message, or a real answer under another id. */
+  | { readonly kind: 'garbage' }
+  | { readonly kind: 'wrongid'; readonly answers: Answer[] };
 
 /**
  * dns-packet has no AFSDB codec (it passes the RDATA through as a Buffer), but
@@ -96,6 +99,10 @@ export function decide(config: DnsServerConfig, question: Question): Verdict {
       return { kind: 'reply', rcode: 'SERVFAIL', answers: [], truncateUdp: false };
     case 'refused':
       return { kind: 'reply', rcode: 'REFUSED', answers: [], truncateUdp: false };
+    case 'garbage':
+      return { kind: 'garbage' };
+    case 'wrongid':
+      return { kind: 'wrongid', answers: (lookup(config.records, name, question.type) ?? []).map(toAnswer) };
     case 'truncate':
     case undefined:
       break;

@@ -75,6 +75,15 @@ class DnsServer {
       this.log({ ...entry, outcome: 'dropped' });
       return null;
     }
+    if (verdict.kind === 'garbage') {
+      this.log({ ...entry, outcome: 'garbage' });
+      return Buffer.from('\u0000\u0001 this is not a DNS message, whatever its first bytes say \u00ff');
+    }
+    if (verdict.kind === 'wrongid') {
+      this.log({ ...entry, outcome: 'wrongid' });
+      const real = buildReply(query, question, { kind: 'reply', rcode: 'NOERROR', answers: verdict.answers, truncateUdp: false });
+      return dnsPacket.encode({ ...real, id: ((query.id ?? 0) + 1) & 0xffff });
+    }
     const reply = buildReply(query, question, verdict);
     const truncate = proto === 'udp' && (verdict.truncateUdp || dnsPacket.encodingLength(reply) > udpLimit(query));
     this.log({ ...entry, outcome: truncate ? 'truncated' : verdict.rcode });

@@ -42,7 +42,7 @@ export type DnsRecordType = DnsRecord['type'];
  */
 export interface NameBehaviour {
   readonly name: string;
-  readonly kind: 'servfail' | 'refused' | 'noanswer' | 'truncate';
+  readonly kind: 'servfail' | 'refused' | 'noanswer' | 'truncate' | 'garbage' | 'wrongid';
   readonly types?: readonly string[];
 }
 
