@@ -8,6 +8,8 @@ import { RequestHandlers } from '../server/request-handlers.js';
 import { UpcallRunner, type UpcallOutcome } from '../upcall/zygote-runner.js';
 import { Authorizer } from './authorizer.js';
 import { RegistrationOps } from './registration-ops.js';
+import { selectorOf } from './resolve-ops.js';
+import { UpcallSlots } from './upcall-slots.js';
 
 const MAX_OUTPUT = 4 * 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -43,6 +45,7 @@ export class ExecOps {
     @inject(Authorizer) private readonly auth: Authorizer,
     @inject(UpcallRunner) private readonly runner: UpcallRunner,
     @inject(Clock) private readonly clock: Clock,
+    @inject(UpcallSlots) private readonly slots: UpcallSlots,
     @inject(LoggerFactory) loggers: LoggerFactory,
     @inject(RequestHandlers) handlers: RequestHandlers,
   ) {
@@ -53,8 +56,7 @@ export class ExecOps {
   private async exec(params: unknown, peer: PeerIdentity): Promise<ExecResult> {
     const p = parseParams(ExecParams, params);
     if (!this.auth.isHostRoot(peer)) throw new BrokerError('E_PERMISSION', 'exec is for host root only');
-    const selector = typeof p.mount === 'number' ? { mountId: p.mount } : p.mount.startsWith('r-') ? { id: p.mount } : { path: p.mount };
-    const reg = this.registrations.resolve(selector, peer);
+    const reg = this.registrations.resolve(selectorOf(p.mount), peer);
     const held = reg.context.namespaces;
     if (reg.context.state !== 'live' || held === null) {
       throw new BrokerError('E_INIT_EXITED', `the init of registration ${reg.id} has exited`, { id: reg.id, initPid: reg.context.initPid });
@@ -66,14 +68,14 @@ export class ExecOps {
     let out: UpcallOutcome;
     try {
       // A host context (P0 is our own pid namespace) runs in the broker's own namespaces and credentials.
-      out = await this.runner.run({
+      out = await this.slots.run(reg.context.pidnsId, () => this.runner.run({
         target: { initPid: held.init.pid, initStartTime: held.initStartTime, pidnsIno: held.pidnsId.ino, host: held.host },
         mode: 'exec',
         argv: p.argv,
         ...(p.stdinBase64 !== undefined ? { stdin: Buffer.from(p.stdinBase64, 'base64') } : {}),
         timeoutMs,
         outputCap: MAX_OUTPUT,
-      });
+      }));
     } catch (err) {
       audit({ error: BrokerError.from(err).code });
       throw err;
