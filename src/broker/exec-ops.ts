@@ -8,7 +8,7 @@ import { RequestHandlers } from '../server/request-handlers.js';
 import { UpcallRunner, type UpcallOutcome } from '../upcall/zygote-runner.js';
 import { Authorizer } from './authorizer.js';
 import { RegistrationOps } from './registration-ops.js';
-import { selectorOf } from './resolve-ops.js';
+import { selectorOf } from './registry.js';
 import { UpcallSlots } from './upcall-slots.js';
 
 const MAX_OUTPUT = 4 * 1024 * 1024;

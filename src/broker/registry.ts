@@ -23,6 +23,11 @@ export interface RegisterRequest {
 
 export type Selector = { id: string } | { mountId: number } | { path: string };
 
+/** How ops name a registration: a mount id (number), a registration id ("r-..."), or a mountpoint. */
+export function selectorOf(mount: string | number): Selector {
+  return typeof mount === 'number' ? { mountId: mount } : /^r-[0-9a-f]{12}$/.test(mount) ? { id: mount } : { path: mount };
+}
+
 /**
  * Registrations by id, with indexes by mount id and by path, each pointing at
  * a shared Context. Every change is persisted before it is acknowledged.
@@ -30,6 +35,10 @@ export type Selector = { id: string } | { mountId: number } | { path: string };
 @injectable()
 export class Registry {
   private readonly byId = new Map<string, Registration>();
+  /** Registered in memory, not yet on disk: only their own save writes them (a failed one must leave no trace). */
+  private readonly unsaved = new Set<string>();
+  /** Being unregistered: no save writes them any more, and they go from memory once that is on disk. */
+  private readonly removing = new Set<string>();
   private readonly log: Logger;
 
   constructor(
@@ -59,10 +68,13 @@ export class Registry {
       context,
     };
     this.add(reg);
+    this.unsaved.add(reg.id);
     try {
-      await this.persist();
+      await this.store.save(() => this.snapshot(reg.id), (ok) => {
+        this.unsaved.delete(reg.id);
+        if (!ok) this.remove(reg);
+      });
     } catch (err) {
-      this.remove(reg);
       throw new BrokerError('E_IO', `cannot save state: ${String(err)}`);
     }
     this.log.audit('registered', {
@@ -73,9 +85,17 @@ export class Registry {
     return reg;
   }
 
+  /** Removed once the file no longer has it; a failed save keeps it registered (E_IO), as the file does. */
   async unregister(reg: Registration): Promise<void> {
-    this.remove(reg);
-    await this.persist();
+    this.removing.add(reg.id);
+    try {
+      await this.store.save(() => this.snapshot(), (ok) => {
+        this.removing.delete(reg.id);
+        if (ok) this.remove(reg);
+      });
+    } catch (err) {
+      throw new BrokerError('E_IO', `cannot save state: ${String(err)}`);
+    }
     this.log.audit('unregistered', { id: reg.id, mountpoint: reg.mountpoint, context: reg.context.id });
   }
 
@@ -103,7 +123,12 @@ export class Registry {
   }
 
   persist(): Promise<void> {
-    return this.store.save(this.list().map(toStored));
+    return this.store.save(() => this.snapshot());
+  }
+
+  /** What the file should hold now: every saved registration, plus `own` while its save runs. */
+  private snapshot(own?: string): StoredRegistration[] {
+    return this.list().filter((r) => !this.removing.has(r.id) && (!this.unsaved.has(r.id) || r.id === own)).map(toStored);
   }
 
   private add(reg: Registration): void {

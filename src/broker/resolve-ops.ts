@@ -8,7 +8,8 @@ import { RequestHandlers } from '../server/request-handlers.js';
 import { DnsService } from '../upcall/dns/dns-service.js';
 import { Metrics } from '../service/metrics.js';
 import { RegistrationOps } from './registration-ops.js';
-import type { Selector } from './registry.js';
+import { selectorOf } from './registry.js';
+import { UpcallSlots } from './upcall-slots.js';
 
 const ResolveParams = z.object({
   mount: z.union([z.string().min(1).max(4096), z.number().int().nonnegative()]),
@@ -16,9 +17,6 @@ const ResolveParams = z.object({
   callout: z.string().max(1024).optional(),
 }).strict();
 
-export function selectorOf(mount: string | number): Selector {
-  return typeof mount === 'number' ? { mountId: mount } : mount.startsWith('r-') ? { id: mount } : { path: mount };
-}
 
 /** `resolve`: a dns_resolver upcall for a registration, answered in the kernel's formats. */
 @injectable()
@@ -29,6 +27,7 @@ export class ResolveOps {
     @inject(RegistrationOps) private readonly registrations: RegistrationOps,
     @inject(DnsService) private readonly dns: DnsService,
     @inject(Metrics) private readonly metrics: Metrics,
+    @inject(UpcallSlots) private readonly slots: UpcallSlots,
     @inject(LoggerFactory) loggers: LoggerFactory,
     @inject(RequestHandlers) handlers: RequestHandlers,
   ) {
@@ -42,7 +41,7 @@ export class ResolveOps {
     if (reg.context.state !== 'live') throw new BrokerError('E_INIT_EXITED', `the init of registration ${reg.id} has exited`, { id: reg.id });
     const started = performance.now();
     try {
-      const r = await this.dns.resolve(reg.context, p.description, p.callout ?? '');
+      const r = await this.slots.run(reg.context.pidnsId, () => this.dns.resolve(reg.context, p.description, p.callout ?? ''));
       this.metrics.upcall('dns', 'ok', r.durationMs / 1000);
       this.log.audit('upcall', {
         kind: 'dns', id: reg.id, context: reg.context.id, peerPid: peer.cred.pid, description: p.description,
