@@ -21,7 +21,7 @@
       "target_name": "upcall-zygote",
       "type": "executable",
       "dependencies": ["ub-context", "ub-client"],
-      "sources": ["native-bindings/zygote.c", "native-bindings/base64.c"],
+      "sources": ["native-bindings/zygote.c", "native-bindings/base64.c", "native-bindings/netrelay.c"],
       "include_dirs": ["native-bindings"],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
     },

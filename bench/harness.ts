@@ -4,13 +4,18 @@
  * so machine noise hits all of them alike; we report ratios against the
  * reference variant, not absolute numbers.
  */
-import { appendFileSync, existsSync, readFileSync } from 'node:fs';
-import { release } from 'node:os';
+import { appendFileSync, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { loadavg, release } from 'node:os';
 import { join } from 'node:path';
 
 export interface Variant {
   name: string;
-  run(i: number): Promise<void>;
+  /**
+   * One iteration (i < 0 during warm-up). Resolves to nothing (the harness
+   * times the call) or to the duration in ms the variant measured itself
+   * (e.g. inside a container, where the harness's pipe round trip is noise).
+   */
+  run(i: number): Promise<void | number>;
 }
 
 export interface Stats {
@@ -35,12 +40,47 @@ export async function compare(variants: Variant[], opts: { warmup: number; itera
     for (let k = 0; k < variants.length; k++) {
       const j = (k + i) % variants.length;
       const t0 = performance.now();
-      await variants[j]!.run(i);
-      samples[j]!.push(performance.now() - t0);
+      const own = await variants[j]!.run(i);
+      samples[j]!.push(typeof own === 'number' ? own : performance.now() - t0);
     }
   }
   return variants.map((v, j) => stats(v.name, samples[j]!));
 }
+
+/** A markdown table of any rows: header cells, then one array of cells per row. */
+export function markdownTable(header: readonly string[], rows: ReadonlyArray<readonly (string | number)[]>): string {
+  return [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+
+/** utime + stime of a process, in seconds (/proc/<pid>/stat fields 14 and 15). */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
+}
+
+/** All CPUs' busy time (everything but idle and iowait), in seconds, from /proc/stat. */
+export function machineBusySeconds(): number {
+  const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = cpu.reduce((a, b) => a + b, 0);
+  return (total - cpu[3]! - cpu[4]!) / CLOCK_TICKS;
+}
+
+/** VmRSS of a process in MB. */
+export function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/** Open fds of a process. */
+export function fdCount(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/** USER_HZ; 100 on every Linux build that matters. */
+const CLOCK_TICKS = 100;
+
+export const fmt = (ms: number, digits = 3): string => (Number.isFinite(ms) ? ms.toFixed(digits) : '-');
 
 /** A markdown table of medians/p90/p99 in ms, and each median as a ratio of the reference's. */
 export function table(rows: Stats[], reference: string): string {
@@ -56,7 +96,7 @@ export function table(rows: Stats[], reference: string): string {
 export function machine(): string {
   const cpu = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown CPU';
   const cores = readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => l.startsWith('processor')).length;
-  return `Linux ${release()}, ${cpu} (${cores} cores), Node ${process.version}`;
+  return `Linux ${release()}, ${cpu} (${cores} cores), Node ${process.version}, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} (the machine is shared: compare ratios from one run)`;
 }
 
 export function appendResults(root: string, title: string, command: string, body: string): void {

@@ -39,8 +39,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/fsuid.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -51,6 +53,7 @@
 
 #include "base64.h"
 #include "context.h"
+#include "netrelay.h"
 #include "ub-client.h"
 #include "ub-kernel.h"
 
@@ -65,6 +68,10 @@
 #define MAX_ARGS 256
 #define MSG_MAX 8192
 #define CHILD_SOCK 3
+#define TMPL_CTL 4                      /* a template's end of its control socket */
+#define MAX_TEMPLATES 256
+#define TEMPLATE_SLOTS (MAX_TEMPLATES * 2) /* live ones, and retired ones until reaped */
+#define QMSG_MAX (64u << 10)            /* a request forwarded to a template, at most */
 #define EXIT_SPAWNER 125
 #define EXIT_CANNOT_EXEC 126
 #define EXIT_NOT_FOUND 127
@@ -85,9 +92,12 @@ struct buf {
 	size_t len, cap;
 };
 
+enum builtin { BUILTIN_NONE, BUILTIN_ECHO_CONTEXT, BUILTIN_NETRELAY };
+
 struct spawn_args {
 	struct ub_ctx_target target;
-	int builtin;                    /* 0: exec argv */
+	int builtin;                    /* enum builtin; BUILTIN_NONE: exec argv */
+	int stream;                     /* stdout as "stdout" events; stdin open until "eof" */
 	char **argv, **envp;            /* NULL-terminated */
 	const char *path;               /* PATH of envp, or NULL */
 	char *cwd;
@@ -103,12 +113,39 @@ struct stream {
 	int truncated;
 };
 
+/*
+ * A template (the context cache): the A of an earlier request that, instead of
+ * exiting, stays outside the container with init's context applied (cgroups,
+ * rlimits, setns, root, credentials...) and forks a B per request it is sent.
+ * Kept for a short time (--context-ttl-ms, --context-idle-ms), and every B
+ * checks init's context against the captured one first (check_context): a
+ * change sends the request down the cold path, which captures anew.
+ */
+struct tmpl {
+	int used;                       /* slot taken until the process is reaped */
+	int live;                       /* takes requests */
+	int pidfd, ctl;                 /* T (from its 'T' message), our end of its control socket */
+	pid_t init_pid;
+	unsigned long long start_time, pidns_ino;
+	int host;
+	char *fields;                   /* JSON from T once it is ready ('T'), else NULL */
+	long long created, last_used;
+	unsigned long long uses;
+	struct rlimit rlim[RLIM_NLIMITS]; /* ours when T was forked: the base of its degraded limits */
+};
+
 struct req {
 	int used;
 	unsigned long long id;
 	struct spawn_args a;
 	pid_t apid;
 	int apidfd, a_reaped;
+	struct tmpl *tmpl;              /* served by (or becoming) this template */
+	int becomes_tmpl;               /* our A becomes tmpl */
+	int bpidfd, b_exited;           /* B, from its 'P' message: C is init's child once B is gone */
+	int via_tmpl, retried, killed, in_eof, stale, checked;
+	int started_event;              /* emit "started" (the broker wants the pid early) */
+	long long tmpl_created;
 	int sock;                       /* our end of the socketpair */
 	int in_fd;
 	size_t in_off;
@@ -122,10 +159,62 @@ struct req {
 };
 
 static struct req reqs[MAX_INFLIGHT];
+static struct tmpl tmpls[TEMPLATE_SLOTS];
+static int opt_templates = 1;
+static long long opt_ttl_ms = 10000, opt_idle_ms = 3000;
+static int opt_max_templates = MAX_TEMPLATES;
 static struct buf inbuf, outq;
 static size_t outq_off, discard;
 static int stdin_eof;
 static pid_t zygote_pid;
+
+/* ------------------------------------------------------------------------
+ * profiling (bench/profile-zygote.sh builds with -DUB_ZYGOTE_PROFILE): every
+ * process of a request stamps CLOCK_MONOTONIC into a shared slot; the zygote
+ * appends one line per request to /tmp/ub-zygote-profile.<pid>.log.
+ */
+#ifdef UB_ZYGOTE_PROFILE
+#include <sys/mman.h>
+enum { PF_PARSED, PF_FORKED, PF_A_START, PF_A_OPEN, PF_A_CAPTURE, PF_A_OUTSIDE, PF_A_ENTER, PF_A_FORK_B,
+       PF_B_START, PF_B_CHECKED, PF_B_CLONE, PF_B_SENT, PF_A_REAPED, PF_Z_GOT_P, PF_Z_STARTED, PF_C_GO, PF_Z_C_EXIT, PF_Z_EMIT, PF_COUNT };
+static const char *const prof_names[PF_COUNT] = { "parsed", "forked", "a_start", "a_open", "a_capture", "a_outside",
+	"a_enter", "a_fork_b", "b_start", "b_checked", "b_clone", "b_sent", "a_reaped", "z_got_p", "z_started", "c_go", "z_c_exit", "z_emit" };
+static long long (*prof)[PF_COUNT];
+static int prof_slot;
+static FILE *prof_out;
+static long long prof_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+#define PROF(slot, k) do { if (prof) prof[(slot)][(k)] = prof_ns(); } while (0)
+static void prof_init(void)
+{
+	char path[64];
+
+	prof = mmap(NULL, sizeof(*prof) * MAX_INFLIGHT, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (prof == MAP_FAILED)
+		prof = NULL;
+	snprintf(path, sizeof(path), "/tmp/ub-zygote-profile.%d.log", (int)getpid());
+	prof_out = fopen(path, "we");
+}
+static void prof_dump(int slot)
+{
+	int k;
+
+	if (!prof || !prof_out)
+		return;
+	for (k = 0; k < PF_COUNT; k++)
+		fprintf(prof_out, "%s%s=%lld", k ? " " : "", prof_names[k], prof[slot][k] ? (prof[slot][k] - prof[slot][0]) / 1000 : -1);
+	fputc('\n', prof_out);
+	fflush(prof_out);
+	memset(prof[slot], 0, sizeof(prof[slot]));
+}
+#else
+#define PROF(slot, k) do { } while (0)
+#endif
 
 /* ------------------------------------------------------------------------
  * small helpers
@@ -297,14 +386,18 @@ static void emit_exit(struct req *r)
 	else if (r->have_status && WIFSIGNALED(r->status))
 		snprintf(sig, sizeof(sig), "\"%s\"", signal_name(WTERMSIG(r->status), name, sizeof(name)));
 	n = snprintf(json, cap,
-		     "{\"id\":%llu,\"event\":\"exit\",\"code\":%s,\"signal\":%s,\"stdoutBase64\":\"%s\",\"stderrBase64\":\"%s\","
+		     "{\"id\":%llu,\"event\":\"exit\",\"pid\":%d,\"code\":%s,\"signal\":%s,\"stdoutBase64\":\"%s\",\"stderrBase64\":\"%s\","
 		     "\"truncated\":%s,\"timedOut\":%s,\"fields\":%s}",
-		     r->id, code, sig, o, e, r->out.truncated || r->err.truncated ? "true" : "false",
-		     r->timed_out ? "true" : "false", r->fields ? r->fields : "{}");
+		     r->id, (int)r->cpid, code, sig, o, e, r->out.truncated || r->err.truncated ? "true" : "false",
+		     r->timed_out && !r->killed ? "true" : "false", r->fields ? r->fields : "{}");
 	emit(json, (size_t)n);
 	free(json);
 	free(o);
 	free(e);
+#ifdef UB_ZYGOTE_PROFILE
+	PROF(r - reqs, PF_Z_EMIT);
+	prof_dump((int)(r - reqs));
+#endif
 }
 
 /* ------------------------------------------------------------------------
@@ -347,19 +440,21 @@ static void default_signals(void)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
-static int send_pidfd(int sock, int fd)
+/* One datagram: the kind byte, then n fds (SCM_RIGHTS). */
+static int send_fds(int sock, char kind, const int *fds, int n)
 {
-	char data = 'P', control[CMSG_SPACE(sizeof(int))];
-	struct iovec iov = { &data, 1 };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control) };
+	char control[CMSG_SPACE(4 * sizeof(int))];
+	struct iovec iov = { &kind, 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+			      .msg_controllen = CMSG_SPACE((size_t)n * sizeof(int)) };
 	struct cmsghdr *cm;
 
 	memset(control, 0, sizeof(control));
 	cm = CMSG_FIRSTHDR(&msg);
 	cm->cmsg_level = SOL_SOCKET;
 	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	cm->cmsg_len = CMSG_LEN((size_t)n * sizeof(int));
+	memcpy(CMSG_DATA(cm), fds, (size_t)n * sizeof(int));
 	return sendmsg(sock, &msg, MSG_NOSIGNAL) == 1 ? 0 : -1;
 }
 
@@ -415,8 +510,13 @@ static void __attribute__((noreturn)) run_c(struct ub_context *ctx, const struct
 	/* wait until the zygote knows our pid and B is gone: then init is our parent */
 	if (recv(CHILD_SOCK, &go, 1, 0) != 1 || go != 'G')
 		_exit(EXIT_SPAWNER);
+	PROF(prof_slot, PF_C_GO);
 	if (ub_ctx_seal(ctx, &e) < 0)
 		child_fail(&e);
+	if (a->builtin == BUILTIN_NETRELAY) {
+		close(CHILD_SOCK);
+		_exit(netrelay_serve(0, 1) == 0 ? 0 : 1);
+	}
 	if (a->builtin) {
 		close(CHILD_SOCK);
 		_exit(builtin_echo_context());
@@ -426,63 +526,644 @@ static void __attribute__((noreturn)) run_c(struct ub_context *ctx, const struct
 	_exit(e.err == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC);
 }
 
+/* The request's cwd, entered by B with init's credentials (as a child of init
+ * would chdir), and checked: getcwd must say where we are, inside our root. */
+static int enter_request_cwd(const char *cwd, struct ub_ctx_error *e)
+{
+	char got[PATH_MAX], want[PATH_MAX];
+
+	e->code = "E_CHDIR";
+	if (chdir(cwd) < 0) {
+		e->err = errno;
+		snprintf(e->step, sizeof(e->step), "chdir(%.150s)", cwd);
+		return -1;
+	}
+	errno = 0;
+	if (!getcwd(got, sizeof(got)) || got[0] != '/') { /* glibc: ENOENT outside our root */
+		e->err = errno ? errno : ENOENT;
+		snprintf(e->step, sizeof(e->step), "getcwd after chdir(%.150s)", cwd);
+		return -1;
+	}
+	if (!realpath(cwd, want) || strcmp(got, want) != 0) {
+		e->err = EXDEV;
+		snprintf(e->step, sizeof(e->step), "cwd is %.90s, expected %.90s", got, cwd);
+		return -1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * the context cache: what a template checks before each use
+ *
+ * Two kinds of evidence that init's context is still the captured one:
+ *  - values the kernel shows the same to every reader (rlimits, scheduling,
+ *    oom_score_adj, root, cwd, namespaces, LSM label): A reads them before
+ *    capturing (struct snapshot), B reads them again and compares, so a change
+ *    at any time after the snapshot is seen;
+ *  - values shown per reader (ids translated into the reader's user namespace,
+ *    cgroup paths relative to its cgroup namespace): B compares init's current
+ *    ones with what was captured and applied (ctx, and T's own cgroups), both
+ *    seen from inside.
+ * Not checked (bounded by the TTL): personality and timer slack (reading them
+ * needs PTRACE_MODE_ATTACH), securebits (never copied).
+ */
+#define SNAP_NS 6
+static const char *const snap_ns_names[SNAP_NS] = { "ns/mnt", "ns/net", "ns/uts", "ns/ipc", "ns/cgroup", "ns/time" };
+
+struct snapshot {
+	int nice, policy, rtprio, ioprio;
+	unsigned char affinity[128];
+	struct rlimit rlim[RLIM_NLIMITS];
+	int oom;
+	dev_t dev[2 + SNAP_NS];         /* root, cwd, namespaces */
+	ino_t ino[2 + SNAP_NS];
+	char lsm[256];
+	int hostproc;                   /* the host's /proc: T reads its own cgroups by self/ */
+	char cgroup[4096];              /* T's cgroups seen from inside: init's as applied */
+};
+
+static struct snapshot snap;        /* in A and its template: taken once */
+
+/* The whole small file dirfd/name (NUL-terminated, truncated to cap-1). */
+static int slurp(int dirfd, const char *name, char *out, size_t cap)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	size_t n = 0;
+
+	if (fd < 0)
+		return -1;
+	for (;;) {
+		ssize_t r = read(fd, out + n, cap - 1 - n);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			int e = errno;
+			close(fd);
+			errno = e;
+			return -1;
+		}
+		if (r == 0 || (n += (size_t)r) == cap - 1)
+			break;
+	}
+	close(fd);
+	out[n] = '\0';
+	return 0;
+}
+
+/* init's pid as the caller's pid namespace numbers it (B is inside: 1). */
+static pid_t target_vpid(int pidfd)
+{
+	struct pidfd_info_v0 info = { .mask = UB_PIDFD_INFO_PID };
+
+	return ioctl(pidfd, UB_PIDFD_GET_INFO, &info) == 0 ? (pid_t)info.pid : -1;
+}
+
+/* /proc/<pid>/limits: a header, then one row per RLIMIT_* ("%-25s%-20s%-20s"). */
+static int limits_file(int procfd, struct rlimit *rl)
+{
+	char text[4096], *line;
+	int r;
+
+	if (slurp(procfd, "limits", text, sizeof(text)) < 0)
+		return -1;
+	line = strchr(text, '\n');
+	for (r = 0; r < RLIM_NLIMITS; r++) {
+		rlim_t v[2];
+		int i;
+
+		if (!line || strlen(++line) < 46)
+			return errno = EINVAL, -1;
+		for (i = 0; i < 2; i++) {
+			const char *f = line + 25 + 20 * i;
+			v[i] = strncmp(f, "unlimited", 9) == 0 ? RLIM_INFINITY : strtoull(f, NULL, 10);
+		}
+		rl[r].rlim_cur = v[0];
+		rl[r].rlim_max = v[1];
+		line = strchr(line, '\n');
+	}
+	return 0;
+}
+
+/* Everything of struct snapshot but the cgroups: -1 with *what on failure. */
+static int read_snapshot(const struct ub_context *c, struct snapshot *s, const char **what)
+{
+	struct sched_param sp;
+	cpu_set_t set;
+	pid_t pid = target_vpid(c->pidfd);
+	int r, i;
+
+	*what = "pid";
+	if (pid <= 0)
+		return -1;
+	*what = "scheduling";
+	errno = 0;
+	s->nice = getpriority(PRIO_PROCESS, (id_t)pid);
+	if ((s->nice == -1 && errno) || (s->policy = sched_getscheduler(pid)) < 0 || sched_getparam(pid, &sp) < 0 ||
+	    (s->ioprio = (int)syscall(SYS_ioprio_get, 1 /* IOPRIO_WHO_PROCESS */, pid)) < 0)
+		return -1;
+	s->rtprio = sp.sched_priority;
+	CPU_ZERO(&set);
+	if (sched_getaffinity(pid, sizeof(set), &set) < 0)
+		return -1;
+	memcpy(s->affinity, &set, sizeof(s->affinity));
+	*what = "rlimits";
+	for (r = 0; r < RLIM_NLIMITS; r++)
+		if (prlimit(pid, r, NULL, &s->rlim[r]) < 0)
+			break;
+	if (r < RLIM_NLIMITS && (errno != EPERM || limits_file(c->procfd, s->rlim) < 0))
+		return -1;
+	*what = "oom_score_adj";
+	{
+		char text[32];
+		if (slurp(c->procfd, "oom_score_adj", text, sizeof(text)) < 0)
+			return -1;
+		s->oom = atoi(text);
+	}
+	for (i = 0; i < 2 + SNAP_NS; i++) {
+		struct stat st;
+
+		*what = i == 0 ? "root" : i == 1 ? "cwd" : snap_ns_names[i - 2];
+		if (fstatat(c->procfd, *what, &st, 0) < 0) {
+			if (i >= 2 && errno == ENOENT)
+				st.st_dev = 0, st.st_ino = 0; /* this kernel lacks the type */
+			else
+				return -1;
+		}
+		s->dev[i] = st.st_dev;
+		s->ino[i] = st.st_ino;
+	}
+	*what = "attr/current";
+	if (slurp(c->procfd, "attr/current", s->lsm, sizeof(s->lsm)) < 0) {
+		if (errno != EINVAL && errno != ENOENT && errno != EOPNOTSUPP)
+			return -1;
+		snprintf(s->lsm, sizeof(s->lsm), "errno %d", errno);
+	}
+	return 0;
+}
+
+static int status_hex_is(const char *status, const char *key, uint64_t want)
+{
+	const char *v = strstr(status, key);
+
+	return v && strtoull(v + strlen(key), NULL, 16) == want;
+}
+
+static int status_num(const char *status, const char *key, int base, long *out)
+{
+	const char *v = strstr(status, key);
+
+	if (!v)
+		return -1;
+	*out = strtol(v + strlen(key), NULL, base);
+	return 0;
+}
+
+/* "Uid:\tr\te\ts\tfs" (already in our user namespace's numbers) against ids[4]. */
+static int status_ids_are(const char *status, const char *key, const unsigned int *ids)
+{
+	const char *v = strstr(status, key);
+	int i;
+
+	if (!v)
+		return 0;
+	v += strlen(key);
+	for (i = 0; i < 4; i++) {
+		char *end;
+		unsigned long x = strtoul(v, &end, 10);
+
+		if (end == v || x != ids[i])
+			return 0;
+		v = end;
+	}
+	return 1;
+}
+
+static int status_groups_are(const char *status, const gid_t *groups, size_t n)
+{
+	const char *v = strstr(status, "\nGroups:");
+	size_t i = 0;
+
+	if (!v)
+		return 0;
+	v += 8;
+	for (;;) {
+		char *end;
+		unsigned long x;
+
+		while (*v == ' ' || *v == '\t')
+			v++;
+		if (*v == '\n' || !*v)
+			break;
+		x = strtoul(v, &end, 10);
+		if (end == v || i >= n || x != groups[i])
+			return 0;
+		i++;
+		v = end;
+	}
+	return i == n;
+}
+
+/*
+ * Is init's context still the one this template captured?  1 yes; 0 no, with
+ * why; from inside (B) or from T right after it entered.  Everything is read
+ * through the host /proc/<init> fd or the pidfd, so no /proc of the container
+ * is trusted.
+ */
+static int check_context(const struct ub_context *c, char *why, size_t cap)
+{
+	struct snapshot now;
+	char status[8192], cg[sizeof(snap.cgroup)];
+	const char *what;
+	long v;
+	int i;
+
+	memset(&now, 0, sizeof(now));
+	if (read_snapshot(c, &now, &what) < 0)
+		return snprintf(why, cap, "cannot read %s: %s", what, strerror(errno)), 0;
+	if (now.nice != snap.nice || now.policy != snap.policy || now.rtprio != snap.rtprio || now.ioprio != snap.ioprio ||
+	    memcmp(now.affinity, snap.affinity, sizeof(now.affinity)) != 0)
+		return snprintf(why, cap, "scheduling changed"), 0;
+	for (i = 0; i < RLIM_NLIMITS; i++)
+		if (now.rlim[i].rlim_cur != snap.rlim[i].rlim_cur || now.rlim[i].rlim_max != snap.rlim[i].rlim_max)
+			return snprintf(why, cap, "rlimit %d changed", i), 0;
+	if (now.oom != snap.oom)
+		return snprintf(why, cap, "oom_score_adj changed"), 0;
+	for (i = 0; i < 2 + SNAP_NS; i++)
+		if (now.dev[i] != snap.dev[i] || now.ino[i] != snap.ino[i])
+			return snprintf(why, cap, "%s changed", i == 0 ? "root" : i == 1 ? "cwd" : snap_ns_names[i - 2]), 0;
+	if (strcmp(now.lsm, snap.lsm) != 0)
+		return snprintf(why, cap, "LSM label changed"), 0;
+
+	if (slurp(c->procfd, "status", status, sizeof(status)) < 0)
+		return snprintf(why, cap, "cannot read status: %s", strerror(errno)), 0;
+	if (!status_ids_are(status, "\nUid:", c->uid) || !status_ids_are(status, "\nGid:", c->gid) ||
+	    !status_groups_are(status, c->groups, c->ngroups))
+		return snprintf(why, cap, "ids changed"), 0;
+	if (!status_hex_is(status, "\nCapInh:", c->cap_inh) || !status_hex_is(status, "\nCapPrm:", c->cap_prm) ||
+	    !status_hex_is(status, "\nCapEff:", c->cap_eff) || !status_hex_is(status, "\nCapBnd:", c->cap_bnd) ||
+	    !status_hex_is(status, "\nCapAmb:", c->cap_amb))
+		return snprintf(why, cap, "capabilities changed"), 0;
+	if (status_num(status, "\nNoNewPrivs:", 10, &v) < 0 || (v != 0) != c->nnp ||
+	    status_num(status, "\nSeccomp:", 10, &v) < 0 || v != c->seccomp_mode ||
+	    (c->seccomp_mode == 2 && (status_num(status, "\nSeccomp_filters:", 10, &v) < 0 || (size_t)v != c->nfilters)) ||
+	    status_num(status, "\nUmask:", 8, &v) < 0 || (mode_t)(v & 0777) != c->umask ||
+	    (status_num(status, "\nTHP_enabled:", 10, &v) == 0 && (v == 0) != c->thp_disabled))
+		return snprintf(why, cap, "no_new_privs, seccomp, umask or THP changed"), 0;
+
+	if (slurp(c->procfd, "cgroup", cg, sizeof(cg)) < 0)
+		return snprintf(why, cap, "cannot read cgroup: %s", strerror(errno)), 0;
+	if (strcmp(cg, snap.cgroup) != 0)
+		return snprintf(why, cap, "cgroups changed"), 0;
+	return 1;
+}
+
+/* ------------------------------------------------------------------------
+ * B and the template's loop
+ */
+
+/* B (cold path): inside the pid namespace.  Enters the request's cwd, clones
+ * C and hands the zygote C's pidfd and its own: C is init's child once B is
+ * gone (B exits inside the pid namespace, so the kernel re-parents C to its
+ * init), and the zygote watches B's pidfd for that. */
 static void __attribute__((noreturn)) run_b(struct ub_context *ctx, const struct spawn_args *a)
 {
-	int pidfd = -1;
+	int pidfd = -1, fds[2];
 	struct clone_args_v0 ca = { .flags = UB_CLONE_PIDFD, .pidfd = (uint64_t)(uintptr_t)&pidfd, .exit_signal = SIGCHLD };
-	long c = syscall(UB_NR_clone3, &ca, sizeof(ca));
+	struct ub_ctx_error e;
+	long c;
 
+	PROF(prof_slot, PF_B_START);
+	if (a->cwd && enter_request_cwd(a->cwd, &e) < 0)
+		child_fail(&e);
+	c = syscall(UB_NR_clone3, &ca, sizeof(ca));
 	if (c < 0) /* a pid namespace whose init died refuses new pids (ENOMEM) */
 		child_fail_errno(ub_ctx_target_exited(ctx->pidfd) ? "E_INIT_EXITED" : "E_FORK", "clone3", errno);
 	if (c == 0)
 		run_c(ctx, a);
-	if (send_pidfd(CHILD_SOCK, pidfd) < 0) {
+	PROF(prof_slot, PF_B_CLONE);
+	fds[0] = pidfd;
+	fds[1] = (int)syscall(UB_NR_pidfd_open, getpid(), 0);
+	if (fds[1] < 0 || send_fds(CHILD_SOCK, 'P', fds, 2) < 0) {
 		syscall(UB_NR_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-		_exit(EXIT_SPAWNER);
+		child_fail_errno("E_FORK", "send pidfds", errno);
 	}
+	PROF(prof_slot, PF_B_SENT);
 	_exit(0);
 }
 
-static void __attribute__((noreturn)) run_a(const struct spawn_args *a, int in, int out, int err, int sock)
+/*
+ * A request forwarded to a template: 'Q', a header, then NUL-terminated
+ * strings (argv, envp, cwd), with four fds: stdin, stdout, stderr, socket.
+ */
+struct qhdr {
+	uint32_t builtin, argc, envc, has_cwd, path_index, slot;
+};
+
+static int qmsg_size(const struct spawn_args *a)
+{
+	size_t n = 1 + sizeof(struct qhdr);
+	char **p;
+
+	for (p = a->argv; p && *p; p++)
+		n += strlen(*p) + 1;
+	for (p = a->envp; p && *p; p++)
+		n += strlen(*p) + 1;
+	if (a->cwd)
+		n += strlen(a->cwd) + 1;
+	return n > QMSG_MAX ? -1 : (int)n;
+}
+
+static void qmsg_write(const struct spawn_args *a, uint32_t slot, char *out)
+{
+	struct qhdr h = { (uint32_t)a->builtin, 0, 0, a->cwd != NULL, UINT32_MAX, slot };
+	char *p = out + 1 + sizeof(h), **q;
+
+	out[0] = 'Q';
+	for (q = a->argv; q && *q; q++, h.argc++)
+		p = stpcpy(p, *q) + 1;
+	for (q = a->envp; q && *q; q++, h.envc++) {
+		if (a->path && a->path == *q + 5)
+			h.path_index = h.envc;
+		p = stpcpy(p, *q) + 1;
+	}
+	if (a->cwd)
+		stpcpy(p, a->cwd);
+	memcpy(out + 1, &h, sizeof(h));
+}
+
+/* Pointers into msg (which must outlive a); 0 or -1 for a malformed message. */
+static int qmsg_read(char *msg, size_t len, struct spawn_args *a)
+{
+	struct qhdr h;
+	char *p = msg + 1 + sizeof(h), *end = msg + len;
+	uint32_t i;
+
+	if (len < 1 + sizeof(h) || msg[0] != 'Q' || msg[len - 1] != '\0')
+		return -1;
+	memcpy(&h, msg + 1, sizeof(h));
+	if (h.argc > MAX_ARGS || h.envc > MAX_ARGS)
+		return -1;
+	a->builtin = (int)h.builtin;
+#ifdef UB_ZYGOTE_PROFILE
+	prof_slot = (int)h.slot;
+#endif
+	a->argv = calloc(h.argc + 1, sizeof(char *));
+	a->envp = calloc(h.envc + 1, sizeof(char *));
+	if (!a->argv || !a->envp)
+		return -1;
+	for (i = 0; i < h.argc + h.envc + (h.has_cwd ? 1 : 0); i++) {
+		if (p >= end)
+			return -1;
+		if (i < h.argc)
+			a->argv[i] = p;
+		else if (i < h.argc + h.envc)
+			a->envp[i - h.argc] = p;
+		else
+			a->cwd = p;
+		p += strlen(p) + 1;
+	}
+	if (h.path_index < h.envc)
+		a->path = a->envp[h.path_index] + 5;
+	return 0;
+}
+
+static int zargc;                   /* main's argv, to rename the template */
+static char **zargv;
+
+/* In T: one request.  C is cloned with CLONE_PARENT, so its parent is T's,
+ * the container's init, from its first instant; fds are the request's stdin,
+ * stdout, stderr and socket (NULL: they already are 0..3, the first request).
+ * Then (check) init's context is compared with the captured one while C sets
+ * itself up: 'K' lets the zygote start C, 'S' makes it kill C (still waiting
+ * for 'G': it ran nothing) and retry cold.  0, or -1 when the context changed
+ * (T must go). */
+static int t_spawn(struct ub_context *ctx, const struct spawn_args *a, const int *fds, int check)
+{
+	int pidfd = -1, sock = fds ? fds[3] : CHILD_SOCK, i, rc = 0;
+	struct clone_args_v0 ca = { .flags = UB_CLONE_PIDFD | CLONE_PARENT, .pidfd = (uint64_t)(uintptr_t)&pidfd };
+	struct ub_ctx_error e;
+	long c;
+
+	PROF(prof_slot, PF_B_START);
+	c = syscall(UB_NR_clone3, &ca, sizeof(ca));
+	if (c == 0) {
+		/* our 0..3 are copies of the control socket: the fds we got are above */
+		for (i = 0; fds && i < 4; i++)
+			dup2(fds[i], i);
+		fcntl(CHILD_SOCK, F_SETFD, FD_CLOEXEC);
+		if (a->cwd && enter_request_cwd(a->cwd, &e) < 0)
+			child_fail(&e);
+		run_c(ctx, a);
+	}
+	if (c < 0) {
+		char m[200];
+		int n = snprintf(m, sizeof(m), "E{\"code\":\"%s\",\"step\":\"clone3 (cached context)\",\"errno\":%d}",
+				 ub_ctx_target_exited(ctx->pidfd) ? "E_INIT_EXITED" : "E_FORK", errno);
+		send(sock, m, (size_t)n, MSG_NOSIGNAL);
+		return 0;
+	}
+	PROF(prof_slot, PF_B_CLONE);
+	if (send_fds(sock, 'P', &pidfd, 1) < 0)
+		syscall(UB_NR_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+	close(pidfd);
+	PROF(prof_slot, PF_B_SENT);
+	if (check) {
+		char why[200], msg[256];
+		int n;
+
+		if (check_context(ctx, why, sizeof(why))) {
+			n = 1, msg[0] = 'K';
+		} else {
+			n = snprintf(msg, sizeof(msg), "S%s", why);
+			rc = -1;
+		}
+		send(sock, msg, (size_t)n, MSG_NOSIGNAL);
+		PROF(prof_slot, PF_B_CHECKED);
+	}
+	return rc;
+}
+
+/* T: serve requests from the control socket until it closes (the zygote
+ * retired us, or is gone) or init's context changes.  When init exits, the
+ * kernel kills us with the rest of its pid namespace. */
+static void __attribute__((noreturn)) template_serve(struct ub_context *ctx)
+{
+	static char msgbuf[QMSG_MAX + 1];
+
+	for (;;) {
+		char control[CMSG_SPACE(4 * sizeof(int))];
+		struct iovec iov = { msgbuf, sizeof(msgbuf) };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control) };
+		struct cmsghdr *cm;
+		struct spawn_args a;
+		int fds[4], nfds = 0, i, stale = 0;
+		ssize_t n = recvmsg(TMPL_CTL, &msg, MSG_CMSG_CLOEXEC);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			_exit(0);
+		for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
+			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+				int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+				for (i = 0; i < k; i++) {
+					int fd;
+					memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+					if (nfds < 4)
+						fds[nfds++] = fd;
+					else
+						close(fd);
+				}
+			}
+		memset(&a, 0, sizeof(a));
+		if (nfds == 4 && !(msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) && qmsg_read(msgbuf, (size_t)n, &a) == 0)
+			stale = t_spawn(ctx, &a, fds, 1) < 0;
+		free(a.argv);
+		free(a.envp);
+		for (i = 0; i < nfds; i++)
+			close(fds[i]);
+		if (stale)
+			_exit(0); /* the zygote retries that request cold and forgets us */
+	}
+}
+
+/* B' (template path): inside the pid namespace; forks T and exits, so that
+ * T is re-parented to the container's init.  T waits for that, serves the
+ * first request, checks that the context is cacheable (the cgroups it is in,
+ * seen from inside, are init's; check_context passes), then tells the zygote
+ * ('T', the fields, its pidfd) and serves the rest. */
+static void __attribute__((noreturn)) run_template(struct ub_context *ctx, const struct spawn_args *a, const char *fields)
+{
+	char why[200], msg[MSG_MAX];
+	int i, n, self;
+	pid_t t = fork();
+
+	if (t < 0)
+		child_fail_errno(ub_ctx_target_exited(ctx->pidfd) ? "E_INIT_EXITED" : "E_FORK", "fork (template)", errno);
+	if (t > 0)
+		_exit(0); /* B' */
+	/* T: wait until B' is gone and init is our parent (then CLONE_PARENT makes init's children) */
+	for (i = 0; getppid() != 1; i++) {
+		int pfd = (int)syscall(UB_NR_pidfd_open, getppid(), 0);
+		struct pollfd p = { pfd, POLLIN, 0 };
+
+		if (i == 100)
+			child_fail_errno("E_FORK", "template: not re-parented to init", ETIMEDOUT);
+		if (pfd >= 0) {
+			poll(&p, 1, 10);
+			close(pfd);
+		}
+	}
+	if (t_spawn(ctx, a, NULL, 0) < 0)
+		_exit(0);
+	for (i = 0; i < 4; i++)
+		dup2(TMPL_CTL, i); /* let go of the first request's pipes and socket */
+	prctl(PR_SET_NAME, "upcall-context", 0, 0, 0);
+	if (zargc > 0) { /* /proc/<T>/cmdline, seen from inside: no host path */
+		char *end = zargv[zargc - 1] + strlen(zargv[zargc - 1]);
+		memset(zargv[0], 0, (size_t)(end - zargv[0]));
+		snprintf(zargv[0], (size_t)(end - zargv[0]) + 1, "upcall-context");
+	}
+	if (slurp(snap.hostproc, "self/cgroup", snap.cgroup, sizeof(snap.cgroup)) < 0 || !check_context(ctx, why, sizeof(why)))
+		_exit(0); /* not cacheable: the zygote sees EOF and forgets us */
+	close(snap.hostproc);
+	self = (int)syscall(UB_NR_pidfd_open, getpid(), 0);
+	n = snprintf(msg, sizeof(msg), "T%s", fields);
+	if (self < 0 || n >= (int)sizeof(msg))
+		_exit(0);
+	{
+		char control[CMSG_SPACE(sizeof(int))];
+		struct iovec iov = { msg, (size_t)n };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control) };
+		struct cmsghdr *cm;
+
+		memset(control, 0, sizeof(control));
+		cm = CMSG_FIRSTHDR(&m);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &self, sizeof(int));
+		if (sendmsg(TMPL_CTL, &m, MSG_NOSIGNAL) != n)
+			_exit(0);
+		close(self);
+	}
+	template_serve(ctx);
+}
+
+/* A: outside.  Opens and captures the context, applies it, enters, reports the
+ * fields ('R'), then forks B for this request (cold), or B' for a template
+ * (ctl >= 0) that serves this request and later ones of the same init. */
+static void __attribute__((noreturn)) run_a(const struct spawn_args *a, int in, int out, int err, int sock, int ctl)
 {
 	struct ub_context ctx;
 	struct ub_ctx_error e;
 	char msg[MSG_MAX];
+	const char *what;
 	pid_t b;
-	int st, n;
+	int st, n, tmpl = ctl >= 0;
 
-	if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0 || dup2(sock, CHILD_SOCK) < 0)
+	if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0 || dup2(sock, CHILD_SOCK) < 0 ||
+	    (tmpl && dup2(ctl, TMPL_CTL) < 0))
 		_exit(EXIT_SPAWNER);
 	/* nothing of the zygote: other requests' pipes, its own stdin/stdout */
-	syscall(UB_NR_close_range, CHILD_SOCK + 1, ~0U, 0);
+	syscall(UB_NR_close_range, tmpl ? TMPL_CTL + 1 : CHILD_SOCK + 1, ~0U, 0);
 	fcntl(CHILD_SOCK, F_SETFD, FD_CLOEXEC);
+	if (tmpl)
+		fcntl(TMPL_CTL, F_SETFD, FD_CLOEXEC);
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	if (getppid() != zygote_pid)
 		_exit(EXIT_SPAWNER);
 	default_signals();
 
+	PROF(prof_slot, PF_A_START);
 	ub_ctx_init(&ctx);
-	if (ub_ctx_open(&ctx, &a->target, &e) < 0 || ub_ctx_capture(&ctx, &e) < 0 ||
-	    ub_ctx_apply_outside(&ctx, &e) < 0 || ub_ctx_enter(&ctx, a->cwd, &e) < 0)
+	if (ub_ctx_open(&ctx, &a->target, &e) < 0)
 		child_fail(&e);
-	if (a->builtin)
-		snprintf(ctx.fields[UB_F_DUMPABLE], UB_CTX_FIELD_LEN, "0 (builtin: no exec)");
+	PROF(prof_slot, PF_A_OPEN);
+	/* before the capture: any later change shows as a difference */
+	if (tmpl && ctx.host)
+		tmpl = 0; /* no template for host requests: it would live in the host's pid namespace */
+	if (tmpl) {
+		memset(&snap, 0, sizeof(snap));
+		snap.hostproc = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (snap.hostproc < 0 || read_snapshot(&ctx, &snap, &what) < 0)
+			tmpl = 0; /* serve this request, cache nothing */
+	}
+	if (!tmpl && ctl >= 0)
+		close(TMPL_CTL); /* the zygote sees EOF at once */
+	if (ub_ctx_capture(&ctx, &e) < 0)
+		child_fail(&e);
+	PROF(prof_slot, PF_A_CAPTURE);
+	if (ub_ctx_apply_outside(&ctx, &e) < 0)
+		child_fail(&e);
+	PROF(prof_slot, PF_A_OUTSIDE);
+	/* init's own cwd: a request's cwd is entered by whoever forks C */
+	if (ub_ctx_enter(&ctx, NULL, &e) < 0)
+		child_fail(&e);
+	PROF(prof_slot, PF_A_ENTER);
+	msg[0] = 'R';
+	ub_ctx_fields_json(&ctx, msg + 1, sizeof(msg) - 1);
+	n = (int)strlen(msg);
+	if (send(CHILD_SOCK, msg, (size_t)n, MSG_NOSIGNAL) != n)
+		_exit(EXIT_SPAWNER);
 
 	/* setns(CLONE_NEWPID) applies to children only: B is inside */
 	b = fork();
 	if (b < 0)
 		child_fail_errno(ub_ctx_target_exited(ctx.pidfd) ? "E_INIT_EXITED" : "E_FORK", "fork", errno);
-	if (b == 0)
+	if (b == 0) {
+		/* a template needs the target to be its pid namespace's init (P0's init is):
+		 * T waits to be re-parented to pid 1 */
+		if (tmpl && target_vpid(ctx.pidfd) == 1)
+			run_template(&ctx, a, msg + 1);
+		if (tmpl)
+			close(TMPL_CTL); /* not one: the zygote sees EOF and forgets it */
 		run_b(&ctx, a);
-	while (waitpid(b, &st, 0) < 0)
-		if (errno != EINTR)
-			child_fail_errno("E_FORK", "waitpid", errno);
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		_exit(EXIT_SPAWNER); /* B reported, or was killed */
-	msg[0] = 'R';
-	ub_ctx_fields_json(&ctx, msg + 1, sizeof(msg) - 1);
-	n = (int)strlen(msg);
-	send(CHILD_SOCK, msg, (size_t)n, MSG_NOSIGNAL);
+	}
+	PROF(prof_slot, PF_A_FORK_B);
+	while (waitpid(b, &st, 0) < 0 && errno == EINTR)
+		;
 	_exit(0);
 }
 
@@ -684,10 +1365,10 @@ static int parse_input(struct span v, struct spawn_args *a, const char **why)
 }
 
 enum key { K_ID, K_OP, K_PID, K_START, K_PIDNS, K_HOST, K_MODE, K_BUILTIN, K_ARGV, K_ENV, K_CWD,
-	   K_STDIN, K_TIMEOUT, K_CAP, K_COUNT };
+	   K_STDIN, K_TIMEOUT, K_CAP, K_STREAM, K_DATA, K_EOF, K_STARTED, K_COUNT };
 static const char *const key_names[K_COUNT] = {
 	"id", "op", "initPid", "initStartTime", "pidns", "host", "mode", "builtin", "argv", "env", "cwd",
-	"stdinBase64", "timeoutMs", "outputCap",
+	"stdinBase64", "timeoutMs", "outputCap", "stream", "dataBase64", "eof", "startedEvent",
 };
 
 static int collect_members(const char *body, size_t len, struct span v[K_COUNT], const char **why)
@@ -717,18 +1398,12 @@ static int collect_members(const char *body, size_t len, struct span v[K_COUNT],
 	return 0;
 }
 
-static int parse_request(const char *body, size_t len, struct spawn_args *a, const char **why)
+static int parse_request(struct span v[K_COUNT], struct spawn_args *a, const char **why)
 {
-	struct span v[K_COUNT] = { { 0 } };
 	unsigned long long x;
-	char *s = NULL;
 
-	if (collect_members(body, len, v, why) < 0)
-		return -1;
-	if (!v[K_OP].p || span_string(v[K_OP], &s) < 0 || strcmp(s, "spawn") != 0)
-		return free(s), *why = "op must be \"spawn\"", -1;
-	free(s);
-	s = NULL;
+	if (v[K_DATA].p || v[K_EOF].p)
+		return *why = "dataBase64 and eof are for op \"stdin\"", -1;
 	if (!v[K_PID].p || span_uint(v[K_PID], INT_MAX, &x) < 0 || x == 0)
 		return *why = "initPid must be a positive integer", -1;
 	a->target.pid = (pid_t)x;
@@ -742,11 +1417,19 @@ static int parse_request(const char *body, size_t len, struct spawn_args *a, con
 	a->target.host = v[K_HOST].p && span_is(v[K_HOST], "true");
 	if (!v[K_MODE].p || (!span_is(v[K_MODE], "\"exec\"") && !span_is(v[K_MODE], "\"builtin\"")))
 		return *why = "mode must be \"exec\" or \"builtin\"", -1;
-	a->builtin = span_is(v[K_MODE], "\"builtin\"");
-	if (a->builtin && (!v[K_BUILTIN].p || !span_is(v[K_BUILTIN], "\"echo-context\"")))
-		return *why = "unknown builtin (known: echo-context)", -1;
-	if (!a->builtin && v[K_BUILTIN].p)
+	if (span_is(v[K_MODE], "\"builtin\"")) {
+		if (v[K_BUILTIN].p && span_is(v[K_BUILTIN], "\"echo-context\""))
+			a->builtin = BUILTIN_ECHO_CONTEXT;
+		else if (v[K_BUILTIN].p && span_is(v[K_BUILTIN], "\"netrelay\""))
+			a->builtin = BUILTIN_NETRELAY;
+		else
+			return *why = "unknown builtin (known: echo-context, netrelay)", -1;
+	} else if (v[K_BUILTIN].p) {
 		return *why = "builtin is for mode \"builtin\"", -1;
+	}
+	if (v[K_STREAM].p && !span_is(v[K_STREAM], "true") && !span_is(v[K_STREAM], "false"))
+		return *why = "stream must be a boolean", -1;
+	a->stream = v[K_STREAM].p && span_is(v[K_STREAM], "true");
 	if (v[K_ARGV].p && parse_argv(v[K_ARGV], a, why) < 0)
 		return -1;
 	if (!a->builtin && (!a->argv || !a->argv[0]))
@@ -774,6 +1457,142 @@ static int parse_request(const char *body, size_t len, struct spawn_args *a, con
 }
 
 /* ------------------------------------------------------------------------
+ * templates (the context cache), in the zygote
+ */
+
+static void own_rlimits(struct rlimit *rl)
+{
+	int r;
+
+	for (r = 0; r < RLIM_NLIMITS; r++)
+		getrlimit(r, &rl[r]);
+}
+
+static void forget_template(struct tmpl *t);
+
+/* Stop giving it requests; it exits once it has read the ones it has (EOF). */
+static void retire(struct tmpl *t, int kill_it)
+{
+	t->live = 0;
+	close_fd(&t->ctl);
+	if (kill_it && t->pidfd >= 0)
+		syscall(UB_NR_pidfd_send_signal, t->pidfd, SIGKILL, NULL, 0);
+	if (t->pidfd < 0)
+		forget_template(t); /* never got ready: nothing to watch */
+}
+
+/* T has exited (or never got ready): forget it.  T is the container init's
+ * child, not ours: nothing to reap here. */
+static void forget_template(struct tmpl *t)
+{
+	size_t i;
+
+	for (i = 0; i < MAX_INFLIGHT; i++)
+		if (reqs[i].used && reqs[i].tmpl == t) {
+			if (!reqs[i].fields && t->fields)
+				reqs[i].fields = strdup(t->fields);
+			reqs[i].tmpl = NULL;
+		}
+	close_fd(&t->pidfd);
+	close_fd(&t->ctl);
+	free(t->fields);
+	memset(t, 0, sizeof(*t));
+	t->pidfd = t->ctl = -1;
+}
+
+/* A live template for this request's init that is still young enough, and
+ * whose base (our rlimits) has not moved. */
+static struct tmpl *find_template(const struct spawn_args *a, long long now)
+{
+	size_t i;
+
+	for (i = 0; i < TEMPLATE_SLOTS; i++) {
+		struct tmpl *t = &tmpls[i];
+		struct rlimit ours[RLIM_NLIMITS];
+
+		if (!t->live || t->init_pid != a->target.pid || t->start_time != a->target.start_time ||
+		    t->pidns_ino != a->target.pidns_ino || t->host != a->target.host)
+			continue;
+		own_rlimits(ours);
+		if (now - t->created > opt_ttl_ms || memcmp(ours, t->rlim, sizeof(ours)) != 0) {
+			retire(t, 0);
+			continue;
+		}
+		return t;
+	}
+	return NULL;
+}
+
+static int pending_template(const struct spawn_args *a)
+{
+	size_t i;
+
+	for (i = 0; i < TEMPLATE_SLOTS; i++)
+		if (tmpls[i].live && !tmpls[i].fields && tmpls[i].init_pid == a->target.pid &&
+		    tmpls[i].start_time == a->target.start_time && tmpls[i].pidns_ino == a->target.pidns_ino)
+			return 1;
+	return 0;
+}
+
+/* A slot for a new template: a free one, after retiring the least recently
+ * used live one when --max-contexts are live. */
+static struct tmpl *new_template(long long now)
+{
+	struct tmpl *lru = NULL, *free_slot_ = NULL;
+	size_t i;
+	int live = 0;
+
+	for (i = 0; i < TEMPLATE_SLOTS; i++) {
+		struct tmpl *t = &tmpls[i];
+
+		if (!t->used) {
+			if (!free_slot_)
+				free_slot_ = t;
+			continue;
+		}
+		if (!t->live)
+			continue;
+		live++;
+		if (!lru || t->last_used < lru->last_used)
+			lru = t;
+	}
+	if (live >= opt_max_templates && lru)
+		retire(lru, 0);
+	if (!free_slot_)
+		return NULL;
+	memset(free_slot_, 0, sizeof(*free_slot_));
+	free_slot_->pidfd = free_slot_->ctl = -1;
+	free_slot_->created = free_slot_->last_used = now;
+	return free_slot_;
+}
+
+/* 'T' + fields, with T's pidfd: ready.  EOF: it gave up (not cacheable). */
+static void on_template_ctl(struct tmpl *t)
+{
+	char data[MSG_MAX], control[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { data, sizeof(data) - 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control) };
+	struct cmsghdr *cm = NULL;
+	ssize_t n = recvmsg(t->ctl, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	int fd = -1;
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n > 0)
+		cm = CMSG_FIRSTHDR(&msg);
+	if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS && cm->cmsg_len == CMSG_LEN(sizeof(int)))
+		memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	if (n > 1 && data[0] == 'T' && fd >= 0 && t->pidfd < 0 && !t->fields && ub_json_validate(data + 1, (size_t)n - 1) == 0) {
+		t->fields = strndup(data + 1, (size_t)n - 1);
+		t->pidfd = fd;
+		return;
+	}
+	if (fd >= 0)
+		close(fd);
+	retire(t, n > 0);
+}
+
+/* ------------------------------------------------------------------------
  * request lifecycle in the zygote
  */
 
@@ -786,6 +1605,8 @@ static void kill_tree(struct req *r)
 			kill(-r->cpid, SIGKILL); /* before 6.9; C is unreaped, so the number is still its */
 		syscall(UB_NR_pidfd_send_signal, r->cpidfd, SIGKILL, NULL, 0);
 	}
+	if (r->bpidfd >= 0 && !r->b_exited)
+		syscall(UB_NR_pidfd_send_signal, r->bpidfd, SIGKILL, NULL, 0);
 	if (r->apidfd >= 0 && !r->a_reaped)
 		syscall(UB_NR_pidfd_send_signal, r->apidfd, SIGKILL, NULL, 0);
 }
@@ -793,21 +1614,36 @@ static void kill_tree(struct req *r)
 static void reset_req(struct req *r)
 {
 	memset(r, 0, sizeof(*r));
-	r->sock = r->in_fd = r->out.fd = r->err.fd = r->cpidfd = r->apidfd = -1;
+	r->sock = r->in_fd = r->out.fd = r->err.fd = r->cpidfd = r->apidfd = r->bpidfd = -1;
 }
 
-static void free_req(struct req *r)
+/* Everything of one attempt at spawning (the fds, what the children said),
+ * not the request itself: for a retry on the cold path. */
+static void drop_attempt(struct req *r)
 {
 	close_fd(&r->sock);
 	close_fd(&r->in_fd);
 	close_fd(&r->out.fd);
 	close_fd(&r->err.fd);
 	close_fd(&r->cpidfd);
-	close_fd(&r->apidfd);
+	close_fd(&r->bpidfd);
 	buf_free(&r->out.data);
 	buf_free(&r->err.data);
 	free(r->fields);
 	free(r->error);
+	r->fields = r->error = NULL;
+	r->out.truncated = r->err.truncated = 0;
+	r->cpid = 0;
+	r->got_r = r->b_exited = r->c_exited = r->have_status = r->stale = r->checked = 0;
+	r->in_off = 0;
+	r->tmpl = NULL;
+	r->via_tmpl = r->becomes_tmpl = 0;
+}
+
+static void free_req(struct req *r)
+{
+	drop_attempt(r);
+	close_fd(&r->apidfd);
 	free_args(&r->a);
 	reset_req(r);
 }
@@ -821,6 +1657,7 @@ static void finish(struct req *r)
 	close_fd(&r->out.fd);
 	close_fd(&r->err.fd);
 	close_fd(&r->cpidfd);
+	close_fd(&r->bpidfd);
 	buf_free(&r->out.data);
 	buf_free(&r->err.data);
 	if (r->a_reaped)
@@ -834,25 +1671,94 @@ static int nonblock(int fd)
 	return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
-static int start_request(struct req *r)
+/* Hand the request to a template: the args and the child ends of its fds. */
+static int send_to_template(struct tmpl *t, struct req *r, const int fds[4])
 {
-	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 }, sv[2] = { -1, -1 }, e;
+	static char msgbuf[QMSG_MAX];
+	char control[CMSG_SPACE(4 * sizeof(int))];
+	int size = qmsg_size(&r->a);
+	struct iovec iov = { msgbuf, (size_t)size };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control) };
+	struct cmsghdr *cm;
+
+	if (size < 0 || t->ctl < 0)
+		return -1;
+	qmsg_write(&r->a, (uint32_t)(r - reqs), msgbuf);
+	memset(control, 0, sizeof(control));
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(4 * sizeof(int));
+	memcpy(CMSG_DATA(cm), fds, 4 * sizeof(int));
+	if (sendmsg(t->ctl, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) != size) {
+		if (errno != EAGAIN)
+			retire(t, 1);
+		return -1;
+	}
+	return 0;
+}
+
+/* One attempt: through a live template, else cold (a new A, which becomes
+ * the template when none is live or starting for this init). */
+static int start_request(struct req *r, long long now, int allow_template)
+{
+	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 }, sv[2] = { -1, -1 }, ctl[2] = { -1, -1 }, e;
+	struct tmpl *t = NULL;
 	pid_t pid;
 
 	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
 	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		goto fail;
+	if (opt_templates && allow_template && (t = find_template(&r->a, now)) != NULL) {
+		int fds[4] = { in[0], out[1], err[1], sv[1] };
+
+		if (send_to_template(t, r, fds) == 0) {
+			t->last_used = now;
+			t->uses++;
+			r->tmpl = t;
+			r->via_tmpl = 1;
+			r->tmpl_created = t->created;
+			r->a_reaped = 1; /* no A of its own */
+			goto sent;
+		}
+		t = NULL;
+	}
+	if (opt_templates && allow_template && !pending_template(&r->a) && qmsg_size(&r->a) >= 0 &&
+	    (t = new_template(now)) != NULL) {
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0)
+			t = NULL;
+	}
+#ifdef UB_ZYGOTE_PROFILE
+	prof_slot = (int)(r - reqs);
+#endif
+	if (t)
+		own_rlimits(t->rlim); /* before the fork: what A's degraded limits are based on */
 	pid = fork();
 	if (pid < 0)
 		goto fail;
 	if (pid == 0)
-		run_a(&r->a, in[0], out[1], err[1], sv[1]);
+		run_a(&r->a, in[0], out[1], err[1], sv[1], ctl[1]);
+	PROF(r - reqs, PF_FORKED);
+	if (t) {
+		/* this request is served by A (and then by the template A starts) as a cold one */
+		t->used = t->live = 1;
+		t->ctl = ctl[0];
+		ctl[0] = -1;
+		close_fd(&ctl[1]);
+		nonblock(t->ctl);
+		t->init_pid = r->a.target.pid;
+		t->start_time = r->a.target.start_time;
+		t->pidns_ino = r->a.target.pidns_ino;
+		t->host = r->a.target.host;
+		r->becomes_tmpl = 1;
+	}
+	r->apid = pid;
+	r->apidfd = (int)syscall(UB_NR_pidfd_open, pid, 0); /* our unreaped child: cannot be reused */
+sent:
 	close(in[0]);
 	close(out[1]);
 	close(err[1]);
 	close(sv[1]);
-	r->apid = pid;
-	r->apidfd = (int)syscall(UB_NR_pidfd_open, pid, 0); /* our unreaped child: cannot be reused */
 	r->in_fd = in[1];
 	r->out.fd = out[0];
 	r->err.fd = err[0];
@@ -861,9 +1767,8 @@ static int start_request(struct req *r)
 	nonblock(r->out.fd);
 	nonblock(r->err.fd);
 	nonblock(r->sock);
-	if (r->a.input_len == 0)
+	if (r->in_off >= r->a.input_len && (!r->a.stream || r->in_eof))
 		close_fd(&r->in_fd);
-	r->deadline = now_ms() + r->a.timeout_ms;
 	return 0;
 fail:
 	e = errno;
@@ -872,9 +1777,30 @@ fail:
 		close_fd(&out[i]);
 		close_fd(&err[i]);
 		close_fd(&sv[i]);
+		close_fd(&ctl[i]);
 	}
+	if (t && !t->used)
+		memset(t, 0, sizeof(*t)), t->pidfd = t->ctl = -1;
 	errno = e;
 	return -1;
+}
+
+/* A template attempt that came to nothing before C existed (stale context,
+ * template gone): once more, on the cold path, which reports precisely. */
+static int retry_cold(struct req *r, long long now)
+{
+	if (r->retried || r->started || (r->cpidfd >= 0 && !r->stale) || r->timed_out || r->emitted || !r->via_tmpl)
+		return 0;
+	if (r->tmpl && r->tmpl->live && (r->stale || !r->becomes_tmpl))
+		retire(r->tmpl, 0);
+	r->retried = 1;
+	drop_attempt(r);
+	r->a_reaped = 0;
+	if (start_request(r, now, 1) < 0) {
+		emit_native_error(r, "E_FORK", "start spawner", errno);
+		finish(r);
+	}
+	return 1;
 }
 
 static struct req *free_slot(void)
@@ -887,10 +1813,60 @@ static struct req *free_slot(void)
 	return NULL;
 }
 
+static struct req *find_req(unsigned long long id)
+{
+	size_t i;
+
+	for (i = 0; i < MAX_INFLIGHT; i++)
+		if (reqs[i].used && !reqs[i].emitted && reqs[i].id == id)
+			return &reqs[i];
+	return NULL;
+}
+
+/* {"id":N,"op":"stdin","dataBase64":"...","eof":true}: more input for a
+ * stream request; {"id":N,"op":"kill"}: kill it now.  An unknown id (the
+ * request has ended) is ignored. */
+static void handle_control(unsigned long long id, int kill_op, struct span v[K_COUNT])
+{
+	struct req *r = find_req(id);
+	char *text = NULL;
+
+	if (!r)
+		return;
+	if (kill_op) {
+		r->killed = 1;
+		r->deadline = now_ms();
+		close_fd(&r->in_fd);
+		return;
+	}
+	if (v[K_DATA].p && span_string(v[K_DATA], &text) == 0 && r->in_fd >= 0 && !r->in_eof) {
+		size_t room = strlen(text) / 4 * 3 + 3;
+		unsigned char *p;
+		long n;
+
+		if (r->started && r->in_off == r->a.input_len)
+			r->in_off = r->a.input_len = 0; /* all written (and a retry is no longer possible): start over */
+		p = realloc(r->a.input, r->a.input_len + room);
+		if (p) {
+			r->a.input = p;
+			n = ub_base64_decode(text, strlen(text), p + r->a.input_len);
+			if (n > 0)
+				r->a.input_len += (size_t)n;
+		}
+	}
+	free(text);
+	if (v[K_EOF].p && span_is(v[K_EOF], "true")) {
+		r->in_eof = 1;
+		if (r->in_fd >= 0 && r->in_off >= r->a.input_len)
+			close_fd(&r->in_fd);
+	}
+}
+
 static void handle_frame(const char *body, size_t len)
 {
 	unsigned long long id = 0;
 	const char *why = "invalid JSON", *v;
+	struct span m[K_COUNT] = { { 0 } };
 	struct req *r;
 	size_t vlen;
 	int have_id = 0;
@@ -906,7 +1882,24 @@ static void handle_frame(const char *body, size_t len)
 		emit_error_raw(0, 0, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, "id must be an integer in 0..2^53");
 		return;
 	}
-	if (parse_request(body, len, &a, &why) < 0) {
+	if (collect_members(body, len, m, &why) < 0) {
+		emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, why);
+		return;
+	}
+	if (m[K_OP].p && (span_is(m[K_OP], "\"stdin\"") || span_is(m[K_OP], "\"kill\""))) {
+		handle_control(id, span_is(m[K_OP], "\"kill\""), m);
+		return;
+	}
+	if (!m[K_OP].p || !span_is(m[K_OP], "\"spawn\"")) {
+		emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL,
+			       "op must be \"spawn\", \"stdin\" or \"kill\"");
+		return;
+	}
+	if (m[K_STARTED].p && !span_is(m[K_STARTED], "true") && !span_is(m[K_STARTED], "false")) {
+		emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, "startedEvent must be a boolean");
+		return;
+	}
+	if (parse_request(m, &a, &why) < 0) {
 		free_args(&a);
 		emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, why);
 		return;
@@ -920,7 +1913,10 @@ static void handle_frame(const char *body, size_t len)
 	r->used = 1;
 	r->id = id;
 	r->a = a;
-	if (start_request(r) < 0) {
+	r->started_event = !m[K_STARTED].p || span_is(m[K_STARTED], "true");
+	PROF(r - reqs, PF_PARSED);
+	r->deadline = now_ms() + r->a.timeout_ms;
+	if (start_request(r, now_ms(), 1) < 0) {
 		int e = errno;
 		emit_native_error(r, "E_FORK", "start spawner", e);
 		free_req(r);
@@ -970,52 +1966,134 @@ static void read_status(struct req *r)
 	}
 }
 
+/* The fields of this request: the context's (from A, or from the template),
+ * with the request's own cwd and builtin, and where the context came from. */
+static char *request_fields(struct req *r)
+{
+	const char *base = r->fields ? r->fields : r->tmpl && r->tmpl->fields ? r->tmpl->fields : NULL;
+	struct span whole, k, val;
+	struct iter it;
+	struct buf out = { 0 };
+	char tmp[400], esc[300];
+	int first = 1;
+
+	if (!base)
+		return NULL;
+	whole.p = base;
+	whole.len = strlen(base);
+	iter_begin(&it, whole);
+	buf_append(&out, "{", 1);
+	while (iter_next(&it, &k, &val)) {
+		if (!first)
+			buf_append(&out, ",", 1);
+		first = 0;
+		buf_append(&out, k.p, k.len);
+		buf_append(&out, ":", 1);
+		if (span_is(k, "\"cwd\"") && r->a.cwd) {
+			json_ascii(esc, 160, r->a.cwd);
+			buf_append(&out, tmp, (size_t)snprintf(tmp, sizeof(tmp), "\"request: %s\"", esc));
+		} else if (span_is(k, "\"dumpable\"") && r->a.builtin) {
+			buf_append(&out, "\"0 (builtin: no exec)\"", 22);
+		} else {
+			buf_append(&out, val.p, val.len);
+		}
+	}
+	if (r->via_tmpl)
+		snprintf(tmp, sizeof(tmp), ",\"context\":\"cached: captured %lld ms ago, checked against init before this spawn\"}",
+			 now_ms() - r->tmpl_created);
+	else
+		snprintf(tmp, sizeof(tmp), ",\"context\":\"captured for this spawn%s\"}", r->retried ? " (the cached one was stale)" : "");
+	buf_append(&out, tmp, strlen(tmp));
+	return out.p;
+}
+
 static void maybe_start(struct req *r)
 {
 	struct pidfd_info_v0 info = { .mask = UB_PIDFD_INFO_PID };
-	char json[160];
+	char json[200], *f;
 
-	if (r->started || r->cpidfd < 0 || !r->got_r || r->error || r->timed_out || r->emitted)
+	if (r->started || r->cpidfd < 0 || !r->b_exited || (r->via_tmpl && !r->checked) || r->stale || r->error || r->timed_out ||
+	    r->emitted)
 		return;
+	f = request_fields(r);
+	if (!f)
+		return; /* the template has not said it is ready yet */
+	free(r->fields);
+	r->fields = f;
+	r->got_r = 1;
 	r->started = 1;
-	if (ioctl(r->cpidfd, UB_PIDFD_GET_INFO, &info) < 0)
-		info.ppid = 0;
-	emit(json, snprintf(json, sizeof(json), "{\"id\":%llu,\"event\":\"started\",\"pid\":%d,\"ppid\":%d}", r->id,
-			    (int)r->cpid, (int)info.ppid));
+	PROF(r - reqs, PF_Z_STARTED);
+	if (r->started_event) {
+		/* while C waits for 'G' its pid is surely its own: the start time that
+		 * lets the broker tell C from a later process with the same pid */
+		char path[64], st[1024], start[24] = "";
+		int fd, field = 2;
+		ssize_t n;
+		const char *q;
+
+		if (ioctl(r->cpidfd, UB_PIDFD_GET_INFO, &info) < 0)
+			info.ppid = 0;
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)r->cpid);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		n = fd >= 0 ? read(fd, st, sizeof(st) - 1) : -1;
+		if (fd >= 0)
+			close(fd);
+		if (n > 0) {
+			st[n] = '\0';
+			for (q = strrchr(st, ')'); q && *q && field < 22; q++)
+				if (*q == ' ')
+					field++;
+			if (q && field == 22)
+				snprintf(start, sizeof(start), "%.*s", (int)strspn(q, "0123456789"), q);
+		}
+		emit(json, snprintf(json, sizeof(json), "{\"id\":%llu,\"event\":\"started\",\"pid\":%d,\"ppid\":%d%s%s%s}", r->id,
+				    (int)r->cpid, (int)info.ppid, *start ? ",\"startTime\":\"" : "", start, *start ? "\"" : ""));
+	}
 	send(r->sock, "G", 1, MSG_NOSIGNAL);
 }
 
-static void on_message(struct req *r, const char *msg, size_t n, int fd)
+static void on_message(struct req *r, const char *msg, size_t n, const int *fds, int nfds)
 {
 	struct pidfd_info_v0 info = { .mask = UB_PIDFD_INFO_PID };
+	int i;
 
-	if (n >= 1 && msg[0] == 'P' && fd >= 0 && r->cpidfd < 0) {
-		r->cpidfd = fd;
-		if (ioctl(fd, UB_PIDFD_GET_INFO, &info) == 0)
+	if (n >= 1 && msg[0] == 'P' && (nfds == 1 || nfds == 2) && r->cpidfd < 0) {
+		/* from B: C's and B's pidfds (C is init's once B is gone); from a
+		 * template: C's only (cloned with CLONE_PARENT: init's already) */
+		r->cpidfd = fds[0];
+		r->bpidfd = nfds == 2 ? fds[1] : -1;
+		r->b_exited = nfds == 1 || ub_ctx_target_exited(r->bpidfd); /* often gone already */
+		PROF(r - reqs, PF_Z_GOT_P);
+		if (ioctl(r->cpidfd, UB_PIDFD_GET_INFO, &info) == 0)
 			r->cpid = (pid_t)info.pid; /* C waits for 'G': alive, so the pid is known */
 		if (r->timed_out || r->emitted)
 			kill_tree(r);
 		return;
 	}
-	if (fd >= 0)
-		close(fd);
-	if (n >= 1 && msg[0] == 'R' && !r->got_r && ub_json_validate(msg + 1, n - 1) == 0) {
-		r->got_r = 1;
+	for (i = 0; i < nfds; i++)
+		close(fds[i]);
+	if (n >= 1 && msg[0] == 'R' && !r->fields && ub_json_validate(msg + 1, n - 1) == 0) {
 		r->fields = strndup(msg + 1, n - 1);
 	} else if (n >= 1 && msg[0] == 'E' && !r->error && ub_json_validate(msg + 1, n - 1) == 0) {
 		r->error = strndup(msg + 1, n - 1);
+	} else if (n >= 1 && msg[0] == 'K') {
+		r->checked = 1; /* the template found init's context unchanged */
+	} else if (n >= 1 && msg[0] == 'S') {
+		r->stale = 1; /* it changed: C never gets 'G'; the request goes cold */
+		if (r->cpidfd >= 0 && !r->c_exited)
+			syscall(UB_NR_pidfd_send_signal, r->cpidfd, SIGKILL, NULL, 0);
 	}
 }
 
 static void on_sock(struct req *r)
 {
 	for (;;) {
-		char data[MSG_MAX], control[CMSG_SPACE(sizeof(int))];
+		char data[MSG_MAX], control[CMSG_SPACE(4 * sizeof(int))];
 		struct iovec iov = { data, sizeof(data) };
 		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control) };
 		struct cmsghdr *cm;
 		ssize_t n = recvmsg(r->sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-		int fd = -1;
+		int fds[4], nfds = 0;
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -1026,16 +2104,26 @@ static void on_sock(struct req *r)
 			break;
 		}
 		for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
-			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS && cm->cmsg_len == CMSG_LEN(sizeof(int)))
-				memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-		on_message(r, data, (size_t)n, fd);
+			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+				int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int)), i;
+				for (i = 0; i < k; i++) {
+					int fd;
+					memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+					if (nfds < 4)
+						fds[nfds++] = fd;
+					else
+						close(fd);
+				}
+			}
+		on_message(r, data, (size_t)n, fds, nfds);
 	}
 	maybe_start(r);
 }
 
 /* Output beyond the cap is read and dropped, so the program never blocks on
- * a full pipe; the event says "truncated". */
-static void on_stream(struct stream *s, size_t cap)
+ * a full pipe; the event says "truncated".  A stream request's stdout goes
+ * out as it comes, one "stdout" event per read. */
+static void on_stream(struct req *r, struct stream *s, size_t cap)
 {
 	char tmp[65536];
 	int rounds;
@@ -1050,6 +2138,22 @@ static void on_stream(struct stream *s, size_t cap)
 		if (n <= 0) {
 			close_fd(&s->fd);
 			return;
+		}
+		if (r->a.stream && s == &r->out) {
+			char *b64 = malloc(ub_base64_encoded_len((size_t)n) + 64);
+			int k;
+
+			if (!b64) {
+				fputs("upcall-zygote: out of memory\n", stderr);
+				exit(EXIT_SPAWNER);
+			}
+			k = snprintf(b64, 64, "{\"id\":%llu,\"event\":\"stdout\",\"dataBase64\":\"", r->id);
+			ub_base64_encode((const unsigned char *)tmp, (size_t)n, b64 + k);
+			k += (int)strlen(b64 + k);
+			memcpy(b64 + k, "\"}", 3);
+			emit(b64, (size_t)k + 2);
+			free(b64);
+			continue;
 		}
 		if (s->data.len < cap) {
 			size_t take = (size_t)n < cap - s->data.len ? (size_t)n : cap - s->data.len;
@@ -1069,8 +2173,10 @@ static void on_stdin_pipe(struct req *r)
 
 	if (n > 0)
 		r->in_off += (size_t)n;
-	if ((n < 0 && errno != EAGAIN && errno != EINTR) || r->in_off >= r->a.input_len)
-		close_fd(&r->in_fd); /* done, or the program closed its stdin (EPIPE) */
+	if (n < 0 && errno != EAGAIN && errno != EINTR)
+		close_fd(&r->in_fd); /* the program closed its stdin (EPIPE) */
+	else if (r->in_off >= r->a.input_len && (!r->a.stream || r->in_eof))
+		close_fd(&r->in_fd); /* done */
 }
 
 static void on_a_exit(struct req *r)
@@ -1095,17 +2201,22 @@ static void check_request(struct req *r, long long now)
 		r->timed_out = 1;
 		r->grace_deadline = now + KILL_GRACE_MS;
 		kill_tree(r);
+		if (!r->started && r->tmpl && r->tmpl->live)
+			retire(r->tmpl, 1); /* it may be what is stuck */
 	}
-	if (r->sock >= 0 && (r->a_reaped || r->c_exited))
+	if (r->sock >= 0 && (r->c_exited || (r->a_reaped && !r->via_tmpl)))
 		on_sock(r); /* whatever A or C said before exiting */
-	if (!r->started && r->a_reaped && !r->got_r && r->cpidfd >= 0 && !r->c_exited)
-		kill_tree(r); /* A died before C became init's child: C would wait forever */
 	if (!r->started) {
+		maybe_start(r); /* the template's fields may have come meanwhile */
 		/* still spawning: done when every spawner process has gone */
 		int gone = r->sock < 0 && r->a_reaped && (r->cpidfd < 0 || r->c_exited);
+		if (gone && !r->timed_out && !r->error && retry_cold(r, now))
+			return;
 		if (gone || (r->timed_out && now >= r->grace_deadline)) {
 			if (r->error && !r->timed_out)
 				emit_child_error(r);
+			else if (r->killed)
+				emit_native_error(r, "E_SPAWN", "killed on request before it started", ECANCELED);
 			else if (r->timed_out)
 				emit_native_error(r, "E_UPCALL_TIMEOUT", "spawn", ETIMEDOUT);
 			else
@@ -1187,9 +2298,9 @@ static void on_stdout(void)
 		outq.len = outq_off = 0;
 }
 
-/* The broker closed our stdin: kill what we started (C's process groups and
- * any A still working), reap the As, and leave.  Nothing else of the
- * containers is touched. */
+/* The broker closed our stdin: kill what we started (C's process groups, any
+ * A still working, the templates), reap our children, and leave.  Nothing
+ * else of the containers is touched. */
 static void __attribute__((noreturn)) shut_down(void)
 {
 	long long deadline = now_ms() + SHUTDOWN_WAIT_MS;
@@ -1198,6 +2309,9 @@ static void __attribute__((noreturn)) shut_down(void)
 	for (i = 0; i < MAX_INFLIGHT; i++)
 		if (reqs[i].used && !reqs[i].emitted)
 			kill_tree(&reqs[i]);
+	for (i = 0; i < TEMPLATE_SLOTS; i++)
+		if (tmpls[i].used)
+			retire(&tmpls[i], 1);
 	while (now_ms() < deadline && waitpid(-1, NULL, WNOHANG) >= 0) {
 		struct timespec ts = { 0, 5000000 };
 		nanosleep(&ts, NULL);
@@ -1205,10 +2319,11 @@ static void __attribute__((noreturn)) shut_down(void)
 	exit(0);
 }
 
-enum kind { W_SOCK, W_IN, W_OUT, W_ERR, W_CPID, W_APID };
+enum kind { W_SOCK, W_IN, W_OUT, W_ERR, W_CPID, W_APID, W_BPID, W_TCTL, W_TPID };
 
 struct watch {
 	struct req *r;
+	struct tmpl *t;
 	enum kind kind;
 };
 
@@ -1217,12 +2332,12 @@ static int build_poll(struct pollfd *pfd, struct watch *w, long long now, int *t
 	int n = 0;
 	size_t i;
 
-#define WATCH(fd_, ev_, r_, k_) do { pfd[n] = (struct pollfd){ (fd_), (ev_), 0 }; w[n] = (struct watch){ (r_), (k_) }; n++; } while (0)
+#define WATCH(fd_, ev_, r_, t_, k_) do { pfd[n] = (struct pollfd){ (fd_), (ev_), 0 }; w[n] = (struct watch){ (r_), (t_), (k_) }; n++; } while (0)
 	*timeout = -1;
 	if (!stdin_eof && outq.len < MAX_OUTQ)
-		WATCH(0, POLLIN, NULL, W_SOCK);
+		WATCH(0, POLLIN, NULL, NULL, W_SOCK);
 	if (outq.len > outq_off)
-		WATCH(1, POLLOUT, NULL, W_IN);
+		WATCH(1, POLLOUT, NULL, NULL, W_IN);
 	for (i = 0; i < MAX_INFLIGHT; i++) {
 		struct req *r = &reqs[i];
 		long long due;
@@ -1230,20 +2345,40 @@ static int build_poll(struct pollfd *pfd, struct watch *w, long long now, int *t
 		if (!r->used)
 			continue;
 		if (r->apidfd >= 0)
-			WATCH(r->apidfd, POLLIN, r, W_APID);
+			WATCH(r->apidfd, POLLIN, r, NULL, W_APID);
 		if (r->emitted)
 			continue;
 		if (r->sock >= 0)
-			WATCH(r->sock, POLLIN, r, W_SOCK);
-		if (r->in_fd >= 0)
-			WATCH(r->in_fd, POLLOUT, r, W_IN);
+			WATCH(r->sock, POLLIN, r, NULL, W_SOCK);
+		if (r->in_fd >= 0 && r->in_off < r->a.input_len)
+			WATCH(r->in_fd, POLLOUT, r, NULL, W_IN);
 		if (r->out.fd >= 0)
-			WATCH(r->out.fd, POLLIN, r, W_OUT);
+			WATCH(r->out.fd, POLLIN, r, NULL, W_OUT);
 		if (r->err.fd >= 0)
-			WATCH(r->err.fd, POLLIN, r, W_ERR);
+			WATCH(r->err.fd, POLLIN, r, NULL, W_ERR);
 		if (r->cpidfd >= 0 && !r->c_exited)
-			WATCH(r->cpidfd, POLLIN, r, W_CPID);
+			WATCH(r->cpidfd, POLLIN, r, NULL, W_CPID);
+		if (r->bpidfd >= 0 && !r->b_exited)
+			WATCH(r->bpidfd, POLLIN, r, NULL, W_BPID);
 		due = r->timed_out ? r->grace_deadline : r->deadline;
+		if (*timeout < 0 || due - now < *timeout)
+			*timeout = due > now ? (int)(due - now) : 0;
+	}
+	for (i = 0; i < TEMPLATE_SLOTS; i++) {
+		struct tmpl *t = &tmpls[i];
+		long long due;
+
+		if (!t->used)
+			continue;
+		if (t->pidfd >= 0)
+			WATCH(t->pidfd, POLLIN, NULL, t, W_TPID);
+		if (t->ctl >= 0)
+			WATCH(t->ctl, POLLIN, NULL, t, W_TCTL);
+		if (!t->live)
+			continue;
+		due = t->last_used + opt_idle_ms;
+		if (t->created + opt_ttl_ms < due)
+			due = t->created + opt_ttl_ms;
 		if (*timeout < 0 || due - now < *timeout)
 			*timeout = due > now ? (int)(due - now) : 0;
 	}
@@ -1257,6 +2392,13 @@ static void dispatch(const struct pollfd *p, const struct watch *w)
 
 	if (!p->revents)
 		return;
+	if (w->t) {
+		if (w->kind == W_TPID)
+			forget_template(w->t);
+		else if (w->t->ctl >= 0)
+			on_template_ctl(w->t);
+		return;
+	}
 	if (!r) {
 		if (p->fd == 0)
 			on_stdin();
@@ -1269,13 +2411,31 @@ static void dispatch(const struct pollfd *p, const struct watch *w)
 	switch (w->kind) {
 	case W_SOCK: on_sock(r); break;
 	case W_IN: on_stdin_pipe(r); break;
-	case W_OUT: on_stream(&r->out, r->a.output_cap); break;
-	case W_ERR: on_stream(&r->err, r->a.output_cap); break;
+	case W_OUT: on_stream(r, &r->out, r->a.output_cap); break;
+	case W_ERR: on_stream(r, &r->err, r->a.output_cap); break;
 	case W_CPID:
 		r->c_exited = 1;
+		PROF(r - reqs, PF_Z_C_EXIT);
 		read_status(r);
 		break;
+	case W_BPID:
+		r->b_exited = 1;
+		on_sock(r); /* B's 'P' is there: C may start */
+		break;
 	case W_APID: on_a_exit(r); break;
+	default: break;
+	}
+}
+
+static void expire_templates(long long now)
+{
+	size_t i;
+
+	for (i = 0; i < TEMPLATE_SLOTS; i++) {
+		struct tmpl *t = &tmpls[i];
+
+		if (t->live && (now - t->last_used >= opt_idle_ms || now - t->created >= opt_ttl_ms))
+			retire(t, 0);
 	}
 }
 
@@ -1289,32 +2449,68 @@ static void ensure_std_fds(void)
 		close(fd);
 }
 
+static int usage(FILE *to, int status)
+{
+	fputs("Usage: upcall-zygote [--no-context-cache] [--context-ttl-ms N] [--context-idle-ms N] [--max-contexts N]\n\n"
+	      "Serve spawn requests (frames) on stdin, events on stdout.\n"
+	      "See native-bindings/README.md.\n", to);
+	return status;
+}
+
 int main(int argc, char **argv)
 {
-	static struct pollfd pfd[2 + MAX_INFLIGHT * 6];
-	static struct watch w[2 + MAX_INFLIGHT * 6];
+	static struct pollfd pfd[2 + MAX_INFLIGHT * 7 + TEMPLATE_SLOTS * 2];
+	static struct watch w[2 + MAX_INFLIGHT * 7 + TEMPLATE_SLOTS * 2];
 	size_t i;
+	int k;
 
-	if (argc > 1) {
-		int version = strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0;
-		printf(version ? "upcall-zygote " ZYGOTE_VERSION "\n"
-			       : "Usage: upcall-zygote\n\nServe spawn requests (frames) on stdin, events on stdout.\n"
-				 "See native-bindings/README.md.\n");
-		return version || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ? 0 : 2;
+	zargc = argc;
+	zargv = argv;
+	for (k = 1; k < argc; k++) {
+		const char *o = argv[k];
+		char *end = NULL;
+		long long v = k + 1 < argc ? strtoll(argv[k + 1], &end, 10) : -1;
+		int num = end && *end == '\0' && v >= 0;
+
+		if (strcmp(o, "--version") == 0 || strcmp(o, "-V") == 0) {
+			printf("upcall-zygote " ZYGOTE_VERSION "\n");
+			return 0;
+		}
+		if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0)
+			return usage(stdout, 0);
+		if (strcmp(o, "--no-context-cache") == 0) {
+			opt_templates = 0;
+		} else if (strcmp(o, "--context-ttl-ms") == 0 && num && v <= MAX_TIMEOUT_MS) {
+			opt_ttl_ms = v, k++;
+		} else if (strcmp(o, "--context-idle-ms") == 0 && num && v <= MAX_TIMEOUT_MS) {
+			opt_idle_ms = v, k++;
+		} else if (strcmp(o, "--max-contexts") == 0 && num && v <= MAX_TEMPLATES) {
+			opt_max_templates = (int)v, k++;
+		} else {
+			return usage(stderr, 2);
+		}
 	}
+	if (opt_max_templates == 0 || opt_ttl_ms == 0 || opt_idle_ms == 0)
+		opt_templates = 0;
 	ensure_std_fds();
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGCHLD, SIG_DFL);
 	zygote_pid = getpid();
+#ifdef UB_ZYGOTE_PROFILE
+	prof_init();
+#endif
 	nonblock(0);
 	nonblock(1);
 	for (i = 0; i < MAX_INFLIGHT; i++)
 		reset_req(&reqs[i]);
+	for (i = 0; i < TEMPLATE_SLOTS; i++)
+		tmpls[i].pidfd = tmpls[i].ctl = -1;
 
 	for (;;) {
 		long long now = now_ms();
-		int timeout, n, k;
+		int timeout, n;
 
+		expire_templates(now);
 		for (i = 0; i < MAX_INFLIGHT; i++)
 			if (reqs[i].used)
 				check_request(&reqs[i], now);

@@ -1,10 +1,14 @@
 import { inject, injectable } from 'inversify';
+import { BrokerError } from '../common/errors.js';
 import { LoggerFactory, type Logger } from '../common/tokens.js';
 import type { ContextInfo, RegistrationState } from '../common/types.js';
 import { Libc } from '../ns/libc.js';
 import type { NsIdentity } from '../ns/namespace-fd.js';
 import { pollExited } from '../ns/pidfd.js';
 import { type HeldNamespaces, releaseHeld } from './namespace-walker.js';
+
+/** How long a failed upcall waits to see whether its context's init is exiting (Context.explain). */
+const EXIT_SETTLE_MS = 250;
 
 /** One container as the broker holds it: shared by every registration in the same P0. */
 export class Context {
@@ -31,6 +35,24 @@ export class Context {
   release(): void {
     if (this.held) releaseHeld(this.held);
     this.held = null;
+  }
+
+  /**
+   * An upcall that failed to run (E_SPAWN) while this context's init is exiting
+   * failed because of that: say so (E_INIT_EXITED). The init's pidfd turns
+   * readable only once its pid namespace is empty, a little after the upcall
+   * was killed with it, so wait a moment for it (failures only).
+   */
+  async explain(err: unknown): Promise<BrokerError> {
+    const e = BrokerError.from(err);
+    if (e.code !== 'E_SPAWN') return e;
+    for (let waited = 0; waited <= EXIT_SETTLE_MS; waited += 10) {
+      if (this.held === null || !this.held.init.isAlive()) {
+        return new BrokerError('E_INIT_EXITED', `the init of context ${this.id} exited during the upcall`, { context: this.id, initPid: this.initPid });
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return e;
   }
 
   info(): ContextInfo {

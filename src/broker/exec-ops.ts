@@ -77,8 +77,9 @@ export class ExecOps {
         outputCap: MAX_OUTPUT,
       }));
     } catch (err) {
-      audit({ error: BrokerError.from(err).code });
-      throw err;
+      const e = await reg.context.explain(err);
+      audit({ error: e.code });
+      throw e;
     }
     audit({ pid: out.pid, code: out.code, signal: out.signal, timedOut: out.timedOut, degraded: degradedFields(out.fields) });
     if (out.timedOut) throw new BrokerError('E_UPCALL_TIMEOUT', 'exec timed out', { timeoutMs });

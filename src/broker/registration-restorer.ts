@@ -45,7 +45,11 @@ export class RegistrationRestorer {
         });
       }
     }
-    if (records.length > 0) await this.registry.persist();
+    // Drop the stale records from the file too. A full disk must not keep the broker from serving
+    // what it restored: the file still holds every restored record, and the next save retries.
+    if (records.length > 0) {
+      await this.registry.persist().catch((err: unknown) => this.log.error('cannot rewrite the state file after restore; serving anyway', { error: String(err) }));
+    }
     this.log.info('registrations restored', { restored, dropped: records.length - restored });
     return { restored, dropped: records.length - restored };
   }

@@ -37,8 +37,8 @@ export class Registry {
   private readonly byId = new Map<string, Registration>();
   /** Registered in memory, not yet on disk: only their own save writes them (a failed one must leave no trace). */
   private readonly unsaved = new Set<string>();
-  /** Being unregistered: no save writes them any more, and they go from memory once that is on disk. */
-  private readonly removing = new Set<string>();
+  /** Being unregistered (how many times at once): no save writes them, and they go from memory once that is on disk. */
+  private readonly removing = new Map<string, number>();
   private readonly log: Logger;
 
   constructor(
@@ -87,10 +87,12 @@ export class Registry {
 
   /** Removed once the file no longer has it; a failed save keeps it registered (E_IO), as the file does. */
   async unregister(reg: Registration): Promise<void> {
-    this.removing.add(reg.id);
+    this.removing.set(reg.id, (this.removing.get(reg.id) ?? 0) + 1);
     try {
       await this.store.save(() => this.snapshot(), (ok) => {
-        this.removing.delete(reg.id);
+        const left = this.removing.get(reg.id)! - 1;
+        if (left > 0) this.removing.set(reg.id, left);
+        else this.removing.delete(reg.id);
         if (ok) this.remove(reg);
       });
     } catch (err) {

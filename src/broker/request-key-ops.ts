@@ -18,6 +18,7 @@ import { UpcallRunner } from '../upcall/zygote-runner.js';
 import { Authorizer } from './authorizer.js';
 import { Context, ContextTable } from './context-table.js';
 import { type HeldNamespaces, NamespaceWalker } from './namespace-walker.js';
+import { UpcallSlots } from './upcall-slots.js';
 
 /** pidfd_open(2) flag for a thread (not a thread-group leader): O_EXCL, Linux 6.9. */
 const PIDFD_THREAD = 0o200;
@@ -85,6 +86,7 @@ export class RequestKeyOps {
     @inject(BrokerConfig) config: BrokerConfig,
     @inject(LoggerFactory) loggers: LoggerFactory,
     @inject(RequestHandlers) handlers: RequestHandlers,
+    @inject(UpcallSlots) private readonly slots: UpcallSlots,
     @inject(UpcallRunner) @optional() runner?: UpcallRunner,
   ) {
     this.log = loggers.get('broker:RequestKeyOps');
@@ -151,12 +153,13 @@ export class RequestKeyOps {
         return { action: 'decline', reason: 'the requester is a host process (hostRequests: decline)', ...where };
       }
       const callout = p.calloutBase64 !== undefined ? Buffer.from(p.calloutBase64, 'base64') : Buffer.from(p.callout ?? '', 'utf8');
-      const d = p.type === 'dns_resolver'
-        ? await this.dnsKey(ctx, p.description, callout.toString('utf8'))
-        : await this.ruleKey(ctx, p, callout, budgetMs);
+      // Held per context: every container's kernel upcalls come in as host root.
+      const d = await this.slots.run(ctx.pidnsId, () => p.type === 'dns_resolver'
+        ? this.dnsKey(ctx, p.description, callout.toString('utf8'))
+        : this.ruleKey(ctx, p, callout, budgetMs));
       return { ...d, ...where };
     } catch (err) {
-      return { ...this.fromError(err, `context ${ctx.id}`), ...where };
+      return { ...this.fromError(await ctx.explain(err), `context ${ctx.id}`), ...where };
     } finally {
       if (temporary) ctx.release();
     }

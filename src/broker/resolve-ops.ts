@@ -50,10 +50,10 @@ export class ResolveOps {
       const { payload, ...rest } = r;
       return { ...rest, payloadBase64: payload.toString('base64'), registration: reg.id, context: reg.context.info() };
     } catch (err) {
-      const e = BrokerError.from(err);
+      const e = await reg.context.explain(err);
       this.metrics.upcall('dns', e.code, (performance.now() - started) / 1000, { message: e.message, context: reg.context.id });
       this.log.audit('upcall failed', { kind: 'dns', id: reg.id, context: reg.context.id, error: e.toJSON() });
-      throw err;
+      throw e;
     }
   }
 }

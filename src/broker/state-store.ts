@@ -30,6 +30,11 @@ const StateFileSchema = z.object({ version: z.literal(1), registrations: z.array
  * (temp file, fsync, rename, fsync of the directory), so a crash or a full disk
  * leaves either the old state or the new one, never a torn file. Saves are
  * serialised; a save that fails leaves the previous file in place.
+ *
+ * Each save takes its snapshot when its turn comes, and reports success or
+ * failure to `settle` before the next save starts: the caller moves its
+ * in-memory state there, so the next snapshot already reflects what this one
+ * achieved (tests/integration/reliability-faults.test.ts, "full disk").
  */
 @injectable()
 export class StateStore {
@@ -55,7 +60,10 @@ export class StateStore {
     try {
       parsed = StateFileSchema.parse(JSON.parse((await this.fs.readFile(this.path)).toString('utf8')));
     } catch (err) {
-      this.log.error('state file unreadable; starting empty', { path: this.path, error: String(err) });
+      // Kept for the operator: the first save would otherwise replace it, and with it the evidence.
+      const aside = `${this.path}.corrupt-${new Date(Date.now()).toISOString().replace(/[:.]/g, '-')}`;
+      await this.fs.rename(this.path, aside).catch(() => undefined);
+      this.log.error('state file unreadable; kept aside, starting empty', { path: this.path, keptAs: aside, error: String(err) });
       return [];
     }
     const out: StoredRegistration[] = [];
@@ -67,12 +75,22 @@ export class StateStore {
     return out;
   }
 
-  /** Persist a full snapshot; resolves when it is on disk (or rejects, leaving the old file). */
-  save(records: StoredRegistration[]): Promise<void> {
-    const data = `${JSON.stringify({ version: 1, registrations: records }, null, 1)}\n`;
+  /**
+   * Persist a full snapshot, taken when this save's turn comes; resolves when
+   * it is on disk (or rejects, leaving the old file). `settle(ok)` runs before
+   * any later save takes its snapshot.
+   */
+  save(snapshot: () => StoredRegistration[], settle: (ok: boolean) => void = () => undefined): Promise<void> {
     const next = this.chain.then(async () => {
-      await this.fs.mkdir(this.config.stateDir, 0o700);
-      await this.fs.writeFileAtomic(this.path, data, 0o600);
+      const data = `${JSON.stringify({ version: 1, registrations: snapshot() }, null, 1)}\n`;
+      try {
+        await this.fs.mkdir(this.config.stateDir, 0o700);
+        await this.fs.writeFileAtomic(this.path, data, 0o600);
+      } catch (err) {
+        settle(false);
+        throw err;
+      }
+      settle(true);
     });
     this.chain = next.catch(() => undefined);
     return next;

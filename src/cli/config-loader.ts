@@ -50,6 +50,8 @@ const FileSchema = z.object({
     messagesPerSecond: z.number().positive(),
     messageBurst: z.number().int().positive(),
     maxMessageBytes: z.number().int().min(1024).max(16 * 1024 * 1024),
+    globalConnections: z.number().int().positive(),
+    contextUpcalls: z.number().int().positive(),
   }).partial().strict().optional(),
   requestKey: RequestKeySchema.optional(),
   metricsListen: z.string().regex(/^(\/.+|(127\.\d+\.\d+\.\d+|\[::1\]|localhost):\d{1,5})$/, 'a loopback host:port or an absolute path').nullable().optional(),

@@ -19,10 +19,16 @@ export class BrokerClient {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private readonly decoder = new FrameDecoder(16 * 1024 * 1024);
+  /** Why the broker is closing this connection, when it said (an answer with id null: E_BUSY over a limit, E_PROTOCOL). */
+  private refusal: BrokerError | null = null;
+  private closed = false;
 
   private constructor(private readonly socket: Socket) {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('close', () => this.failAll(new BrokerError('E_UNAVAILABLE', 'broker closed the connection')));
+    socket.on('close', () => {
+      this.closed = true;
+      this.failAll(this.refusal ?? new BrokerError('E_UNAVAILABLE', 'broker closed the connection'));
+    });
     socket.on('error', () => undefined); // 'close' follows and fails what is pending
   }
 
@@ -47,6 +53,10 @@ export class BrokerClient {
   request<T = unknown>(op: string, params: Record<string, unknown> = {}): Promise<T> {
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
+      if (this.closed) {
+        reject(this.refusal ?? new BrokerError('E_UNAVAILABLE', 'broker closed the connection'));
+        return;
+      }
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       this.socket.write(encodeFrame({ v: PROTOCOL_VERSION, id, op, params }));
     });
@@ -89,6 +99,7 @@ export class BrokerClient {
     }
     for (const frame of frames) {
       const msg = JSON.parse(frame.toString('utf8')) as { id: unknown; ok: boolean; result?: unknown; error?: unknown };
+      if (msg.id === null && !msg.ok) this.refusal = BrokerError.fromJSON(msg.error);
       const waiter = typeof msg.id === 'number' ? this.pending.get(msg.id) : undefined;
       if (!waiter) continue;
       this.pending.delete(msg.id as number);

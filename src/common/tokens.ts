@@ -17,6 +17,7 @@ export interface FileSystem {
   writeFileAtomic(path: string, data: string | Buffer, mode?: number): Promise<void>;
   exists(path: string): Promise<boolean>;
   mkdir(path: string, mode?: number): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>;
 }
 

@@ -28,9 +28,13 @@ export class NodeFileSystem implements FileSystem {
     try {
       await fh.writeFile(data);
       await fh.sync();
-    } finally {
-      await fh.close();
+    } catch (err) {
+      // A full disk: leave nothing behind (a partial temp file would hold on to the space).
+      await fh.close().catch(() => undefined);
+      await fsp.rm(tmp, { force: true });
+      throw err;
     }
+    await fh.close();
     try {
       await fsp.rename(tmp, path);
     } catch (err) {
@@ -56,6 +60,10 @@ export class NodeFileSystem implements FileSystem {
 
   async mkdir(path: string, mode = 0o755): Promise<void> {
     await fsp.mkdir(path, { recursive: true, mode });
+  }
+
+  rename(from: string, to: string): Promise<void> {
+    return fsp.rename(from, to);
   }
 
   async unlink(path: string): Promise<void> {

@@ -15,6 +15,14 @@ export interface Limits {
   messageBurst: number;
   /** Largest request frame, bytes. */
   maxMessageBytes: number;
+  /** Open connections over all peers, exempt ones included (each holds a socket and a pidfd). */
+  globalConnections: number;
+  /**
+   * Upcalls (exec, resolve, request-key) running at once for one context (P0),
+   * whoever asked: kernel request-key upcalls all arrive from host root, so
+   * only the context they run in tells one container's flood from another's.
+   */
+  contextUpcalls: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -25,6 +33,8 @@ export const DEFAULT_LIMITS: Limits = {
   messagesPerSecond: 500,
   messageBurst: 1000,
   maxMessageBytes: 64 * 1024,
+  globalConnections: 1024,
+  contextUpcalls: 16,
 };
 
 /** A token bucket: `take()` is false when the peer is over its rate. */
@@ -53,22 +63,29 @@ export class TokenBucket {
  */
 export class Admission {
   private global = 0;
+  private connections = 0;
   private readonly perTenant = new Map<string, { inFlight: number; connections: number }>();
 
   /** `exempt`: tenants held only to the global limits (trusted host root on the admin socket). */
   constructor(private readonly limits: Limits, private readonly exempt: ReadonlySet<string> = new Set()) {}
 
   connect(tenant: string): void {
+    if (this.connections >= this.limits.globalConnections) {
+      throw new BrokerError('E_BUSY', `the broker is at its global connection limit (${this.limits.globalConnections})`);
+    }
     const t = this.tenant(tenant);
     if (t.connections >= this.limits.tenantConnections && !this.exempt.has(tenant)) {
+      this.gc(tenant, t);
       throw new BrokerError('E_BUSY', `too many connections from this container (limit ${this.limits.tenantConnections})`);
     }
     t.connections++;
+    this.connections++;
   }
 
   disconnect(tenant: string): void {
     const t = this.tenant(tenant);
     t.connections--;
+    this.connections--;
     this.gc(tenant, t);
   }
 
@@ -101,5 +118,31 @@ export class Admission {
 
   private gc(key: string, t: { inFlight: number; connections: number }): void {
     if (t.inFlight === 0 && t.connections === 0) this.perTenant.delete(key);
+  }
+}
+
+/**
+ * Upcalls running at once per context (keyed by P0's identity), over every
+ * peer and op. Over the limit is E_BUSY at once: an upcall waiting here would
+ * hold its request's slots and its caller's time budget (the kernel's
+ * requester sleeps uninterruptibly meanwhile), so refusing is kinder.
+ */
+export class ContextSlots {
+  private readonly used = new Map<string, number>();
+
+  constructor(private readonly limit: number) {}
+
+  acquire(context: string): () => void {
+    const n = this.used.get(context) ?? 0;
+    if (n >= this.limit) throw new BrokerError('E_BUSY', `this container is at its upcall limit (${this.limit} at once)`, { limit: this.limit });
+    this.used.set(context, n + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.used.get(context) ?? 1) - 1;
+      if (left <= 0) this.used.delete(context);
+      else this.used.set(context, left);
+    };
   }
 }

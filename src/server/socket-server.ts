@@ -136,7 +136,7 @@ export class SocketServer {
     try {
       this.admission.connect(tenant);
     } catch (err) {
-      this.log.warn('connection refused: over limit', { peerPid: peer.cred.pid, tenant });
+      this.log.warn('connection refused: over limit', { peerPid: peer.cred.pid, tenant, reason: BrokerError.from(err).message });
       socket.end(encodeFrame(errorResponse(null, err)));
       peer.pidfd.close();
       return;

@@ -46,12 +46,14 @@ export class MetricsServer {
       }
     });
     this.server = server;
+    this.metrics.watchEventLoop();
     this.log.info('metrics listening', { where });
   }
 
   async stop(): Promise<void> {
     const s = this.server;
     if (!s) return;
+    this.metrics.unwatchEventLoop();
     await new Promise<void>((r) => s.close(() => r()));
     if (this.config.metricsListen?.startsWith('/')) rmSync(this.config.metricsListen, { force: true });
     this.server = null;

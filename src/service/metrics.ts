@@ -1,3 +1,4 @@
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { injectable } from 'inversify';
 
@@ -31,11 +32,47 @@ export class Metrics {
     labelNames: ['outcome'], registers: [this.registry],
   });
   private readonly failures: FailureRecord[] = [];
+  private loopDelay: IntervalHistogram | null = null;
   private readonly counts = new Map<string, number>();
 
   /** Gauges whose value is read from live state when scraped. */
   gauge(name: string, help: string, read: () => number): void {
     new Gauge({ name, help, registers: [this.registry], collect() { this.set(read()); } });
+  }
+
+  /**
+   * Measure how long the event loop is blocked (perf_hooks.monitorEventLoopDelay,
+   * 1 ms resolution: a block longer than about 1 ms shows), served as
+   * upcall_broker_event_loop_delay_seconds{stat="max|p99|p50|mean"} over the
+   * time since the previous scrape. Only while metrics are served: the 1 ms
+   * timer is not free.
+   */
+  watchEventLoop(): void {
+    if (this.loopDelay) {
+      this.loopDelay.enable();
+      return;
+    }
+    const h = monitorEventLoopDelay({ resolution: 1 });
+    h.enable();
+    this.loopDelay = h;
+    new Gauge({
+      name: 'upcall_broker_event_loop_delay_seconds',
+      help: 'Event loop delay since the previous scrape (1 ms resolution), by statistic',
+      labelNames: ['stat'],
+      registers: [this.registry],
+      collect() {
+        const ns = (v: number) => (Number.isFinite(v) ? v / 1e9 : 0);
+        this.set({ stat: 'max' }, ns(h.max));
+        this.set({ stat: 'p99' }, ns(h.percentile(99)));
+        this.set({ stat: 'p50' }, ns(h.percentile(50)));
+        this.set({ stat: 'mean' }, ns(h.mean));
+        h.reset();
+      },
+    });
+  }
+
+  unwatchEventLoop(): void {
+    this.loopDelay?.disable();
   }
 
   upcall(type: string, outcome: string, seconds: number, failure?: Omit<FailureRecord, 'time' | 'type' | 'code'>): void {

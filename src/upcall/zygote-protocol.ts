@@ -24,6 +24,10 @@ export interface SpawnFrame {
   mode: 'exec' | 'builtin';
   argv: readonly string[];
   builtin?: string;
+  /** stdout goes out as "stdout" events as it comes; stdin stays open until a "stdin" frame with eof. */
+  stream?: boolean;
+  /** false: no "started" event (the pid comes with "exit"); saves the broker a wakeup per upcall. */
+  startedEvent?: boolean;
   env?: Record<string, string>;
   cwd?: string;
   stdinBase64?: string;
@@ -31,13 +35,39 @@ export interface SpawnFrame {
   outputCap: number;
 }
 
+/** More stdin for a stream request (base64), and/or its end; or kill a request now. */
+export type ControlFrame =
+  | { id: number; op: 'stdin'; dataBase64?: string; eof?: boolean }
+  | { id: number; op: 'kill' };
+
+/** Command-line options of the zygote (native-bindings/README.md, "The context cache"). */
+export interface ZygoteOptions {
+  /** Keep each init's captured context in a template process and reuse it, checked, for later spawns. */
+  contextCache: boolean;
+  /** A template is retired this long after its capture... */
+  contextTtlMs: number;
+  /** ...or after this long without a request. */
+  contextIdleMs: number;
+  /** Templates alive at once (the least recently used goes first). */
+  maxContexts: number;
+}
+
+export const DEFAULT_ZYGOTE_OPTIONS: ZygoteOptions = { contextCache: true, contextTtlMs: 10_000, contextIdleMs: 3_000, maxContexts: 256 };
+
+export function zygoteArgs(o: ZygoteOptions): string[] {
+  if (!o.contextCache) return ['--no-context-cache'];
+  return ['--context-ttl-ms', String(o.contextTtlMs), '--context-idle-ms', String(o.contextIdleMs), '--max-contexts', String(o.maxContexts)];
+}
+
 const Id = z.number().int().nonnegative();
 
 export const ZygoteEvent = z.discriminatedUnion('event', [
-  z.object({ id: Id, event: z.literal('started'), pid: z.number().int(), ppid: z.number().int().optional() }),
+  z.object({ id: Id, event: z.literal('started'), pid: z.number().int(), ppid: z.number().int().optional(), startTime: z.string().optional() }),
+  z.object({ id: Id, event: z.literal('stdout'), dataBase64: z.string() }),
   z.object({
     id: Id,
     event: z.literal('exit'),
+    pid: z.number().int().optional(),
     code: z.number().int().nullable(),
     signal: z.string().nullable(),
     stdoutBase64: z.string(),
@@ -58,7 +88,7 @@ export const ZygoteEvent = z.discriminatedUnion('event', [
 ]);
 export type ZygoteEvent = z.infer<typeof ZygoteEvent>;
 
-export function encodeZygoteFrame(message: SpawnFrame): Buffer {
+export function encodeZygoteFrame(message: SpawnFrame | ControlFrame): Buffer {
   const body = Buffer.from(JSON.stringify(message), 'utf8');
   const header = Buffer.alloc(ZYGOTE_HEADER_BYTES);
   header.writeUInt32BE(body.length, 0);

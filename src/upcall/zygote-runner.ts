@@ -1,17 +1,23 @@
 import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
+import { Readable, Writable } from 'node:stream';
 import { inject, injectable } from 'inversify';
 import { BrokerError, isErrorCode } from '../common/errors.js';
 import { BrokerConfig, Clock, LoggerFactory, ProcessSpawner, type Logger } from '../common/tokens.js';
 import {
+  DEFAULT_ZYGOTE_OPTIONS,
   encodeZygoteFrame,
+  zygoteArgs,
   ZYGOTE_MAX_ARGS,
   ZYGOTE_MAX_OUTPUT_CAP,
   ZYGOTE_MAX_TIMEOUT_MS,
   ZygoteEvent,
   ZygoteFrameReader,
+  type ControlFrame,
   type SpawnFrame,
+  type ZygoteOptions,
 } from './zygote-protocol.js';
 
 /** Whose context an upcall runs in: the init of a registration's P0, as the broker holds it. */
@@ -53,9 +59,29 @@ export interface UpcallOutcome {
   fields: Record<string, string>;
 }
 
+/**
+ * A running upcall whose stdin and stdout stream: what is written to `stdin`
+ * reaches the program as it is written, what it prints comes out of `stdout`
+ * as it prints it (the DNS relay speaks its protocol over them).
+ */
+export interface UpcallSession {
+  /** end() closes the program's stdin. */
+  readonly stdin: Writable;
+  /** Ends when the program has exited; errors (BrokerError) when it could not be started or the runner failed. */
+  readonly stdout: Readable;
+  /** As run()'s result, with an empty stdout (it went to `stdout`). */
+  readonly outcome: Promise<UpcallOutcome>;
+  /** Kill the program (and its process group) now. */
+  kill(): void;
+  /** End stdin and wait for the exit; after graceMs, kill. Never rejects. */
+  close(graceMs?: number): Promise<void>;
+}
+
 export const UpcallRunner = Symbol('UpcallRunner');
 export interface UpcallRunner {
   run(req: UpcallRequest): Promise<UpcallOutcome>;
+  /** Start an upcall with streaming stdin/stdout: req.stdin (optional) is its first input; write the rest to the session. */
+  open(req: UpcallRequest): UpcallSession;
   stop(): Promise<void>;
   /** How many times a zygote was started to replace one that died. */
   readonly restarts: number;
@@ -73,9 +99,23 @@ interface Pending {
   req: UpcallRequest;
   startedAt: number;
   pid: number;
+  /** Start time of `pid` (/proc field 22) when it was reported started: who to kill if the zygote dies. */
+  startTime: string | null;
   watchdog: NodeJS.Timeout;
+  stdout: Readable | null;
   resolve(outcome: UpcallOutcome): void;
   reject(err: BrokerError): void;
+}
+
+interface Queued {
+  id: number;
+  frame: Buffer;
+  req: UpcallRequest;
+  stdout: Readable | null;
+  /** Control frames written before the spawn frame went out. */
+  held: Buffer[];
+  resolve: Pending['resolve'];
+  reject: Pending['reject'];
 }
 
 /**
@@ -89,7 +129,10 @@ export class ZygoteRunner implements UpcallRunner {
   private readonly log: Logger;
   private readonly path: string;
   private readonly pending = new Map<number, Pending>();
-  private readonly queue: Array<{ id: number; frame: Buffer; req: UpcallRequest; resolve: Pending['resolve']; reject: Pending['reject'] }> = [];
+  private readonly queue: Queued[] = [];
+  /** The zygote's stdin is corked until the end of the tick: frames written in one tick go in one write. */
+  private corked = false;
+  private options: ZygoteOptions = DEFAULT_ZYGOTE_OPTIONS;
   private proc: ChildProcess | null = null;
   private exited: Promise<void> | null = null;
   private nextId = 1;
@@ -110,37 +153,97 @@ export class ZygoteRunner implements UpcallRunner {
     return this.restartCount;
   }
 
+  /** Zygote options (the context cache); they apply from the next zygote start (stop() to restart). */
+  configure(options: Partial<ZygoteOptions>): void {
+    this.options = { ...this.options, ...options };
+  }
+
   /** Host pid of the running zygote, if any (diagnostics and tests). */
   get zygotePid(): number | null {
     return this.proc?.pid ?? null;
   }
 
   run(req: UpcallRequest): Promise<UpcallOutcome> {
-    let frame: Buffer;
+    return this.submit(this.nextId++, req, null);
+  }
+
+  open(req: UpcallRequest): UpcallSession {
     const id = this.nextId++;
+    const stdout = new Readable({ read() {} });
+    stdout.on('error', () => undefined); // the outcome carries the error too; a reader may listen or not
+    const outcome = this.submit(id, req, stdout); // req.stdin, if any, goes with the spawn frame; stdin stays open
+    outcome.then(() => stdout.push(null), (err: BrokerError) => stdout.destroy(err));
+    outcome.catch(() => undefined); // handled here; callers get the same rejection from `outcome`
+    const stdin = new Writable({
+      write: (chunk: Buffer, _enc, cb) => {
+        this.control({ id, op: 'stdin', dataBase64: Buffer.from(chunk).toString('base64') });
+        cb();
+      },
+      final: (cb) => {
+        this.control({ id, op: 'stdin', eof: true });
+        cb();
+      },
+    });
+    stdin.on('error', () => undefined);
+    const kill = () => this.control({ id, op: 'kill' });
+    const close = async (graceMs = 2000): Promise<void> => {
+      if (!stdin.writableEnded) stdin.end();
+      const timer = setTimeout(kill, graceMs);
+      await outcome.catch(() => undefined);
+      clearTimeout(timer);
+    };
+    return { stdin, stdout, outcome, kill, close };
+  }
+
+  private submit(id: number, req: UpcallRequest, stdout: Readable | null): Promise<UpcallOutcome> {
+    let frame: Buffer;
     try {
-      frame = encodeZygoteFrame(toFrame(id, req));
+      frame = encodeZygoteFrame(toFrame(id, req, stdout !== null));
     } catch (err) {
       return Promise.reject(BrokerError.from(err));
     }
     if (this.queue.length >= MAX_QUEUED) return Promise.reject(new BrokerError('E_BUSY', 'too many upcalls waiting'));
     return new Promise<UpcallOutcome>((resolve, reject) => {
-      this.queue.push({ id, frame, req, resolve, reject });
+      this.queue.push({ id, frame, req, stdout, held: [], resolve, reject });
       this.pump();
     });
+  }
+
+  /** A control frame for request id: written now when its spawn frame is out, else after it; dropped once it has ended. */
+  private control(frame: ControlFrame): void {
+    const body = encodeZygoteFrame(frame);
+    if (this.pending.has(frame.id)) {
+      if (this.proc) this.write(this.proc, body);
+      return;
+    }
+    this.queue.find((q) => q.id === frame.id)?.held.push(body);
   }
 
   /** Send queued requests while fewer than MAX_IN_FLIGHT are out; each one's clock starts when it is sent. */
   private pump(): void {
     while (this.queue.length > 0 && this.pending.size < MAX_IN_FLIGHT) {
-      const { id, frame, req, resolve, reject } = this.queue.shift()!;
+      const { id, frame, req, stdout, held, resolve, reject } = this.queue.shift()!;
       const proc = this.ensureZygote();
       const watchdog = setTimeout(() => {
+        killOrphan(this.pending.get(id));
         this.settle(id, new BrokerError('E_UPCALL_TIMEOUT', `the upcall zygote did not answer request ${id} in time`, { id }));
       }, req.timeoutMs + ANSWER_GRACE_MS);
-      this.pending.set(id, { req, startedAt: this.clock.monotonic(), pid: 0, watchdog, resolve, reject });
-      proc.stdin!.write(frame);
+      this.pending.set(id, { req, startedAt: this.clock.monotonic(), pid: 0, startTime: null, watchdog, stdout, resolve, reject });
+      this.write(proc, held.length > 0 ? Buffer.concat([frame, ...held]) : frame);
     }
+  }
+
+  private write(proc: ChildProcess, frame: Buffer): void {
+    const stdin = proc.stdin!;
+    if (!this.corked) {
+      this.corked = true;
+      stdin.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        stdin.uncork();
+      });
+    }
+    stdin.write(frame);
   }
 
   async stop(): Promise<void> {
@@ -163,7 +266,7 @@ export class ZygoteRunner implements UpcallRunner {
       this.died = false;
       this.restartCount++;
     }
-    const proc = this.processes.spawn(this.path, [], { stdio: ['pipe', 'pipe', 'pipe'], env: {} });
+    const proc = this.processes.spawn(this.path, zygoteArgs(this.options), { stdio: ['pipe', 'pipe', 'pipe'], env: {} });
     this.proc = proc;
     const reader = new ZygoteFrameReader();
     proc.stdout!.on('data', (chunk: Buffer) => {
@@ -197,6 +300,7 @@ export class ZygoteRunner implements UpcallRunner {
     this.proc = null;
     this.died = true;
     this.log.warn(why, { pid: proc.pid, inFlight: this.pending.size });
+    for (const p of this.pending.values()) killOrphan(p);
     this.failAll(new BrokerError('E_SPAWN', why));
   }
 
@@ -227,15 +331,18 @@ export class ZygoteRunner implements UpcallRunner {
     }
     const p = this.pending.get(ev.id);
     if (!p) return;
-    if (ev.event === 'started') {
+    if (ev.event === 'stdout') {
+      p.stdout?.push(Buffer.from(ev.dataBase64, 'base64'));
+    } else if (ev.event === 'started') {
       p.pid = ev.pid;
+      p.startTime = ev.startTime ?? procStartTime(ev.pid); // the zygote reads it while the upcall waits for its go
       p.req.onStarted?.(ev.pid);
     } else if (ev.event === 'error') {
       const code = isErrorCode(ev.code) ? ev.code : 'E_SPAWN';
       this.settle(ev.id, new BrokerError(code, ev.message, { step: ev.step, errno: ev.errno, nativeCode: ev.native }));
     } else {
       this.settle(ev.id, {
-        pid: p.pid,
+        pid: p.pid || (ev.pid ?? 0),
         code: ev.code,
         signal: ev.signal,
         stdout: Buffer.from(ev.stdoutBase64, 'base64'),
@@ -249,7 +356,7 @@ export class ZygoteRunner implements UpcallRunner {
   }
 }
 
-function toFrame(id: number, req: UpcallRequest): SpawnFrame {
+function toFrame(id: number, req: UpcallRequest, stream: boolean): SpawnFrame {
   const bad = (why: string): never => {
     throw new BrokerError('E_BAD_REQUEST', why);
   };
@@ -269,10 +376,39 @@ function toFrame(id: number, req: UpcallRequest): SpawnFrame {
     mode: req.mode,
     argv: req.argv,
     ...(req.builtin !== undefined ? { builtin: req.builtin } : {}),
+    ...(stream ? { stream: true } : {}),
+    // Always ask for "started": its pid is what killOrphan() needs if the zygote dies mid-upcall.
     ...(req.env !== undefined ? { env: req.env } : {}),
     ...(req.cwd !== undefined ? { cwd: req.cwd } : {}),
     ...(req.stdin !== undefined && req.stdin.length > 0 ? { stdinBase64: req.stdin.toString('base64') } : {}),
     timeoutMs: req.timeoutMs,
     outputCap: req.outputCap,
   };
+}
+
+/**
+ * An upcall whose zygote died (or stopped answering) is nobody's: it is a
+ * child of the container's init, and only the zygote would have killed it at
+ * its timeout. Kill it and the process group it leads (setsid), if its pid
+ * still names the process that was reported started (same start time).
+ * (tests/integration/reliability-faults.test.ts, "the upcall zygote dies")
+ */
+function killOrphan(p: Pending | undefined): void {
+  if (!p || p.pid <= 0 || p.startTime === null || procStartTime(p.pid) !== p.startTime) return;
+  for (const target of [-p.pid, p.pid]) {
+    try {
+      process.kill(target, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+
+function procStartTime(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
 }

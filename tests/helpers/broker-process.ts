@@ -50,10 +50,12 @@ export class BrokerProcess {
     return this.child?.pid;
   }
 
-  async start(extra: string[] = []): Promise<void> {
+  /** `wrapper`: argv the broker command is appended to (e.g. a `keyctl session` that plants a key). */
+  async start(extra: string[] = [], wrapper: string[] = []): Promise<void> {
     const args = [CLI, 'serve', '--socket', this.adminSocket, '--tenant-socket', this.tenantSocket,
       '--state-dir', this.stateDir, '--log-level', 'debug', ...extra];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const [cmd, ...cmdArgs] = [...wrapper, process.execPath, ...args];
+    const child = spawn(cmd!, cmdArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     const from = this.output.length; // a restart must see its own ready line
     await new Promise<void>((resolve, reject) => {

@@ -1,0 +1,205 @@
+/**
+ * kernel DNS upcall: `keyctl request2 dns_resolver NAME` from inside a
+ * container, through the kernel, /sbin/request-key, our rule file,
+ * upcall-request-key and a real broker (`upcall-broker serve`), against the
+ * same request on the host served by keyutils' key.dns_resolver (the stock
+ * rule). And, in the broker's own process, the DNS upcall before and after
+ * the fast path (one-shot spawner relay, zygote relay capturing per upcall,
+ * zygote relay with the context cache).
+ *
+ * The kernel runs /sbin/request-key in the host's mount namespace, so the
+ * host side uses names of the real /etc/hosts; each is first checked against
+ * a loopback canary DNS server (private mount namespace) to resolve from the
+ * file alone: no query ever leaves this machine. Key caching is defeated with
+ * a fresh anonymous session keyring per request (`keyctl session -`), and the
+ * container side also uses a fresh name each time.
+ */
+import { spawnSync } from 'node:child_process';
+import 'reflect-metadata';
+import { Context } from '../src/broker/context-table.js';
+import { NamespaceWalker } from '../src/broker/namespace-walker.js';
+import { defaultConfig } from '../src/common/defaults.js';
+import { Clock, LoggerFactory, ProcessSpawner } from '../src/common/tokens.js';
+import { createContainer } from '../src/container.js';
+import { NullLoggerFactory } from '../src/logging/winston-logger-factory.js';
+import { Libc } from '../src/ns/libc.js';
+import { Pidfd } from '../src/ns/pidfd.js';
+import { Spawner } from '../src/upcall/native-spawner.js';
+import { DnsServiceImpl } from '../src/upcall/dns/dns-service-impl.js';
+import { SpawnerRelayLauncher, ZygoteRelayLauncher } from '../src/upcall/dns/relay-launcher.js';
+import { ZygoteRunner } from '../src/upcall/zygote-runner.js';
+import { BrokerProcess } from '../tests/helpers/broker-process.js';
+import { HostCanaryDns } from '../tests/helpers/host-canary-dns.js';
+import { ShellAgent } from './agent.js';
+import { readFileSync } from 'node:fs';
+import { compare, fmt, table } from './harness.js';
+import { LightContainer } from './light-container.js';
+import { DEFAULT_NATIVE_DIR } from '../src/common/paths.js';
+import { join } from 'node:path';
+import { BenchRuleFile, runPrefix } from './rule-file.js';
+
+export const HOST_DNS = 'host: keyctl request2 dns_resolver <name in /etc/hosts>, key.dns_resolver';
+
+/** Names of the host's /etc/hosts that key.dns_resolver resolves without sending a single DNS query. */
+export async function safeHostNames(): Promise<string[]> {
+  const candidates = ['localhost', 'vm', 'runsc'];
+  const canary = new HostCanaryDns();
+  await canary.start();
+  try {
+    const safe: string[] = [];
+    for (const name of candidates) {
+      const before = canary.queries().length;
+      const argv = canary.hostArgv(['/sbin/key.dns_resolver', '-D', name, '']);
+      const r = spawnSync('script', ['-qec', argv.map((s) => `'${s.replace(/'/g, "'\\''")}'`).join(' '), '/dev/null'], { encoding: 'utf8', timeout: 10_000 });
+      if (/instantiation data is '\d/.test(r.stdout) && canary.queries().length === before) safe.push(name);
+    }
+    return safe;
+  } finally {
+    await canary.stop();
+  }
+}
+
+const request = (name: string) => ['keyctl', 'session', '-', 'keyctl', 'request2', 'dns_resolver', name, '', '@s'];
+
+/** Register the container's "/" (a mount point) with the C client, from inside; the registration id. */
+export async function registerRoot(c: LightContainer, tenantSocket: string): Promise<string> {
+  const r = await c.exec([join(DEFAULT_NATIVE_DIR, 'ub-mount-helper'), '--socket', tenantSocket, '--no-mount', '/']);
+  if (r.code !== 0) throw new Error(`register in ${c.name} failed (${r.code}): ${r.stdout}${r.stderr}`);
+  return r.stdout.trim();
+}
+
+export async function dnsBench(opts: { warmup: number; iterations: number }): Promise<string> {
+  const hostNames = await safeHostNames();
+  if (hostNames.length === 0) throw new Error('dns bench: no name of /etc/hosts resolves without a DNS query; refusing to run the host side');
+  const run = runPrefix('bd');
+  const total = opts.warmup + opts.iterations + 4;
+  const hostsName = (i: number) => `${run}-h${i}.test`;
+  const dnsName = (i: number) => `${run}-d${i}.test`;
+  const addr = (i: number) => `198.51.100.${(i % 250) + 1}`;
+  const broker = new BrokerProcess();
+  let rules: BenchRuleFile | null = null;
+  const agents: ShellAgent[] = [];
+  const sections: string[] = [];
+  let c: LightContainer | null = null;
+  try {
+    await broker.start(['--log-level', 'info']);
+    c = await LightContainer.start({
+      name: 'bench-dns',
+      hosts: Array.from({ length: total }, (_, i) => `${addr(i)} ${hostsName(i)}`).join('\n'),
+      records: Array.from({ length: total }, (_, i) => ({ name: dnsName(i), type: 'A' as const, address: addr(i), ttl: 60 })),
+    });
+    await registerRoot(c, broker.tenantSocket);
+    const handlerLog = join(broker.dir, 'handler.log');
+    rules = await BenchRuleFile.install({ socket: broker.adminSocket, types: ['dns_resolver'], match: `${run}*`, extra: ['--handler-log', handlerLog] });
+
+    // Correctness first: the payload each side gets.
+    const pipe = (name: string) => ['keyctl', 'session', '-', 'sh', '-c', `keyctl pipe "$(keyctl request2 dns_resolver ${name} '' @s)"`];
+    const inC = await c.exec(pipe(hostsName(total - 1)));
+    const inD = await c.exec(pipe(dnsName(total - 1)));
+    const ctr = c;
+    const onHost = spawnSync(pipe(hostNames[0]!)[0]!, pipe(hostNames[0]!).slice(1), { encoding: 'utf8' });
+    const clean = (t: string) => t.replace(/\0/g, '').trim();
+    if (clean(inC.stdout) !== addr(total - 1) || clean(inD.stdout) !== addr(total - 1) || !/^127\./.test(clean(onHost.stdout))) {
+      throw new Error(`dns bench: wrong answers: container hosts "${inC.stdout}" ${inC.stderr}, container DNS "${inD.stdout}" ${inD.stderr}, host "${onHost.stdout}"`);
+    }
+
+    const host = new ShellAgent(null);
+    const inside = new ShellAgent(ctr.initPid);
+    agents.push(host, inside);
+    let h = 0;
+    let d = 0;
+    let n = 0;
+    const timed = async (agent: ShellAgent, name: string) => {
+      const r = await agent.run(request(name));
+      if (r.code !== 0) {
+        const again = agent === host ? spawnSync(request(name)[0]!, request(name).slice(1), { encoding: 'utf8' }) : await ctr.exec(request(name));
+        throw new Error(`dns bench: keyctl request2 dns_resolver ${name} failed (${r.code}); again: ${again.stdout}${again.stderr}`);
+      }
+      return r.ms;
+    };
+    const rows = await compare([
+      { name: HOST_DNS, run: () => timed(host, hostNames[n++ % hostNames.length]!) },
+      { name: 'container: fresh name from its /etc/hosts, through the broker', run: () => timed(inside, hostsName(h++)) },
+      { name: 'container: fresh name from its DNS server, through the broker', run: () => timed(inside, dnsName(d++)) },
+    ], opts);
+    sections.push(`Where the container's time goes (medians over the run): the handler, upcall-request-key, from main() to exit: ${fmt(median(handlerTimes(handlerLog)))} ms; ` +
+      `inside it, the broker's request-key op (its audit line's durationMs): ${fmt(median(brokerTimes(broker.output, run)))} ms; ` +
+      `the rest (keyctl, the kernel, /sbin/request-key reading its configuration, exec of the handler) is shared with the host side, ` +
+      `where key.dns_resolver takes the handler's place.`);
+    sections.push(`Through the kernel (each figure is \`keyctl session - keyctl request2 ...\` timed by bash inside the container or on the host; host names: ${hostNames.join(', ')}, checked to resolve from /etc/hosts alone):\n\n${table(rows, HOST_DNS)}`);
+    await Promise.all(agents.map((a) => a.close()));
+    agents.length = 0;
+
+    sections.push(`In the broker's process (DnsService.resolve of a fresh /etc/hosts name of the same container; no kernel, no socket):\n\n${table(await brokerSide(ctr, hostsName, total, opts), 'one-shot spawner relay (before: exec per upcall)')}`);
+    return sections.join('\n\n');
+  } finally {
+    await Promise.all(agents.map((a) => a.close()));
+    rules?.remove();
+    await c?.stop();
+    await broker.dispose();
+  }
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.floor(s.length / 2)]! : NaN;
+};
+
+/** elapsed_us of the handler's --log-file lines, in ms. */
+export function handlerTimes(path: string): number[] {
+  let text = '';
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return [];
+  }
+  return [...text.matchAll(/ elapsed_us=(\d+) /g)].map((m) => Number(m[1]) / 1000);
+}
+
+/** durationMs of the broker's request-key audit lines for this run's names. */
+export function brokerTimes(output: string, prefix: string): number[] {
+  return output.split('\n').filter((l) => l.includes('"message":"request-key"') && l.includes(prefix)).flatMap((l) => {
+    try {
+      const d = (JSON.parse(l) as { durationMs?: number }).durationMs;
+      return typeof d === 'number' ? [d] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
+/** The DnsService inside this process, with each relay launcher. */
+async function brokerSide(c: LightContainer, name: (i: number) => string, total: number, opts: { warmup: number; iterations: number }) {
+  const di = createContainer(defaultConfig(), new NullLoggerFactory());
+  const libc = di.get<Libc>(Libc);
+  const walker = di.get(NamespaceWalker);
+  const make = () => new ZygoteRunner(di.get(ProcessSpawner), defaultConfig(), di.get(LoggerFactory), di.get(Clock));
+  const cold = make();
+  cold.configure({ contextCache: false });
+  const warm = make();
+  const clock = di.get<Clock>(Clock);
+  const loggers = di.get<LoggerFactory>(LoggerFactory);
+  const services = {
+    spawner: new DnsServiceImpl(new SpawnerRelayLauncher(di.get(Spawner), libc), clock, loggers),
+    cold: new DnsServiceImpl(new ZygoteRelayLauncher(cold), clock, loggers),
+    warm: new DnsServiceImpl(new ZygoteRelayLauncher(warm), clock, loggers),
+  };
+  using init = Pidfd.open(libc, c.initPid);
+  const ctx = new Context('bench', walker.hold(init));
+  let i = 0;
+  const resolve = async (s: DnsServiceImpl) => {
+    const n = name(i++ % total);
+    const r = await s.resolve(ctx, n, '');
+    if (r.text === null || r.dnserror !== null) throw new Error(`dns bench: ${n}: ${r.status}`);
+  };
+  try {
+    return await compare([
+      { name: 'one-shot spawner relay (before: exec per upcall)', run: () => resolve(services.spawner) },
+      { name: 'zygote relay, capture per upcall', run: () => resolve(services.cold) },
+      { name: 'zygote relay, context cache', run: () => resolve(services.warm) },
+    ], opts);
+  } finally {
+    ctx.release();
+    await Promise.all([cold.stop(), warm.stop()]);
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * Driver of bench/profile-zygote.sh: N spawns through a profiling build of the
+ * zygote (argv[2] is its directory), capturing per spawn and then with the
+ * context cache, and the median of each stamped step (µs since the zygote
+ * parsed the request; "-" where a step does not happen on that path: a_* are
+ * A's, b_* B's on the cold path and T's on the cached one).
+ */
+import 'reflect-metadata';
+import { readFileSync, readlinkSync, unlinkSync } from 'node:fs';
+import { defaultConfig } from '../src/common/defaults.js';
+import { NullLoggerFactory } from '../src/logging/winston-logger-factory.js';
+import { NodeProcessSpawner, SystemClock } from '../src/platform/node-platform.js';
+import { ZygoteRunner, type UpcallRequest } from '../src/upcall/zygote-runner.js';
+import { stats } from './harness.js';
+import { LightContainer } from './light-container.js';
+
+const [dir, nText = '300', mode = 'builtin', kind = 'unusual'] = process.argv.slice(2);
+const n = Number(nText);
+
+function steps(pid: number): Map<string, number[]> {
+  const path = `/tmp/ub-zygote-profile.${pid}.log`;
+  const out = new Map<string, number[]>();
+  const lines = readFileSync(path, 'utf8').trim().split('\n');
+  for (const line of lines.slice(Math.floor(lines.length / 10))) { // the first tenth is warm-up
+    for (const kv of line.split(' ')) {
+      const [k, v] = kv.split('=');
+      if (Number(v) >= 0) out.set(k!, [...(out.get(k!) ?? []), Number(v)]);
+    }
+  }
+  unlinkSync(path);
+  return out;
+}
+
+const c = await LightContainer.start({ name: 'prof', unusual: kind === 'unusual' });
+try {
+  const stat = readFileSync(`/proc/${c.initPid}/stat`, 'utf8');
+  const target = {
+    initPid: c.initPid,
+    initStartTime: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]),
+    pidnsIno: Number(/\[(\d+)\]/.exec(readlinkSync(`/proc/${c.initPid}/ns/pid`))![1]),
+    host: false,
+  };
+  const req: UpcallRequest = mode === 'exec'
+    ? { target, mode: 'exec', argv: ['/bin/true'], timeoutMs: 10_000, outputCap: 4096 }
+    : { target, mode: 'builtin', builtin: 'netrelay', argv: [], timeoutMs: 10_000, outputCap: 4096 };
+  const columns: Array<[string, Map<string, number[]>, number]> = [];
+  for (const cache of [false, true]) {
+    const r = new ZygoteRunner(new NodeProcessSpawner(), { ...defaultConfig(), nativeDir: dir! }, new NullLoggerFactory(), new SystemClock());
+    r.configure({ contextCache: cache });
+    const t: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      await r.run(req);
+      t.push(performance.now() - t0);
+    }
+    const pid = r.zygotePid!;
+    await r.stop();
+    columns.push([cache ? 'context cache' : 'capture per spawn', steps(pid), stats('', t.slice(Math.floor(n / 10))).median]);
+  }
+  const names = [...new Set(columns.flatMap(([, m]) => [...m.keys()]))];
+  process.stdout.write(`${n} spawns, ${mode} (${mode === 'exec' ? '/bin/true' : 'netrelay, empty stdin'}), ${kind} container; median µs since the zygote parsed the request\n\n`);
+  process.stdout.write(`| step | ${columns.map(([name]) => name).join(' | ')} |\n|---|${columns.map(() => '---').join('|')}|\n`);
+  for (const name of names) {
+    process.stdout.write(`| ${name} | ${columns.map(([, m]) => (m.has(name) ? stats('', m.get(name)!).median.toFixed(0) : '-')).join(' | ')} |\n`);
+  }
+  process.stdout.write(`| (seen from Node: run() median, ms) | ${columns.map(([, , ms]) => ms.toFixed(3)).join(' | ')} |\n`);
+} finally {
+  await c.stop();
+}

@@ -1,0 +1,153 @@
+/**
+ * scale: many registrations over many containers. Each container is as light
+ * as a registration allows: `unshare --user --map-root-user --pid --mount
+ * --fork --mount-proc`, whose pid 1 registers its "/" (a mount point) K times
+ * with the C client (build/Release/ub-mount-helper --no-mount) and then waits
+ * on its stdin (cat). Measured: registration latency on an empty broker and
+ * once it holds all of them (a client inside a probe container, one
+ * connection, sequential requests), the time to register them all, lookup
+ * times (`list`, `show` by id, `show` by mount id) over the admin socket, the
+ * broker's RSS and open fds, and the time a restarted broker takes to
+ * re-validate them all against the kernel (start to "ready").
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { BrokerClient } from '../src/client/broker-client.js';
+import { DEFAULT_NATIVE_DIR, PACKAGE_ROOT } from '../src/common/paths.js';
+import type { RegistrationInfo } from '../src/common/types.js';
+import { BrokerProcess } from '../tests/helpers/broker-process.js';
+import { fdCount, fmt, markdownTable, rssMb, stats } from './harness.js';
+import { LightContainer } from './light-container.js';
+
+const ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/', LANG: 'C.UTF-8' };
+const HELPER = join(DEFAULT_NATIVE_DIR, 'ub-mount-helper');
+const PROBE_REGISTRATIONS = 30;
+
+/** pid 1: register "/" $2 times on socket $1, say how many worked, wait for EOF. */
+const INIT = String.raw`
+ok=0
+for i in $(seq "$2"); do "$3" --socket "$1" --no-mount / >/dev/null 2>&1 && ok=$((ok+1)); done
+echo "registered $ok"
+exec cat >/dev/null
+`;
+
+class Registrant {
+  private constructor(readonly proc: ChildProcess, readonly ok: number, private readonly exited: Promise<void>) {}
+
+  static async start(socket: string, k: number): Promise<Registrant> {
+    const proc = spawn('unshare', ['--user', '--map-root-user', '--pid', '--mount', '--fork', '--mount-proc', 'bash', '--norc', '--noprofile', '-c', INIT, 'init', socket, String(k), HELPER],
+      { stdio: ['pipe', 'pipe', 'inherit'], env: ENV });
+    const exited = new Promise<void>((resolve) => proc.once('close', () => resolve()));
+    const line = await new Promise<string>((resolve, reject) => {
+      proc.once('close', (code) => reject(new Error(`registrant exited ${code}`)));
+      createInterface({ input: proc.stdout! }).once('line', resolve);
+    });
+    return new Registrant(proc, Number(/registered (\d+)/.exec(line)?.[1] ?? 0), exited);
+  }
+
+  async stop(): Promise<void> {
+    this.proc.stdin!.end();
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), 5000);
+    await this.exited;
+    clearTimeout(timer);
+  }
+}
+
+/** `register` of the probe's "/" n times over one tenant connection, from inside the probe: each in ms; then `list` 5 times. */
+async function probeLatencies(probe: LightContainer, socket: string, n: number): Promise<{ register: number[]; list: number[] }> {
+  const client = join(PACKAGE_ROOT, 'dist', 'src', 'client', 'broker-client.js');
+  const script = `const { BrokerClient } = await import(${JSON.stringify(client)});
+const c = await BrokerClient.connect(${JSON.stringify(socket)});
+const t = [];
+for (let i = 0; i < ${n}; i++) { const t0 = performance.now(); await c.register('/'); t.push(performance.now() - t0); }
+const l = [];
+for (let i = 0; i < 5; i++) { const t0 = performance.now(); await c.list(); l.push(performance.now() - t0); }
+c.close();
+console.log(JSON.stringify({ register: t, list: l }));`;
+  const r = await probe.exec([process.execPath, '--input-type=module', '-e', script]);
+  if (r.code !== 0) throw new Error(`probe failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as { register: number[]; list: number[] };
+}
+
+async function timeOp<T>(n: number, op: () => Promise<T>): Promise<number[]> {
+  const t: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await op();
+    t.push(performance.now() - t0);
+  }
+  return t;
+}
+
+export async function scaleBench(quick: boolean): Promise<string> {
+  const containers = quick ? 200 : 1000;
+  const perContainer = 10;
+  const broker = new BrokerProcess();
+  const registrants: Registrant[] = [];
+  let probe: LightContainer | null = null;
+  try {
+    await broker.start(['--log-level', 'info']);
+    probe = await LightContainer.start({ name: 'bench-scale-probe' });
+    const rss0 = rssMb(broker.pid!);
+    const fds0 = fdCount(broker.pid!);
+    const at0 = (await probeLatencies(probe, broker.tenantSocket, PROBE_REGISTRATIONS)).register;
+
+    const t0 = performance.now();
+    const batch = 25;
+    for (let k = 0; k < containers; k += batch) {
+      registrants.push(...await Promise.all(Array.from({ length: Math.min(batch, containers - k) }, () => Registrant.start(broker.tenantSocket, perContainer))));
+    }
+    const fillSeconds = (performance.now() - t0) / 1000;
+    const registered = registrants.reduce((a, r) => a + r.ok, 0);
+    const late = await probeLatencies(probe, broker.tenantSocket, PROBE_REGISTRATIONS);
+    const atN = late.register;
+    const tenantList = stats('', late.list).median;
+    const total = registered + 2 * PROBE_REGISTRATIONS;
+
+    const admin = await BrokerClient.connect(broker.adminSocket);
+    let list: RegistrationInfo[] = [];
+    const listT = await timeOp(5, async () => (list = await admin.list()));
+    const some = list.filter((_, i) => i % Math.max(1, Math.floor(list.length / 50)) === 0).slice(0, 50);
+    let i = 0;
+    const showIdT = await timeOp(some.length, () => admin.request('show', { id: some[i++ % some.length]!.id }));
+    admin.close();
+    const rss = rssMb(broker.pid!);
+    const fds = fdCount(broker.pid!);
+    const stateBytes = readFileSync(join(broker.stateDir, 'registrations.json')).length;
+
+    // Restart: SIGTERM, start again on the same state dir; "ready" comes after every record was re-validated.
+    await broker.stop('SIGTERM');
+    const r0 = performance.now();
+    await broker.start(['--log-level', 'info']);
+    const restartSeconds = (performance.now() - r0) / 1000;
+    const restored = /"message":"registrations restored"[^\n]*"restored":(\d+)/.exec(broker.output.slice(broker.output.lastIndexOf('"message":"registrations restored"') - 400));
+    const after = await BrokerClient.connect(broker.adminSocket);
+    const listed = (await after.list()).length;
+    after.close();
+
+    const s0 = stats('', at0);
+    const sN = stats('', atN);
+    return `${containers} light containers (bench/scale-bench.ts), each registering its "/" ${perContainer} times with the C client from its pid 1, ${batch} containers starting at a time; ` +
+      `a probe container's Node client registers ${PROBE_REGISTRATIONS} times in a row over one connection before and after.\n\n` +
+      markdownTable(['measure', 'value'], [
+        ['registrations held', `${total} (${registered} of ${containers * perContainer} by the containers)`],
+        ['registration latency, empty broker: median / p90 / max', `${fmt(s0.median)} / ${fmt(s0.p90)} / ${fmt(Math.max(...at0))} ms`],
+        [`registration latency at ${registered + PROBE_REGISTRATIONS}: median / p90 / max`, `${fmt(sN.median)} / ${fmt(sN.p90)} / ${fmt(Math.max(...atN))} ms`],
+        ['latency ratio (median at N / median at 0)', `${(sN.median / s0.median).toFixed(2)}x`],
+        ['time to register them all (containers start, exec the C client, register)', `${fillSeconds.toFixed(1)} s (${(registered / fillSeconds).toFixed(0)}/s)`],
+        ['`list` of all (admin), median of 5', `${fmt(stats('', listT).median)} ms`],
+        ['`show` by id, median of 50', `${fmt(stats('', showIdT).median)} ms`],
+        [`\`list\` from inside the probe container (its own ${2 * PROBE_REGISTRATIONS}, filtered out of all), median of 5`, `${fmt(tenantList)} ms`],
+        ['broker RSS: empty / full', `${rss0.toFixed(0)} / ${rss.toFixed(0)} MB`],
+        ['broker open fds: empty / full', `${fds0} / ${fds}`],
+        ['state file', `${(stateBytes / 1e6).toFixed(1)} MB`],
+        ['restart (SIGTERM, start, re-validate all, ready)', `${restartSeconds.toFixed(2)} s; restored ${restored?.[1] ?? '?'}; \`list\` after: ${listed}`],
+      ]);
+  } finally {
+    await broker.dispose();
+    for (let k = 0; k < registrants.length; k += 50) await Promise.all(registrants.slice(k, k + 50).map((r) => r.stop()));
+    await probe?.stop();
+  }
+}

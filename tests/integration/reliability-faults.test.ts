@@ -1,0 +1,313 @@
+/**
+ * Fault handling (issue 9, part 2) through a real broker's socket:
+ * - the upcall zygote SIGKILLed with an upcall in flight;
+ * - a hanging upcall killed with its whole process tree at its timeout;
+ * - the state file on a full disk (a 64 KiB tmpfs mounted for the test);
+ * - the broker SIGKILLed while registrations are in flight;
+ * - a corrupt state file at start.
+ * Every mount, broker and process made here is removed in after hooks, also on failure.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { BrokerClient } from '../../src/client/broker-client.js';
+import type { RegistrationInfo } from '../../src/common/types.js';
+import { StoredRegistrationSchema } from '../../src/broker/state-store.js';
+import { BrokerProcess } from '../helpers/broker-process.js';
+import { cliIn, mountTmpfs } from '../helpers/in-container.js';
+import { admin, adminCode, batchArgv, ExitWatch, pidsWithArgv, until, zygoteOf } from '../helpers/reliability.js';
+import { Testbed, type TestContainer } from '../testbed/index.js';
+
+const STATE_MOUNT_PREFIX = 'ub-statefs-';
+const bed = new Testbed();
+let c: TestContainer;
+
+before(async () => {
+  sweepStaleStateMounts();
+  c = await bed.create({ name: 'flt' });
+  await mountTmpfs(c, '/mnt/f');
+});
+after(() => bed.dispose());
+
+/** A unique argument for `sleep`, so the test finds exactly its own processes. */
+const marker = () => `${4000 + Math.floor(Math.random() * 1000)}.${randomBytes(3).readUIntBE(0, 3)}`;
+
+/** A fresh broker for one test, disposed after it (pass or fail). */
+async function brokerFor(t: { after(fn: () => Promise<void>): void }, extra: string[] = []): Promise<BrokerProcess> {
+  const b = new BrokerProcess();
+  t.after(() => b.dispose());
+  await b.start(extra);
+  return b;
+}
+
+async function registerIn(b: BrokerProcess, x: TestContainer, path: string): Promise<RegistrationInfo> {
+  const r = await cliIn<RegistrationInfo>(x, ['register', '--socket', b.tenantSocket, '--mount', path]);
+  assert.equal(r.code, 0, JSON.stringify(r.json));
+  return r.json;
+}
+
+/** Lines of a broker's output that say it crashed (not its JSON log). */
+function crashLines(b: BrokerProcess): string[] {
+  return b.output.split('\n').filter((l) => !l.startsWith('{') && /Error\b|Unhandled|^\s+at |^Node\.js v/.test(l));
+}
+
+describe('the upcall zygote dies with an upcall in flight', () => {
+  test('SIGKILL: the exec fails with E_SPAWN at once, its program does not linger, the next exec runs on a new zygote', async (t) => {
+    const b = await brokerFor(t);
+    const reg = await registerIn(b, c, '/mnt/f');
+    const m = marker();
+    const client = await BrokerClient.connect(b.adminSocket);
+    t.after(() => client.close());
+    const inFlight = client.request('exec', { mount: reg.id, argv: ['sleep', m], timeoutMs: 60_000 });
+    inFlight.catch(() => undefined); // asserted below
+    let programs: number[] = [];
+    await until('the upcall to run', () => (programs = pidsWithArgv(['sleep', m])).length === 1);
+    const zygote = zygoteOf(b.pid!);
+    assert.ok(zygote, 'the broker runs a zygote');
+    const watch = new ExitWatch(programs);
+    t.after(() => {
+      for (const p of watch.alive()) process.kill(p, 'SIGKILL');
+      watch.close();
+    });
+    const killed = performance.now();
+    process.kill(zygote, 'SIGKILL');
+    await assert.rejects(inFlight, (e: { code?: string }) => e.code === 'E_SPAWN');
+    assert.ok(performance.now() - killed < 1000, 'failed at once, not at its timeout');
+    await watch.allExited(3000);
+    const again = await admin<{ code: number; stdoutBase64: string }>(b, 'exec', { mount: reg.id, argv: ['echo', 'again'] });
+    assert.equal(Buffer.from(again.stdoutBase64, 'base64').toString(), 'again\n');
+    const next = zygoteOf(b.pid!);
+    assert.ok(next !== null && next !== zygote, 'a new zygote serves');
+    assert.deepEqual(crashLines(b), []);
+  });
+});
+
+describe('the broker dies with an upcall in flight', () => {
+  test('SIGKILL of the broker: the zygote sees its pipe close, kills the upcall and exits; nothing is left', async (t) => {
+    const b = await brokerFor(t);
+    const reg = await registerIn(b, c, '/mnt/f');
+    const m = marker();
+    const client = await BrokerClient.connect(b.adminSocket);
+    t.after(() => client.close());
+    client.request('exec', { mount: reg.id, argv: ['sleep', m], timeoutMs: 60_000 }).catch(() => undefined);
+    let programs: number[] = [];
+    await until('the upcall to run', () => (programs = pidsWithArgv(['sleep', m])).length === 1);
+    const watch = new ExitWatch([...programs, zygoteOf(b.pid!)!]);
+    t.after(() => {
+      for (const p of watch.alive()) process.kill(p, 'SIGKILL');
+      watch.close();
+    });
+    assert.equal(watch.count, 2);
+    await b.stop('SIGKILL');
+    await watch.allExited(3000);
+  });
+});
+
+describe('a hanging upcall is killed with its whole tree at its timeout (exec op)', () => {
+  test('a shell with two background children and a foreground one: E_UPCALL_TIMEOUT, then all four gone', async (t) => {
+    const b = await brokerFor(t);
+    const reg = await registerIn(b, c, '/mnt/f');
+    const [m1, m2, m3] = [marker(), marker(), marker()];
+    const started = performance.now();
+    const script = `sleep ${m1} & sleep ${m2} & sleep ${m3}; echo never`;
+    const answer = adminCode(b, 'exec', { mount: reg.id, argv: ['sh', '-c', script], timeoutMs: 1500 });
+    let tree: number[] = [];
+    await until('the tree to be running', () => (tree = [m1, m2, m3].flatMap((m) => pidsWithArgv(['sleep', m]))).length === 3);
+    const shells = pidsWithArgv(['sh', '-c', script]);
+    const watch = new ExitWatch([...tree, ...shells]);
+    t.after(() => {
+      for (const p of watch.alive()) process.kill(p, 'SIGKILL');
+      watch.close();
+    });
+    assert.equal(watch.count, 4, 'sh and its three sleeps');
+    assert.equal(await answer, 'E_UPCALL_TIMEOUT');
+    const took = performance.now() - started;
+    assert.ok(took >= 1500 && took < 4000, `answered after ${took} ms`);
+    await watch.allExited(2000);
+  });
+
+  test('a child that left the process group with setsid is killed too', { todo: 'the zygote kills the process group the upcall leads; a descendant that calls setsid(2) leaves it (see report)' }, async (t) => {
+    const b = await brokerFor(t);
+    const reg = await registerIn(b, c, '/mnt/f');
+    const [m1, m2] = [marker(), marker()];
+    const answer = adminCode(b, 'exec', { mount: reg.id, argv: ['sh', '-c', `setsid sleep ${m1} & sleep ${m2}`], timeoutMs: 1000 });
+    let tree: number[] = [];
+    await until('the tree to be running', () => (tree = [m1, m2].flatMap((m) => pidsWithArgv(['sleep', m]))).length === 2);
+    const watch = new ExitWatch(tree);
+    t.after(() => {
+      for (const p of watch.alive()) process.kill(p, 'SIGKILL');
+      watch.close();
+    });
+    assert.equal(await answer, 'E_UPCALL_TIMEOUT');
+    await watch.allExited(2000);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// The state file
+
+/** tmpfs mounts of earlier runs that were SIGKILLed before their after hook (pid in the name is gone). */
+function sweepStaleStateMounts(): void {
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const mnt = line.split(' ')[4] ?? '';
+    const m = new RegExp(`^/tmp/${STATE_MOUNT_PREFIX}(\\d+)-`).exec(mnt);
+    if (!m || existsSync(`/proc/${m[1]}`)) continue;
+    execFileSync('umount', ['-l', mnt]);
+    rmSync(mnt, { recursive: true, force: true });
+  }
+}
+
+/** A tmpfs of `size` at a new /tmp dir; unmounted and removed after the test. */
+function smallDisk(t: { after(fn: () => void): void }, size: string): string {
+  const dir = mkdtempSync(`/tmp/${STATE_MOUNT_PREFIX}${process.pid}-`);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'ub-statefs', dir]);
+  t.after(() => {
+    execFileSync('umount', ['-l', dir]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return dir;
+}
+
+/** The state file as the broker left it: must always parse; returns the ids it holds. */
+function stateIds(stateDir: string): string[] {
+  const text = readFileSync(join(stateDir, 'registrations.json'), 'utf8');
+  const parsed = JSON.parse(text) as { version: number; registrations: unknown[] };
+  assert.equal(parsed.version, 1);
+  return parsed.registrations.map((r) => StoredRegistrationSchema.parse(r).id);
+}
+
+const BIG_SOURCE = 'x'.repeat(1000); // ~1.3 KB per record: a 64 KiB disk fills in a few dozen
+
+describe('the state file on a full disk', () => {
+  test('registration refused with E_IO; the file parses and holds the previous state; nothing left behind; the broker recovers', async (t) => {
+    const disk = smallDisk(t, '64k');
+    const stateDir = join(disk, 'state');
+    const b = new BrokerProcess();
+    t.after(() => b.dispose());
+    await b.start(['--state-dir', stateDir]);
+    const acked: string[] = [];
+    let refused = '';
+    for (let i = 0; i < 200 && refused === ''; i++) {
+      try {
+        acked.push((await admin<RegistrationInfo>(b, 'register', { mountpoint: '/', source: BIG_SOURCE })).id);
+      } catch (err) {
+        refused = (err as { code: string }).code;
+      }
+    }
+    assert.equal(refused, 'E_IO', `the disk filled after ${acked.length} registrations`);
+    assert.ok(acked.length >= 5, `${acked.length} fitted`);
+    assert.deepEqual(stateIds(stateDir).sort(), [...acked].sort(), 'the file holds exactly the acknowledged registrations');
+    assert.deepEqual((await admin<RegistrationInfo[]>(b, 'list')).map((r) => r.id).sort(), [...acked].sort(), 'the refused one is not held in memory either');
+    assert.deepEqual(readdirSync(stateDir), ['registrations.json'], 'no temp file left on the full disk');
+    // Still full: more are refused the same way, the broker keeps serving.
+    assert.equal(await adminCode(b, 'register', { mountpoint: '/', source: BIG_SOURCE }), 'E_IO');
+    assert.equal(await adminCode(b, 'ping'), 'ok');
+
+    // A restart on the full disk: the broker comes up and restores everything acknowledged.
+    await b.stop('SIGKILL');
+    await b.start(['--state-dir', stateDir]);
+    assert.deepEqual((await admin<RegistrationInfo[]>(b, 'list')).map((r) => r.id).sort(), [...acked].sort());
+
+    // Make room: unregistering works (a smaller file fits), and registering works again.
+    for (const id of acked.splice(0, 4)) await admin(b, 'unregister', { id });
+    acked.push((await admin<RegistrationInfo>(b, 'register', { mountpoint: '/', source: BIG_SOURCE })).id);
+    assert.deepEqual(stateIds(stateDir).sort(), [...acked].sort());
+    assert.deepEqual(crashLines(b), []);
+  });
+
+  test('concurrent registrations onto a nearly full disk: the file holds exactly the acknowledged ones, never a refused one', async (t) => {
+    const disk = smallDisk(t, '64k');
+    const stateDir = join(disk, 'state');
+    const b = new BrokerProcess();
+    t.after(() => b.dispose());
+    await b.start(['--state-dir', stateDir]);
+    const acked = new Set<string>();
+    for (;;) {
+      const r = await admin<RegistrationInfo>(b, 'register', { mountpoint: '/', source: BIG_SOURCE }).catch(() => null);
+      if (!r) break;
+      acked.add(r.id);
+    }
+    // Room for a few: some of the next 12 fit, the rest are refused; which ones is a race.
+    for (const id of [...acked].slice(0, 3)) {
+      await admin(b, 'unregister', { id });
+      acked.delete(id);
+    }
+    const clients = await Promise.all(Array.from({ length: 4 }, () => BrokerClient.connect(b.adminSocket)));
+    t.after(() => clients.forEach((x) => x.close()));
+    const outcomes = await Promise.all(clients.flatMap((x) => [0, 1, 2].map(() => x.register('/', { source: BIG_SOURCE })
+      .then((r) => ({ id: r.id, code: 'ok' }), (e: { code: string }) => ({ id: null, code: e.code })))));
+    const codes = outcomes.map((o) => o.code);
+    assert.ok(codes.includes('E_IO') && codes.includes('ok'), `some fit, some did not: ${codes.join(',')}`);
+    assert.deepEqual(codes.filter((x) => x !== 'ok' && x !== 'E_IO'), []);
+    for (const o of outcomes) if (o.id) acked.add(o.id);
+    assert.deepEqual(stateIds(stateDir).sort(), [...acked].sort());
+    await b.stop('SIGKILL');
+    await b.start(['--state-dir', stateDir]);
+    assert.deepEqual((await admin<RegistrationInfo[]>(b, 'list')).map((r) => r.id).sort(), [...acked].sort(), 'after a restart too');
+  });
+});
+
+describe('the broker SIGKILLed mid-registration', () => {
+  test('5 rounds of 200 registrations (host and container) killed part-way: the file always parses, every acknowledged one is back', async (t) => {
+    const b = new BrokerProcess();
+    t.after(() => b.dispose());
+    const acked = new Set<string>();
+    const killAt = [1, 15, 40, 80, 140];
+    for (const [round, threshold] of killAt.entries()) {
+      await b.start();
+      // From inside the container too: its registrations are restored against its live init.
+      const inside = c.exec(batchArgv(b.tenantSocket, { mode: 'burst', op: 'register', params: { mountpoint: '/mnt/f' }, connections: 2, perConnection: 20 }), { timeoutMs: 30_000 });
+      const clients = await Promise.all(Array.from({ length: 10 }, () => BrokerClient.connect(b.adminSocket)));
+      let hostAcks = 0;
+      let cutOff = 0;
+      let killed = false;
+      // 16 per connection: the per-connection in-flight limit, so none is refused E_BUSY.
+      const host = clients.flatMap((x) => Array.from({ length: 16 }, () => {
+        return x.register('/', { source: `round ${round}` }).then((r) => {
+          acked.add(r.id);
+          if (++hostAcks >= threshold && !killed) {
+            killed = true;
+            process.kill(b.pid!, 'SIGKILL'); // mid-flight: the rest are being registered and saved
+          }
+        }, (e: { code?: string }) => {
+          assert.equal(e.code, 'E_UNAVAILABLE', 'the only failure is the connection going away');
+          cutOff++;
+        });
+      }));
+      await Promise.all(host);
+      if (!killed) process.kill(b.pid!, 'SIGKILL');
+      await b.stop('SIGKILL'); // waits for its exit
+      for (const x of clients) x.close();
+      const r = await inside;
+      for (const a of JSON.parse(r.stdout || '[]') as Array<{ ok: boolean; rid?: string }>) if (a.ok && a.rid) acked.add(a.rid);
+      assert.ok(cutOff > 0, `round ${round}: killed while registrations were in flight (${hostAcks} acknowledged, ${cutOff} cut off)`);
+      const onDisk = new Set(stateIds(b.stateDir));
+      const lost = [...acked].filter((id) => !onDisk.has(id));
+      assert.deepEqual(lost, [], `round ${round}: acknowledged but not on disk`);
+    }
+    await b.start();
+    const listed = new Set((await admin<RegistrationInfo[]>(b, 'list')).map((r) => r.id));
+    assert.deepEqual([...acked].filter((id) => !listed.has(id)), [], 'every acknowledged registration is back after the last restart');
+    assert.ok(acked.size >= killAt.reduce((x, y) => x + y, 0), `${acked.size} acknowledged in all`);
+  });
+});
+
+describe('a corrupt state file', () => {
+  test('is kept aside for the operator, not overwritten; the broker starts empty and saves anew', async (t) => {
+    const b = new BrokerProcess();
+    t.after(() => b.dispose());
+    mkdirSync(b.stateDir, { recursive: true, mode: 0o700 });
+    writeFileSync(join(b.stateDir, 'registrations.json'), '{"version":1,"registrations":[{"id":"r-0123');
+    await b.start();
+    const aside = readdirSync(b.stateDir).filter((f) => f.startsWith('registrations.json.corrupt-'));
+    assert.equal(aside.length, 1, readdirSync(b.stateDir).join(' '));
+    assert.equal(readFileSync(join(b.stateDir, aside[0]!), 'utf8'), '{"version":1,"registrations":[{"id":"r-0123');
+    const r = await admin<RegistrationInfo>(b, 'register', { mountpoint: '/' });
+    assert.deepEqual(stateIds(b.stateDir), [r.id]);
+    assert.match(b.output, /state file unreadable; kept aside/);
+  });
+});
+

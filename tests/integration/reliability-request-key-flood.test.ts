@@ -1,0 +1,106 @@
+/**
+ * Fairness on the kernel's path (issue 9, part 1): every request-key upcall of
+ * every container reaches the broker from host root (the handler the kernel
+ * starts), so only the per-context upcall limit tells one container's flood
+ * from another's requests. Container A asks for 100 keys at once whose
+ * program takes 1-2 s; container B's keys, asked meanwhile, must still be built
+ * at their usual speed. Real kernel keys, /sbin/request-key and our handler.
+ *
+ * The rule file is unique to this run and matches only this run's names; it
+ * is removed in after(), on exit and on SIGINT/SIGTERM.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { BrokerProcess, runCli } from '../helpers/broker-process.js';
+import { mountTmpfs } from '../helpers/in-container.js';
+import { pidsWithArgv, until } from '../helpers/reliability.js';
+import { Testbed, type TestContainer } from '../testbed/index.js';
+
+const RUN = `ubf${process.pid}${randomBytes(3).toString('hex')}`;
+const RULE_FILE = `/etc/request-key.d/ub-test-${process.pid}-${randomBytes(4).toString('hex')}.conf`;
+/**
+ * A's program sleeps this long (1 to 2 s, well inside the handler's 3 s budget): a unique
+ * argument, so the test can count them.
+ */
+const SLOW = `1.${String(process.pid).padStart(7, '0')}`;
+
+function removeRuleFile(): void {
+  try {
+    unlinkSync(RULE_FILE);
+  } catch {
+    // not there
+  }
+}
+process.on('exit', removeRuleFile);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.once(sig, () => {
+    removeRuleFile();
+    process.kill(process.pid, sig);
+  });
+}
+
+const broker = new BrokerProcess();
+const bed = new Testbed();
+let a: TestContainer;
+let b: TestContainer;
+
+before(async () => {
+  const config = join(broker.dir, 'config.json');
+  writeFileSync(config, JSON.stringify({
+    requestKey: { rules: [{ type: 'user', description: `${RUN}:*`, program: '/mnt/rk/prog', args: ['%d'], timeoutMs: 5000 }] },
+  }));
+  await broker.start(['--config', config]);
+  const install = await runCli(['request-key', 'install', '--socket', broker.adminSocket, '--types', 'user',
+    '--match', `${RUN}*`, '--file', RULE_FILE, '--json']);
+  assert.equal(install.code, 0, install.stdout + install.stderr);
+  a = await bed.create({ name: 'rkfa' });
+  b = await bed.create({ name: 'rkfb' });
+  for (const [c, body] of [[a, `sleep ${SLOW}; printf slow`], [b, 'printf "fast:%s" "$1"']] as const) {
+    await mountTmpfs(c, '/mnt/rk');
+    await c.check(['sh', '-c', 'cat > /mnt/rk/prog && chmod 755 /mnt/rk/prog'], { input: `#!/bin/sh\n${body}\n` });
+  }
+});
+after(async () => {
+  await runCli(['request-key', 'uninstall', '--file', RULE_FILE, '--json']).catch(() => null);
+  removeRuleFile();
+  try {
+    await bed.dispose();
+  } finally {
+    await broker.dispose();
+  }
+  assert.equal(existsSync(RULE_FILE), false, 'rule file left behind');
+});
+
+/** `keyctl request2` of `n` keys at once in a fresh session inside `c`: one "ok"/"fail" line each. */
+const FLOOD = 'for i in $(seq 1 "$1"); do (keyctl request2 user "$0$i" x @s >/dev/null 2>&1 && echo ok || echo fail) & done; wait';
+/** One key after another, each timed: "ok MS" / "fail MS". */
+const SERIES = 'for i in $(seq 1 "$1"); do s=$(date +%s%N); if keyctl request2 user "$0$i" x @s >/dev/null 2>&1; then r=ok; else r=fail; fi; echo "$r $(( ($(date +%s%N) - s) / 1000000 ))"; done';
+
+test('container A asks for 100 slow keys (1-2 s each) at once; container B\'s keys are built meanwhile at their usual speed', async () => {
+  const baseline = await b.exec(['keyctl', 'session', '-', 'sh', '-c', SERIES, `${RUN}:base`, '5'], { timeoutMs: 30_000 });
+  const baseMs = baseline.stdout.trim().split('\n').map((l) => l.split(' '));
+  assert.ok(baseMs.every(([r]) => r === 'ok'), `B's keys work before the flood: ${baseline.stdout}${baseline.stderr}`);
+
+  const flood = a.exec(['keyctl', 'session', '-', 'sh', '-c', FLOOD, `${RUN}:slow`, '100'], { timeoutMs: 60_000 });
+  await until('A\'s programs to be running', () => pidsWithArgv(['sleep', SLOW]).length >= 10, 15_000);
+  const during = await b.exec(['keyctl', 'session', '-', 'sh', '-c', SERIES, `${RUN}:fast`, '10'], { timeoutMs: 60_000 });
+  const runningMeanwhile = pidsWithArgv(['sleep', SLOW]).length;
+  const floodOut = (await flood).stdout.trim().split('\n');
+
+  const lines = during.stdout.trim().split('\n').map((l) => l.split(' '));
+  const ms = lines.map(([, t]) => Number(t)).sort((x, y) => x - y);
+  assert.deepEqual(lines.map(([r]) => r), Array(10).fill('ok'), `every key of B was built: ${during.stdout}${during.stderr}`);
+  const worstBase = Math.max(...baseMs.map(([, t]) => Number(t)));
+  console.log(`# B's keys: before the flood ${baseMs.map(([, t]) => t).join(' ')} ms; during it ${ms.join(' ')} ms`);
+  assert.ok(ms.at(-1)! < Math.max(500, 5 * worstBase), `B's slowest key took ${ms.at(-1)} ms under A's flood (before it: at most ${worstBase} ms)`);
+  assert.ok(runningMeanwhile > 0, 'A\'s flood was still running when B finished');
+  const okA = floodOut.filter((l) => l === 'ok').length;
+  assert.equal(floodOut.length, 100);
+  // A is held to its context's upcall slots (16): the rest are rejected at once (EAGAIN, retry in 1 s).
+  assert.ok(okA >= 16 && okA < 100, `${okA} of A's 100 keys were built`);
+  const audit = broker.output.split('\n').filter((l) => l.includes('"message":"request-key"') && l.includes(`${RUN}:slow`));
+  assert.ok(audit.some((l) => l.includes('upcall limit')), 'the refusals say why');
+});
