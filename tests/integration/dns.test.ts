@@ -176,6 +176,14 @@ describe('reference: keyutils\' key.dns_resolver -D run inside the same containe
     }
   }
 
+  for (const callout of ['ipv6', 'ipv6 list']) {
+    test(`svc.test (A and AAAA in DNS) with callout "${callout}"`, async () => {
+      const ours = await resolve(a, 'svc.test', callout);
+      assert.equal(ours.text, '2001:db8::10');
+      assert.equal(ours.text, await keyutils(a, 'svc.test', callout));
+    });
+  }
+
   test('a name that does not exist: keyutils fails, we give #dnserror=61 (its ENODATA)', async () => {
     assert.equal(await keyutils(a, 'missing.test', 'list'), null);
     assert.equal((await resolve(a, 'missing.test', 'list')).dnserror, 61);

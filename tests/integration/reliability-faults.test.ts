@@ -129,7 +129,7 @@ describe('a hanging upcall is killed with its whole tree at its timeout (exec op
     await watch.allExited(2000);
   });
 
-  test('a child that left the process group with setsid is killed too', { todo: 'the zygote kills the process group the upcall leads; a descendant that calls setsid(2) leaves it (see report)' }, async (t) => {
+  test('a child that left the process group with setsid is killed too', async (t) => {
     const b = await brokerFor(t);
     const reg = await registerIn(b, c, '/mnt/f');
     const [m1, m2] = [marker(), marker()];
