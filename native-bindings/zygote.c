@@ -1600,12 +1600,15 @@ static void on_template_ctl(struct tmpl *t)
 /*
  * A descendant that called setsid(2) has left the process group C leads, so
  * the group kill misses it. While it is still in C's tree, /proc's children
- * lists (every thread's) find it: kill depth-first through pidfds, so a pid
- * that exits and is reused between the read and the signal is never hit.
- * (A descendant whose parent already exited was re-parented to the container's
- * init and is out of reach: that is the limit docs/security.md states.)
+ * lists (every thread's) find it. They are pinned by pidfd first and signalled
+ * after C and its group, so C dies of our SIGKILL (not of its children's exit)
+ * and a pid reused meanwhile is never hit. A descendant whose parent already
+ * exited was re-parented to the container's init and is out of reach (the
+ * limit docs/security.md states).
  */
-static void kill_descendants(pid_t pid, int depth)
+#define MAX_PINNED 256
+
+static void pin_descendants(pid_t pid, int depth, int *pinned, size_t *n)
 {
 	char path[64];
 	if (depth > 64)
@@ -1615,7 +1618,7 @@ static void kill_descendants(pid_t pid, int depth)
 	if (!tasks)
 		return;
 	struct dirent *t;
-	while ((t = readdir(tasks)) != NULL) {
+	while ((t = readdir(tasks)) != NULL && *n < MAX_PINNED) {
 		if (t->d_name[0] < '0' || t->d_name[0] > '9')
 			continue;
 		char cpath[320], buf[4096];
@@ -1623,22 +1626,19 @@ static void kill_descendants(pid_t pid, int depth)
 		int fd = open(cpath, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
 			continue;
-		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+		ssize_t len = read(fd, buf, sizeof(buf) - 1);
 		close(fd);
-		if (n <= 0)
+		if (len <= 0)
 			continue;
-		buf[n] = '\0';
-		for (char *tok = strtok(buf, " \n"); tok; tok = strtok(NULL, " \n")) {
+		buf[len] = '\0';
+		char *save = NULL;
+		for (char *tok = strtok_r(buf, " \n", &save); tok && *n < MAX_PINNED; tok = strtok_r(NULL, " \n", &save)) {
 			pid_t child = (pid_t)strtol(tok, NULL, 10);
-			if (child <= 0)
+			int cfd = child > 0 ? (int)syscall(UB_NR_pidfd_open, child, 0) : -1;
+			if (cfd < 0)
 				continue;
-			/* pin the child before looking below it, then kill it after its subtree */
-			int cfd = (int)syscall(UB_NR_pidfd_open, child, 0);
-			kill_descendants(child, depth + 1);
-			if (cfd >= 0) {
-				syscall(UB_NR_pidfd_send_signal, cfd, SIGKILL, NULL, 0);
-				close(cfd);
-			}
+			pinned[(*n)++] = cfd;
+			pin_descendants(child, depth + 1, pinned, n);
 		}
 	}
 	closedir(tasks);
@@ -1646,14 +1646,20 @@ static void kill_descendants(pid_t pid, int depth)
 
 static void kill_tree(struct req *r)
 {
+	int pinned[MAX_PINNED];
+	size_t npinned = 0;
 	if (r->cpid > 0 && !r->c_exited && r->cpidfd >= 0)
-		kill_descendants(r->cpid, 0);
+		pin_descendants(r->cpid, 0, pinned, &npinned);
 	if (r->cpidfd >= 0) {
 		/* the whole process group C leads (setsid), race-free through the pidfd */
 		if (syscall(UB_NR_pidfd_send_signal, r->cpidfd, SIGKILL, NULL, UB_PIDFD_SIGNAL_PROCESS_GROUP) < 0 &&
 		    errno == EINVAL && !r->c_exited && r->cpid > 0)
 			kill(-r->cpid, SIGKILL); /* before 6.9; C is unreaped, so the number is still its */
 		syscall(UB_NR_pidfd_send_signal, r->cpidfd, SIGKILL, NULL, 0);
+	}
+	for (size_t i = 0; i < npinned; i++) {
+		syscall(UB_NR_pidfd_send_signal, pinned[i], SIGKILL, NULL, 0);
+		close(pinned[i]);
 	}
 	if (r->bpidfd >= 0 && !r->b_exited)
 		syscall(UB_NR_pidfd_send_signal, r->bpidfd, SIGKILL, NULL, 0);

@@ -11,13 +11,14 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { BrokerProcess, runCli } from '../helpers/broker-process.js';
 import { mountTmpfs } from '../helpers/in-container.js';
 import { pidsWithArgv, until } from '../helpers/reliability.js';
 import { Testbed, type TestContainer } from '../testbed/index.js';
+import { removeOnExit } from '../helpers/remove-on-exit.js';
 
 const RUN = `ubf${process.pid}${randomBytes(3).toString('hex')}`;
 const RULE_FILE = `/etc/request-key.d/ub-test-${process.pid}-${randomBytes(4).toString('hex')}.conf`;
@@ -27,20 +28,7 @@ const RULE_FILE = `/etc/request-key.d/ub-test-${process.pid}-${randomBytes(4).to
  */
 const SLOW = `1.${String(process.pid).padStart(7, '0')}`;
 
-function removeRuleFile(): void {
-  try {
-    unlinkSync(RULE_FILE);
-  } catch {
-    // not there
-  }
-}
-process.on('exit', removeRuleFile);
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.once(sig, () => {
-    removeRuleFile();
-    process.kill(process.pid, sig);
-  });
-}
+const removeRuleFile = removeOnExit(RULE_FILE);
 
 const broker = new BrokerProcess();
 const bed = new Testbed();

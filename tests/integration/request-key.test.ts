@@ -20,6 +20,7 @@ import { parseProcKeys, type ProcKey } from '../../src/upcall/request-key/proc-k
 import { BrokerProcess, runCli } from '../helpers/broker-process.js';
 import { cliIn, mountTmpfs } from '../helpers/in-container.js';
 import { Testbed, type TestContainer } from '../testbed/index.js';
+import { removeOnExit } from '../helpers/remove-on-exit.js';
 
 const RUN = `ubt${process.pid}${randomBytes(3).toString('hex')}`;
 const RULE_FILE = `/etc/request-key.d/ub-test-${process.pid}-${randomBytes(4).toString('hex')}.conf`;
@@ -42,20 +43,7 @@ function sweepStaleRuleFiles(): void {
   }
 }
 
-function removeRuleFile(): void {
-  try {
-    unlinkSync(RULE_FILE);
-  } catch {
-    // not there: fine
-  }
-}
-process.on('exit', removeRuleFile);
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.once(sig, () => {
-    removeRuleFile();
-    process.kill(process.pid, sig);
-  });
-}
+const removeRuleFile = removeOnExit(RULE_FILE);
 
 // The kernel passes the requester's uid to /sbin/request-key with "%d": a host uid >= 2^31
 // would arrive negative and make keyutils fail before any rule (docs/request-key.md,
