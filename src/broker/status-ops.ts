@@ -1,5 +1,6 @@
 import { inject, injectable } from 'inversify';
 import { BrokerError } from '../common/errors.js';
+import type { StatusInfo } from '../common/types.js';
 import { PROTOCOL_VERSION, VERSION } from '../common/paths.js';
 import { RequestHandlers } from '../server/request-handlers.js';
 import { Metrics } from '../service/metrics.js';
@@ -7,16 +8,7 @@ import { Authorizer } from './authorizer.js';
 import { ContextTable } from './context-table.js';
 import { Registry } from './registry.js';
 
-export interface StatusJson {
-  version: string;
-  protocol: number;
-  pid: number;
-  uptimeSeconds: number;
-  contexts: { live: number };
-  registrations: { total: number; live: number; initExited: number };
-  upcalls: Record<string, number>;
-  recentFailures: ReturnType<Metrics['recentFailures']>;
-}
+export type StatusJson = StatusInfo;
 
 /** `status` (host root): what an operator wants at a glance. Also feeds the gauges. */
 @injectable()

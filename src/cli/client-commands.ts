@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { BrokerClient, DEFAULT_ADMIN_SOCKET } from '../client/broker-client.js';
-import type { RegistrationInfo } from '../common/types.js';
+import type { RegistrationInfo, StatusInfo } from '../common/types.js';
 import { join } from 'node:path';
 import { BrokerError } from '../common/errors.js';
 import { DEFAULT_NATIVE_DIR } from '../common/paths.js';
@@ -133,21 +133,12 @@ export function addResolveCommand(program: Command): void {
     }));
 }
 
-interface StatusJsonView {
-  version: string;
-  pid: number;
-  uptimeSeconds: number;
-  contexts: { live: number };
-  registrations: { total: number; live: number; initExited: number };
-  upcalls: Record<string, number>;
-  recentFailures: Array<{ time: string; type: string; code: string; message: string }>;
-}
 
 export function addStatusCommand(program: Command): void {
   common(program.command('status'))
     .description('uptime, contexts, registrations, upcall counts and recent failures (host root)')
     .action((opts: CommonOptions) => withClient(opts, async (c) => {
-      const s = await c.request<StatusJsonView>('status');
+      const s = await c.request<StatusInfo>('status');
       printResult(opts.json === true, s, () => [
         table(['BROKER', 'PID', 'UPTIME', 'CONTEXTS', 'REGISTRATIONS', 'INIT-EXITED'],
           [[s.version, String(s.pid), `${s.uptimeSeconds}s`, String(s.contexts.live), String(s.registrations.total), String(s.registrations.initExited)]]),

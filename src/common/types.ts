@@ -24,3 +24,23 @@ export interface RegistrationInfo {
   state: RegistrationState;
   context: ContextInfo;
 }
+
+export interface FailureInfo {
+  time: string;
+  type: string;
+  code: string;
+  message: string;
+  context?: string;
+}
+
+/** The `status` op's answer. */
+export interface StatusInfo {
+  version: string;
+  protocol: number;
+  pid: number;
+  uptimeSeconds: number;
+  contexts: { live: number };
+  registrations: { total: number; live: number; initExited: number };
+  upcalls: Record<string, number>;
+  recentFailures: FailureInfo[];
+}

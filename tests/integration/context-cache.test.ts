@@ -10,22 +10,16 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { defaultConfig } from '../../src/common/defaults.js';
-import { NullLoggerFactory } from '../../src/logging/winston-logger-factory.js';
-import { NodeProcessSpawner, SystemClock } from '../../src/platform/node-platform.js';
 import { ZygoteRunner, type UpcallOutcome, type UpcallTarget } from '../../src/upcall/zygote-runner.js';
 import { compareProbes, probeAsInitChild, probeViaZygote, type Probe } from '../helpers/fidelity.js';
 import { Testbed, type TestContainer } from '../testbed/index.js';
+import { zygoteRunner } from '../helpers/native.js';
 
 const bed = new Testbed();
 const runners: ZygoteRunner[] = [];
 let c: TestContainer;
 
-function newRunner(): ZygoteRunner {
-  const r = new ZygoteRunner(new NodeProcessSpawner(), defaultConfig(), new NullLoggerFactory(), new SystemClock());
-  runners.push(r);
-  return r;
-}
+const newRunner = (): ZygoteRunner => zygoteRunner(runners);
 
 function startTime(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

@@ -16,20 +16,17 @@ import { after, before, describe, test } from 'node:test';
 import { defaultConfig } from '../../src/common/defaults.js';
 import { NullLoggerFactory } from '../../src/logging/winston-logger-factory.js';
 import { NS_TYPES } from '../../src/ns/kernel-constants.js';
-import { NodeProcessSpawner, SystemClock } from '../../src/platform/node-platform.js';
+import { SystemClock } from '../../src/platform/node-platform.js';
 import { ZygoteRunner, type UpcallOutcome, type UpcallRequest, type UpcallTarget } from '../../src/upcall/zygote-runner.js';
 import { procStat, Testbed, type TestContainer } from '../testbed/index.js';
+import { zygoteRunner } from '../helpers/native.js';
 
 const ZYGOTE = join(defaultConfig().nativeDir, 'upcall-zygote');
 const bed = new Testbed();
 const runners: ZygoteRunner[] = [];
 let c: TestContainer;
 
-function newRunner(): ZygoteRunner {
-  const r = new ZygoteRunner(new NodeProcessSpawner(), defaultConfig(), new NullLoggerFactory(), new SystemClock());
-  runners.push(r);
-  return r;
-}
+const newRunner = (): ZygoteRunner => zygoteRunner(runners);
 const runner = newRunner();
 
 before(async () => {
