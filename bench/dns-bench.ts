@@ -5,7 +5,10 @@
  * same request on the host served by keyutils' key.dns_resolver (the stock
  * rule). And, in the broker's own process, the DNS upcall before and after
  * the fast path (one-shot spawner relay, zygote relay capturing per upcall,
- * zygote relay with the context cache).
+ * zygote relay with the context cache, relays kept between upcalls by
+ * RelayPool). The kernel path runs through two brokers side by side: the
+ * default one (relays kept) and one with `dns.relayReuseMs: 0` (a relay per
+ * upcall, as before RelayPool).
  *
  * The kernel runs /sbin/request-key in the host's mount namespace, so the
  * host side uses names of the real /etc/hosts; each is first checked against
@@ -31,7 +34,11 @@ import { ZygoteRunner } from '../src/upcall/zygote-runner.js';
 import { BrokerProcess } from '../tests/helpers/broker-process.js';
 import { HostCanaryDns } from '../tests/helpers/host-canary-dns.js';
 import { ShellAgent } from './agent.js';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { ContextTable } from '../src/broker/context-table.js';
+import { Metrics } from '../src/service/metrics.js';
+import { RelayPool } from '../src/upcall/dns/relay-pool.js';
+import type { RelayLauncher } from '../src/upcall/dns/relay-launcher.js';
 import { compare, fmt, table } from './harness.js';
 import { LightContainer } from './light-container.js';
 import { DEFAULT_NATIVE_DIR } from '../src/common/paths.js';
@@ -74,23 +81,31 @@ export async function dnsBench(opts: { warmup: number; iterations: number }): Pr
   const run = runPrefix('bd');
   const total = opts.warmup + opts.iterations + 4;
   const hostsName = (i: number) => `${run}-h${i}.test`;
+  const unpooledName = (i: number) => `${run}x-h${i}.test`;
   const dnsName = (i: number) => `${run}-d${i}.test`;
   const addr = (i: number) => `198.51.100.${(i % 250) + 1}`;
   const broker = new BrokerProcess();
+  const unpooled = new BrokerProcess();
   let rules: BenchRuleFile | null = null;
+  let unpooledRules: BenchRuleFile | null = null;
   const agents: ShellAgent[] = [];
   const sections: string[] = [];
   let c: LightContainer | null = null;
   try {
     await broker.start(['--log-level', 'info']);
+    const unpooledConfig = join(unpooled.dir, 'config.json');
+    writeFileSync(unpooledConfig, JSON.stringify({ dns: { relayReuseMs: 0 } }));
+    await unpooled.start(['--log-level', 'info', '--config', unpooledConfig]);
     c = await LightContainer.start({
       name: 'bench-dns',
-      hosts: Array.from({ length: total }, (_, i) => `${addr(i)} ${hostsName(i)}`).join('\n'),
+      hosts: Array.from({ length: total }, (_, i) => `${addr(i)} ${hostsName(i)}\n${addr(i)} ${unpooledName(i)}`).join('\n'),
       records: Array.from({ length: total }, (_, i) => ({ name: dnsName(i), type: 'A' as const, address: addr(i), ttl: 60 })),
     });
     await registerRoot(c, broker.tenantSocket);
+    await registerRoot(c, unpooled.tenantSocket);
     const handlerLog = join(broker.dir, 'handler.log');
-    rules = await BenchRuleFile.install({ socket: broker.adminSocket, types: ['dns_resolver'], match: `${run}*`, extra: ['--handler-log', handlerLog] });
+    rules = await BenchRuleFile.install({ socket: broker.adminSocket, types: ['dns_resolver'], match: `${run}-*`, extra: ['--handler-log', handlerLog] });
+    unpooledRules = await BenchRuleFile.install({ socket: unpooled.adminSocket, types: ['dns_resolver'], match: `${run}x-*` });
 
     // Correctness first: the payload each side gets.
     const pipe = (name: string) => ['keyctl', 'session', '-', 'sh', '-c', `keyctl pipe "$(keyctl request2 dns_resolver ${name} '' @s)"`];
@@ -107,6 +122,7 @@ export async function dnsBench(opts: { warmup: number; iterations: number }): Pr
     const inside = new ShellAgent(ctr.initPid);
     agents.push(host, inside);
     let h = 0;
+    let u = 0;
     let d = 0;
     let n = 0;
     const timed = async (agent: ShellAgent, name: string) => {
@@ -120,6 +136,7 @@ export async function dnsBench(opts: { warmup: number; iterations: number }): Pr
     const rows = await compare([
       { name: HOST_DNS, run: () => timed(host, hostNames[n++ % hostNames.length]!) },
       { name: 'container: fresh name from its /etc/hosts, through the broker', run: () => timed(inside, hostsName(h++)) },
+      { name: 'container: the same, broker with dns.relayReuseMs 0 (a relay per upcall: before RelayPool)', run: () => timed(inside, unpooledName(u++)) },
       { name: 'container: fresh name from its DNS server, through the broker', run: () => timed(inside, dnsName(d++)) },
     ], opts);
     sections.push(`Where the container's time goes (medians over the run): the handler, upcall-request-key, from main() to exit: ${fmt(median(handlerTimes(handlerLog)))} ms; ` +
@@ -135,8 +152,10 @@ export async function dnsBench(opts: { warmup: number; iterations: number }): Pr
   } finally {
     await Promise.all(agents.map((a) => a.close()));
     rules?.remove();
+    unpooledRules?.remove();
     await c?.stop();
     await broker.dispose();
+    await unpooled.dispose();
   }
 }
 
@@ -179,10 +198,14 @@ async function brokerSide(c: LightContainer, name: (i: number) => string, total:
   const warm = make();
   const clock = di.get<Clock>(Clock);
   const loggers = di.get<LoggerFactory>(LoggerFactory);
+  const pool = (launcher: RelayLauncher, relayReuseMs: number) =>
+    new RelayPool(launcher, { ...defaultConfig(), dns: { relayReuseMs } }, clock, di.get(ContextTable), new Metrics());
+  const kept = pool(new ZygoteRelayLauncher(warm), 2000);
   const services = {
-    spawner: new DnsServiceImpl(new SpawnerRelayLauncher(di.get(Spawner), libc), clock, loggers),
-    cold: new DnsServiceImpl(new ZygoteRelayLauncher(cold), clock, loggers),
-    warm: new DnsServiceImpl(new ZygoteRelayLauncher(warm), clock, loggers),
+    spawner: new DnsServiceImpl(pool(new SpawnerRelayLauncher(di.get(Spawner), libc), 0), clock, loggers),
+    cold: new DnsServiceImpl(pool(new ZygoteRelayLauncher(cold), 0), clock, loggers),
+    warm: new DnsServiceImpl(pool(new ZygoteRelayLauncher(warm), 0), clock, loggers),
+    kept: new DnsServiceImpl(kept, clock, loggers),
   };
   using init = Pidfd.open(libc, c.initPid);
   const ctx = new Context('bench', walker.hold(init));
@@ -197,8 +220,10 @@ async function brokerSide(c: LightContainer, name: (i: number) => string, total:
       { name: 'one-shot spawner relay (before: exec per upcall)', run: () => resolve(services.spawner) },
       { name: 'zygote relay, capture per upcall', run: () => resolve(services.cold) },
       { name: 'zygote relay, context cache', run: () => resolve(services.warm) },
+      { name: 'zygote relay kept between upcalls (RelayPool, the default)', run: () => resolve(services.kept) },
     ], opts);
   } finally {
+    kept.close();
     ctx.release();
     await Promise.all([cold.stop(), warm.stop()]);
   }

@@ -5,6 +5,7 @@
  * reference variant, not absolute numbers.
  */
 import { appendFileSync, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { get } from 'node:http';
 import { loadavg, release } from 'node:os';
 import { join } from 'node:path';
 
@@ -75,6 +76,22 @@ export function rssMb(pid: number): number {
 /** Open fds of a process. */
 export function fdCount(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/** GET /metrics of a broker serving them on a UNIX socket (`serve --metrics PATH`). */
+export function scrapeMetrics(socketPath: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    get({ socketPath, path: '/metrics' }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (t: string) => (body += t)).on('end', () => resolve(body));
+    }).on('error', reject);
+  });
+}
+
+/** The broker's event-loop delay statistic (max, p99, p50, mean) since the previous scrape, in ms. */
+export function eventLoopDelayMs(metrics: string, stat: string): number {
+  const m = new RegExp(`upcall_broker_event_loop_delay_seconds\\{stat="${stat}"\\} ([0-9.e+-]+)`).exec(metrics);
+  return m ? Number(m[1]) * 1000 : NaN;
 }
 
 /** USER_HZ; 100 on every Linux build that matters. */

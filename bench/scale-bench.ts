@@ -7,23 +7,27 @@
  * once it holds all of them (a client inside a probe container, one
  * connection, sequential requests), the time to register them all, lookup
  * times (`list`, `show` by id, `show` by mount id) over the admin socket, the
- * broker's RSS and open fds, and the time a restarted broker takes to
- * re-validate them all against the kernel (start to "ready").
+ * broker's RSS and open fds, the state on disk (snapshot and journals), the
+ * broker's longest event-loop block (its own monitorEventLoopDelay, served on
+ * /metrics) while they register and during the late probe, and the time a
+ * restarted broker takes to re-validate them all against the kernel (start to
+ * "ready").
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { BrokerClient } from '../src/client/broker-client.js';
 import { DEFAULT_NATIVE_DIR, PACKAGE_ROOT } from '../src/common/paths.js';
 import type { RegistrationInfo } from '../src/common/types.js';
 import { BrokerProcess } from '../tests/helpers/broker-process.js';
-import { fdCount, fmt, markdownTable, rssMb, stats } from './harness.js';
+import { eventLoopDelayMs, fdCount, fmt, markdownTable, rssMb, scrapeMetrics, stats } from './harness.js';
 import { LightContainer } from './light-container.js';
 
 const ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/', LANG: 'C.UTF-8' };
 const HELPER = join(DEFAULT_NATIVE_DIR, 'ub-mount-helper');
-const PROBE_REGISTRATIONS = 30;
+/** 100, not 30: a median of 30 moved by ±50 % between runs on a shared machine. */
+const PROBE_REGISTRATIONS = 100;
 
 /** pid 1: register "/" $2 times on socket $1, say how many worked, wait for EOF. */
 const INIT = String.raw`
@@ -55,20 +59,33 @@ class Registrant {
   }
 }
 
-/** `register` of the probe's "/" n times over one tenant connection, from inside the probe: each in ms; then `list` 5 times. */
-async function probeLatencies(probe: LightContainer, socket: string, n: number): Promise<{ register: number[]; list: number[] }> {
+/**
+ * `register` of the probe's "/" n times over one tenant connection, from inside the probe, each
+ * followed by a `ping` (the same round trip without the work: what the machine's load alone costs
+ * at that moment), each in ms; then `list` 5 times.
+ */
+async function probeLatencies(probe: LightContainer, socket: string, n: number): Promise<{ register: number[]; ping: number[]; list: number[] }> {
   const client = join(PACKAGE_ROOT, 'dist', 'src', 'client', 'broker-client.js');
   const script = `const { BrokerClient } = await import(${JSON.stringify(client)});
 const c = await BrokerClient.connect(${JSON.stringify(socket)});
 const t = [];
-for (let i = 0; i < ${n}; i++) { const t0 = performance.now(); await c.register('/'); t.push(performance.now() - t0); }
+const p = [];
+for (let i = 0; i < ${n}; i++) {
+  let t0 = performance.now(); await c.register('/'); t.push(performance.now() - t0);
+  t0 = performance.now(); await c.ping(); p.push(performance.now() - t0);
+}
 const l = [];
 for (let i = 0; i < 5; i++) { const t0 = performance.now(); await c.list(); l.push(performance.now() - t0); }
 c.close();
-console.log(JSON.stringify({ register: t, list: l }));`;
+console.log(JSON.stringify({ register: t, ping: p, list: l }));`;
   const r = await probe.exec([process.execPath, '--input-type=module', '-e', script]);
   if (r.code !== 0) throw new Error(`probe failed: ${r.stderr}`);
-  return JSON.parse(r.stdout) as { register: number[]; list: number[] };
+  return JSON.parse(r.stdout) as { register: number[]; ping: number[]; list: number[] };
+}
+
+/** Bytes of the state on disk: the snapshot and its journals. */
+function stateBytes(dir: string): number {
+  return readdirSync(dir).filter((f) => /^registrations\.(json|journal\.\d+)$/.test(f)).reduce((n, f) => n + statSync(join(dir, f)).size, 0);
 }
 
 async function timeOp<T>(n: number, op: () => Promise<T>): Promise<number[]> {
@@ -88,12 +105,16 @@ export async function scaleBench(quick: boolean): Promise<string> {
   const registrants: Registrant[] = [];
   let probe: LightContainer | null = null;
   try {
-    await broker.start(['--log-level', 'info']);
+    const metrics = join(broker.dir, 'metrics.sock');
+    const serveArgs = ['--log-level', 'info', '--metrics', metrics];
+    await broker.start(serveArgs);
     probe = await LightContainer.start({ name: 'bench-scale-probe' });
     const rss0 = rssMb(broker.pid!);
     const fds0 = fdCount(broker.pid!);
-    const at0 = (await probeLatencies(probe, broker.tenantSocket, PROBE_REGISTRATIONS)).register;
+    const early = await probeLatencies(probe, broker.tenantSocket, PROBE_REGISTRATIONS);
+    const at0 = early.register;
 
+    await scrapeMetrics(metrics); // the event-loop window starts here
     const t0 = performance.now();
     const batch = 25;
     for (let k = 0; k < containers; k += batch) {
@@ -101,7 +122,9 @@ export async function scaleBench(quick: boolean): Promise<string> {
     }
     const fillSeconds = (performance.now() - t0) / 1000;
     const registered = registrants.reduce((a, r) => a + r.ok, 0);
+    const fillLoopMax = eventLoopDelayMs(await scrapeMetrics(metrics), 'max');
     const late = await probeLatencies(probe, broker.tenantSocket, PROBE_REGISTRATIONS);
+    const lateLoop = await scrapeMetrics(metrics);
     const atN = late.register;
     const tenantList = stats('', late.list).median;
     const total = registered + 2 * PROBE_REGISTRATIONS;
@@ -115,12 +138,12 @@ export async function scaleBench(quick: boolean): Promise<string> {
     admin.close();
     const rss = rssMb(broker.pid!);
     const fds = fdCount(broker.pid!);
-    const stateBytes = readFileSync(join(broker.stateDir, 'registrations.json')).length;
+    const stateOnDisk = stateBytes(broker.stateDir);
 
     // Restart: SIGTERM, start again on the same state dir; "ready" comes after every record was re-validated.
     await broker.stop('SIGTERM');
     const r0 = performance.now();
-    await broker.start(['--log-level', 'info']);
+    await broker.start(serveArgs);
     const restartSeconds = (performance.now() - r0) / 1000;
     const restored = /"message":"registrations restored"[^\n]*"restored":(\d+)/.exec(broker.output.slice(broker.output.lastIndexOf('"message":"registrations restored"') - 400));
     const after = await BrokerClient.connect(broker.adminSocket);
@@ -130,19 +153,21 @@ export async function scaleBench(quick: boolean): Promise<string> {
     const s0 = stats('', at0);
     const sN = stats('', atN);
     return `${containers} light containers (bench/scale-bench.ts), each registering its "/" ${perContainer} times with the C client from its pid 1, ${batch} containers starting at a time; ` +
-      `a probe container's Node client registers ${PROBE_REGISTRATIONS} times in a row over one connection before and after.\n\n` +
+      `a probe container's Node client registers ${PROBE_REGISTRATIONS} times in a row over one connection (each registration followed by a \`ping\`) before and after.\n\n` +
       markdownTable(['measure', 'value'], [
         ['registrations held', `${total} (${registered} of ${containers * perContainer} by the containers)`],
         ['registration latency, empty broker: median / p90 / max', `${fmt(s0.median)} / ${fmt(s0.p90)} / ${fmt(Math.max(...at0))} ms`],
         [`registration latency at ${registered + PROBE_REGISTRATIONS}: median / p90 / max`, `${fmt(sN.median)} / ${fmt(sN.p90)} / ${fmt(Math.max(...atN))} ms`],
         ['latency ratio (median at N / median at 0)', `${(sN.median / s0.median).toFixed(2)}x`],
+        ['`ping` after each registration (load reference), median at 0 / at N', `${fmt(stats('', early.ping).median)} / ${fmt(stats('', late.ping).median)} ms`],
         ['time to register them all (containers start, exec the C client, register)', `${fillSeconds.toFixed(1)} s (${(registered / fillSeconds).toFixed(0)}/s)`],
         ['`list` of all (admin), median of 5', `${fmt(stats('', listT).median)} ms`],
         ['`show` by id, median of 50', `${fmt(stats('', showIdT).median)} ms`],
         [`\`list\` from inside the probe container (its own ${2 * PROBE_REGISTRATIONS}, filtered out of all), median of 5`, `${fmt(tenantList)} ms`],
         ['broker RSS: empty / full', `${rss0.toFixed(0)} / ${rss.toFixed(0)} MB`],
         ['broker open fds: empty / full', `${fds0} / ${fds}`],
-        ['state file', `${(stateBytes / 1e6).toFixed(1)} MB`],
+        ['event-loop delay max: while they register / during the late probe (1 ms resolution)', `${fmt(fillLoopMax, 1)} / ${fmt(eventLoopDelayMs(lateLoop, 'max'), 1)} ms (p99 ${fmt(eventLoopDelayMs(lateLoop, 'p99'), 1)} ms)`],
+        ['state on disk (snapshot + journals)', `${(stateOnDisk / 1e6).toFixed(1)} MB`],
         ['restart (SIGTERM, start, re-validate all, ready)', `${restartSeconds.toFixed(2)} s; restored ${restored?.[1] ?? '?'}; \`list\` after: ${listed}`],
       ]);
   } finally {

@@ -10,32 +10,17 @@
  * separate connection every 10 ms.
  */
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { get } from 'node:http';
 import { join } from 'node:path';
 import { BrokerClient } from '../src/client/broker-client.js';
 import { BrokerProcess } from '../tests/helpers/broker-process.js';
 import { registerRoot } from './dns-bench.js';
-import { cpuSeconds, fmt, machineBusySeconds, markdownTable, rssMb, stats } from './harness.js';
+import { cpuSeconds, eventLoopDelayMs, fmt, machineBusySeconds, markdownTable, rssMb, scrapeMetrics, stats } from './harness.js';
 import { LightContainer } from './light-container.js';
 import { runPrefix } from './rule-file.js';
 
 const NAMES_PER_CONTAINER = 64;
 /** Requests in flight per connection (the broker's connectionInFlight is 16) and connections used. */
 const PER_CONNECTION = 8;
-
-function scrape(socketPath: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    get({ socketPath, path: '/metrics' }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (t: string) => (body += t)).on('end', () => resolve(body));
-    }).on('error', reject);
-  });
-}
-
-function loopDelay(metrics: string, stat: string): number {
-  const m = new RegExp(`upcall_broker_event_loop_delay_seconds\\{stat="${stat}"\\} ([0-9.e+-]+)`).exec(metrics);
-  return m ? Number(m[1]) * 1000 : NaN;
-}
 
 /** The broker's zygote: its child named upcall-zygote. */
 function zygoteOf(brokerPid: number): number | null {
@@ -149,7 +134,7 @@ export async function throughputBench(quick: boolean): Promise<string> {
       await load(1000, null); // warm-up: the zygote's context cache fills
       const zyg = zygoteOf(pid);
       const r: Round = { m, n: open ? `open loop, ${OPEN_LOOP_RATE}/s` : n, ok: 0, errors: new Map(), seconds: 0, latencies: [], brokerCpu: 0, zygoteCpu: 0, machineCpu: 0, loopMax: 0, loopP99: 0, pings: [] };
-      await scrape(metricsSock); // resets the loop-delay window
+      await scrapeMetrics(metricsSock); // resets the loop-delay window
       const cpu0 = { b: cpuSeconds(pid), z: zyg ? cpuSeconds(zyg) : 0, all: machineBusySeconds() };
       let pinging = true;
       const pings = (async () => {
@@ -165,9 +150,9 @@ export async function throughputBench(quick: boolean): Promise<string> {
       r.seconds = (performance.now() - t0) / 1000;
       pinging = false;
       await pings;
-      const metrics = await scrape(metricsSock);
-      r.loopMax = loopDelay(metrics, 'max');
-      r.loopP99 = loopDelay(metrics, 'p99');
+      const metrics = await scrapeMetrics(metricsSock);
+      r.loopMax = eventLoopDelayMs(metrics, 'max');
+      r.loopP99 = eventLoopDelayMs(metrics, 'p99');
       r.brokerCpu = cpuSeconds(pid) - cpu0.b;
       r.zygoteCpu = zyg ? cpuSeconds(zyg) - cpu0.z : NaN;
       r.machineCpu = machineBusySeconds() - cpu0.all;

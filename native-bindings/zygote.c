@@ -60,7 +60,7 @@
 
 #define ZYGOTE_VERSION "0.1.0"
 #define MAX_REQUEST_FRAME (8u << 20)
-#define MAX_INFLIGHT 128
+#define MAX_INFLIGHT 512
 #define MAX_OUTPUT_CAP (8u << 20)
 #define MAX_TIMEOUT_MS 3600000LL
 #define MAX_OUTQ (256u << 20)
@@ -1963,7 +1963,7 @@ static void handle_frame(const char *body, size_t len)
 	r = free_slot();
 	if (!r) {
 		free_args(&a);
-		emit_error_raw(1, id, "E_BUSY", "E_BUSY", "accept request", EAGAIN, "too many upcalls in flight (128)");
+		emit_error_raw(1, id, "E_BUSY", "E_BUSY", "accept request", EAGAIN, "too many upcalls in flight (512)");
 		return;
 	}
 	r->used = 1;

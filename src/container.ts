@@ -19,6 +19,7 @@ import { SocketServer } from './server/socket-server.js';
 import { NativeSpawner, Spawner } from './upcall/native-spawner.js';
 import { UpcallRunner, ZygoteRunner } from './upcall/zygote-runner.js';
 import { DnsServiceImpl } from './upcall/dns/dns-service-impl.js';
+import { RelayPool } from './upcall/dns/relay-pool.js';
 import { DnsService } from './upcall/dns/dns-service.js';
 import { RelayLauncher, SpawnerRelayLauncher, ZygoteRelayLauncher } from './upcall/dns/relay-launcher.js';
 import { ResolveOps } from './broker/resolve-ops.js';
@@ -65,6 +66,7 @@ export function upcallModule(): ContainerModule {
     bind(SpawnerRelayLauncher).toSelf().inSingletonScope();
     bind(ZygoteRelayLauncher).toSelf().inSingletonScope();
     bind<RelayLauncher>(RelayLauncher).toService(ZygoteRelayLauncher);
+    bind(RelayPool).toSelf().inSingletonScope();
     bind(DnsServiceImpl).toSelf().inSingletonScope();
     bind<DnsService>(DnsService).toService(DnsServiceImpl);
   });

@@ -12,8 +12,10 @@ import { MetricsServer } from '../service/metrics-server.js';
 import { SdNotify } from '../service/sd-notify.js';
 import { Registry } from './registry.js';
 import { UpcallRunner } from '../upcall/zygote-runner.js';
+import { RelayPool } from '../upcall/dns/relay-pool.js';
 import { RegistrationOps } from './registration-ops.js';
 import { RegistrationRestorer } from './registration-restorer.js';
+import { StateStore } from './state-store.js';
 
 /** The running service: wires the ops into the socket server, starts and stops it. */
 @injectable()
@@ -36,6 +38,8 @@ export class BrokerService {
     @inject(SdNotify) private readonly sd: SdNotify,
     @inject(Registry) private readonly registry: Registry,
     @inject(UpcallRunner) private readonly runner: UpcallRunner,
+    @inject(RelayPool) private readonly relays: RelayPool,
+    @inject(StateStore) private readonly store: StateStore,
     @inject(LoggerFactory) loggers: LoggerFactory,
   ) {
     this.log = loggers.get('broker:BrokerService');
@@ -61,7 +65,9 @@ export class BrokerService {
     this.sd.stopping();
     await this.server.stop();
     await this.metricsServer.stop();
+    this.relays.close();
     await this.runner.stop();
+    await this.store.close(); // what was acknowledged is on disk already; this waits for a compaction and closes the journal
     this.contexts.stop();
     this.log.info('stopped');
   }

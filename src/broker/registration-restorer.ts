@@ -45,8 +45,9 @@ export class RegistrationRestorer {
         });
       }
     }
-    // Drop the stale records from the file too. A full disk must not keep the broker from serving
-    // what it restored: the file still holds every restored record, and the next save retries.
+    // Drop the stale records from the disk too (a compaction: a new snapshot, the journals it covers
+    // removed). A full disk must not keep the broker from serving what it restored: the disk still
+    // holds every restored record, and the next compaction drops the stale ones.
     if (records.length > 0) {
       await this.registry.persist().catch((err: unknown) => this.log.error('cannot rewrite the state file after restore; serving anyway', { error: String(err) }));
     }

@@ -30,15 +30,12 @@ export function selectorOf(mount: string | number): Selector {
 
 /**
  * Registrations by id, with indexes by mount id and by path, each pointing at
- * a shared Context. Every change is persisted before it is acknowledged.
+ * a shared Context. Every change is persisted (appended to the state journal,
+ * src/broker/state-store.ts) before it is acknowledged.
  */
 @injectable()
 export class Registry {
   private readonly byId = new Map<string, Registration>();
-  /** Registered in memory, not yet on disk: only their own save writes them (a failed one must leave no trace). */
-  private readonly unsaved = new Set<string>();
-  /** Being unregistered (how many times at once): no save writes them, and they go from memory once that is on disk. */
-  private readonly removing = new Map<string, number>();
   private readonly log: Logger;
 
   constructor(
@@ -68,13 +65,11 @@ export class Registry {
       context,
     };
     this.add(reg);
-    this.unsaved.add(reg.id);
     try {
-      await this.store.save(() => this.snapshot(reg.id), (ok) => {
-        this.unsaved.delete(reg.id);
-        if (!ok) this.remove(reg);
-      });
+      // The store writes only what is on disk into its snapshots: a failed add leaves no trace there.
+      await this.store.add(toStored(reg));
     } catch (err) {
+      this.remove(reg);
       throw new BrokerError('E_IO', `cannot save state: ${String(err)}`);
     }
     this.log.audit('registered', {
@@ -85,19 +80,14 @@ export class Registry {
     return reg;
   }
 
-  /** Removed once the file no longer has it; a failed save keeps it registered (E_IO), as the file does. */
+  /** Removed once the state on disk no longer has it; a failed save keeps it registered (E_IO), as the disk does. */
   async unregister(reg: Registration): Promise<void> {
-    this.removing.set(reg.id, (this.removing.get(reg.id) ?? 0) + 1);
     try {
-      await this.store.save(() => this.snapshot(), (ok) => {
-        const left = this.removing.get(reg.id)! - 1;
-        if (left > 0) this.removing.set(reg.id, left);
-        else this.removing.delete(reg.id);
-        if (ok) this.remove(reg);
-      });
+      await this.store.remove(reg.id);
     } catch (err) {
       throw new BrokerError('E_IO', `cannot save state: ${String(err)}`);
     }
+    this.remove(reg);
     this.log.audit('unregistered', { id: reg.id, mountpoint: reg.mountpoint, context: reg.context.id });
   }
 
@@ -124,13 +114,9 @@ export class Registry {
     this.add({ ...rest, context });
   }
 
+  /** A snapshot of the state on disk without the stored records that were not restored (a compaction). */
   persist(): Promise<void> {
-    return this.store.save(() => this.snapshot());
-  }
-
-  /** What the file should hold now: every saved registration, plus `own` while its save runs. */
-  private snapshot(own?: string): StoredRegistration[] {
-    return this.list().filter((r) => !this.removing.has(r.id) && (!this.unsaved.has(r.id) || r.id === own)).map(toStored);
+    return this.store.compact((id) => this.byId.has(id));
   }
 
   private add(reg: Registration): void {

@@ -54,6 +54,13 @@ const FileSchema = z.object({
     contextUpcalls: z.number().int().positive(),
   }).partial().strict().optional(),
   requestKey: RequestKeySchema.optional(),
+  // relayReuseMs + the 60 s bound on one DNS upcall stay under the relay's 65 s zygote timeout.
+  dns: z.object({
+    relayReuseMs: z.number().int().min(0).max(5000),
+    relayIdleMs: z.number().int().min(1).max(5000),
+    relaysIdlePerContext: z.number().int().min(1).max(64),
+    relaysIdle: z.number().int().min(1).max(400),
+  }).partial().strict().optional(),
   metricsListen: z.string().regex(/^(\/.+|(127\.\d+\.\d+\.\d+|\[::1\]|localhost):\d{1,5})$/, 'a loopback host:port or an absolute path').nullable().optional(),
 }).strict();
 

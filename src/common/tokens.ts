@@ -14,11 +14,29 @@ export interface Clock {
 export const FileSystem = Symbol('FileSystem');
 export interface FileSystem {
   readFile(path: string): Promise<Buffer>;
-  writeFileAtomic(path: string, data: string | Buffer, mode?: number): Promise<void>;
+  /** Temp file, fsync, rename, fsync of the directory; chunks of an iterable are written as they come. */
+  writeFileAtomic(path: string, data: string | Buffer | AsyncIterable<string | Buffer>, mode?: number): Promise<void>;
   exists(path: string): Promise<boolean>;
   mkdir(path: string, mode?: number): Promise<void>;
   rename(from: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>;
+  /** Names in a directory; [] if it does not exist. */
+  readdir(path: string): Promise<string[]>;
+  /** Open a file for writes at given offsets; created with `mode` if missing (and then its directory fsynced). */
+  openAppend(path: string, mode?: number): Promise<AppendFile>;
+  /** Free space on the filesystem holding `path` (what this process may still write) and its block size. */
+  statfs(path: string): Promise<{ availableBytes: number; blockSize: number }>;
+}
+
+/** An open file written at explicit offsets (src/broker/state-store.ts's journal). */
+export interface AppendFile {
+  /** Size when opened. */
+  readonly size: number;
+  /** Write all of `data` at `offset` (a short write is continued; an error may leave part of it written). */
+  write(data: Buffer, offset: number): Promise<void>;
+  datasync(): Promise<void>;
+  truncate(length: number): Promise<void>;
+  close(): Promise<void>;
 }
 
 export const ProcessSpawner = Symbol('ProcessSpawner');
@@ -41,6 +59,8 @@ export interface BrokerConfig {
   limits?: Partial<import('../server/limits.js').Limits>;
   /** Kernel request-key upcalls through the upcall-request-key handler (docs/request-key.md). */
   requestKey: RequestKeyConfig;
+  /** Overrides of how DNS relays are kept between upcalls (src/upcall/dns/relay-pool.ts DEFAULT_RELAY_POOL). */
+  dns?: Partial<import('../upcall/dns/relay-pool.js').RelayPoolConfig>;
 }
 
 /**

@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { injectable } from 'inversify';
-import type { Clock, FileSystem, ProcessSpawner } from '../common/tokens.js';
+import type { AppendFile, Clock, FileSystem, ProcessSpawner } from '../common/tokens.js';
 
 /** The real clock. */
 @injectable()
@@ -22,11 +23,19 @@ export class NodeFileSystem implements FileSystem {
     return fsp.readFile(path);
   }
 
-  async writeFileAtomic(path: string, data: string | Buffer, mode = 0o600): Promise<void> {
+  async writeFileAtomic(path: string, data: string | Buffer | AsyncIterable<string | Buffer>, mode = 0o600): Promise<void> {
     const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
     const fh = await fsp.open(tmp, 'w', mode);
     try {
-      await fh.writeFile(data);
+      if (typeof data === 'string' || Buffer.isBuffer(data)) await fh.writeFile(data);
+      else {
+        let at = 0;
+        for await (const chunk of data) {
+          const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+          await writeAll(fh, buf, at);
+          at += buf.length;
+        }
+      }
       await fh.sync();
     } catch (err) {
       // A full disk: leave nothing behind (a partial temp file would hold on to the space).
@@ -41,11 +50,39 @@ export class NodeFileSystem implements FileSystem {
       await fsp.rm(tmp, { force: true });
       throw err;
     }
-    const dir = await fsp.open(dirname(path), 'r');
+    await syncDir(dirname(path));
+  }
+
+  async openAppend(path: string, mode = 0o600): Promise<AppendFile> {
+    let fh: FileHandle;
     try {
-      await dir.sync();
-    } finally {
-      await dir.close();
+      fh = await fsp.open(path, 'wx', mode);
+      try {
+        await syncDir(dirname(path)); // the new name must be durable before anything in it is acknowledged
+      } catch (err) {
+        await fh.close().catch(() => undefined);
+        throw err;
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      fh = await fsp.open(path, 'r+');
+    }
+    const { size } = await fh.stat();
+    return new NodeAppendFile(fh, size);
+  }
+
+  async statfs(path: string): Promise<{ availableBytes: number; blockSize: number }> {
+    const s = await fsp.statfs(path);
+    // root may also write into the blocks reserved for it (ext4's reserved blocks)
+    return { availableBytes: (process.getuid?.() === 0 ? s.bfree : s.bavail) * s.bsize, blockSize: s.bsize };
+  }
+
+  async readdir(path: string): Promise<string[]> {
+    try {
+      return await fsp.readdir(path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
     }
   }
 
@@ -68,6 +105,44 @@ export class NodeFileSystem implements FileSystem {
 
   async unlink(path: string): Promise<void> {
     await fsp.rm(path, { force: true });
+  }
+}
+
+class NodeAppendFile implements AppendFile {
+  constructor(private readonly fh: FileHandle, readonly size: number) {}
+
+  write(data: Buffer, offset: number): Promise<void> {
+    return writeAll(this.fh, data, offset);
+  }
+
+  datasync(): Promise<void> {
+    return this.fh.datasync();
+  }
+
+  truncate(length: number): Promise<void> {
+    return this.fh.truncate(length);
+  }
+
+  close(): Promise<void> {
+    return this.fh.close();
+  }
+}
+
+/** All of `data` at `offset`: a short write is continued (the next write reports the error, e.g. ENOSPC). */
+async function writeAll(fh: FileHandle, data: Buffer, offset: number): Promise<void> {
+  for (let done = 0; done < data.length;) {
+    const { bytesWritten } = await fh.write(data, done, data.length - done, offset + done);
+    if (bytesWritten === 0) throw Object.assign(new Error('EIO: write wrote nothing'), { code: 'EIO' });
+    done += bytesWritten;
+  }
+}
+
+async function syncDir(path: string): Promise<void> {
+  const dir = await fsp.open(path, 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
   }
 }
 

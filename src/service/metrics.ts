@@ -31,6 +31,10 @@ export class Metrics {
     name: 'upcall_broker_registration_decisions_total', help: 'Registration decisions by outcome',
     labelNames: ['outcome'], registers: [this.registry],
   });
+  private readonly relays = new Counter({
+    name: 'upcall_broker_dns_relays_total', help: 'DNS relays given to upcalls: started for it, or reused (kept idle since an earlier upcall)',
+    labelNames: ['how'], registers: [this.registry],
+  });
   private readonly failures: FailureRecord[] = [];
   private loopDelay: IntervalHistogram | null = null;
   private readonly counts = new Map<string, number>();
@@ -86,6 +90,10 @@ export class Metrics {
   registration(outcome: string, message?: string): void {
     this.registrations.inc({ outcome });
     if (outcome !== 'ok') this.fail({ type: 'register', code: outcome, message: message ?? outcome });
+  }
+
+  relay(how: 'started' | 'reused'): void {
+    this.relays.inc({ how });
   }
 
   upcallCounts(): Record<string, number> {

@@ -75,6 +75,11 @@ export interface UpcallSession {
   kill(): void;
   /** End stdin and wait for the exit; after graceMs, kill. Never rejects. */
   close(graceMs?: number): Promise<void>;
+  /**
+   * Idle (kept alive between upcalls, doing nothing: RelayPool): it then takes
+   * no slot of the MAX_IN_FLIGHT active ones, only one of the zygote's capacity.
+   */
+  setIdle(idle: boolean): void;
 }
 
 export const UpcallRunner = Symbol('UpcallRunner');
@@ -90,8 +95,10 @@ export interface UpcallRunner {
 /** How long past its own timeout a request may go unanswered before we give up on it. */
 const ANSWER_GRACE_MS = 10_000;
 const STOP_GRACE_MS = 5_000;
-/** Sent to the zygote at once (it accepts 128; its slots free a moment after each event). */
+/** Active requests sent to the zygote at once (its slots free a moment after each event)... */
 const MAX_IN_FLIGHT = 64;
+/** ...and all of them, idle sessions included: the zygote accepts 512 (zygote.c MAX_INFLIGHT). */
+const ZYGOTE_CAPACITY = 480;
 /** Waiting beyond that; more is refused with E_BUSY. */
 const MAX_QUEUED = 4096;
 
@@ -103,6 +110,8 @@ interface Pending {
   startTime: string | null;
   watchdog: NodeJS.Timeout;
   stdout: Readable | null;
+  /** An idle session (setIdle): not counted against MAX_IN_FLIGHT. */
+  idle: boolean;
   resolve(outcome: UpcallOutcome): void;
   reject(err: BrokerError): void;
 }
@@ -130,6 +139,8 @@ export class ZygoteRunner implements UpcallRunner {
   private readonly path: string;
   private readonly pending = new Map<number, Pending>();
   private readonly queue: Queued[] = [];
+  /** Pending requests marked idle. */
+  private idleCount = 0;
   /** The zygote's stdin is corked until the end of the tick: frames written in one tick go in one write. */
   private corked = false;
   private options: ZygoteOptions = DEFAULT_ZYGOTE_OPTIONS;
@@ -192,7 +203,8 @@ export class ZygoteRunner implements UpcallRunner {
       await outcome.catch(() => undefined);
       clearTimeout(timer);
     };
-    return { stdin, stdout, outcome, kill, close };
+    const setIdle = (idle: boolean) => this.setIdle(id, idle);
+    return { stdin, stdout, outcome, kill, close, setIdle };
   }
 
   private submit(id: number, req: UpcallRequest, stdout: Readable | null): Promise<UpcallOutcome> {
@@ -219,16 +231,24 @@ export class ZygoteRunner implements UpcallRunner {
     this.queue.find((q) => q.id === frame.id)?.held.push(body);
   }
 
-  /** Send queued requests while fewer than MAX_IN_FLIGHT are out; each one's clock starts when it is sent. */
+  private setIdle(id: number, idle: boolean): void {
+    const p = this.pending.get(id);
+    if (!p || p.idle === idle) return;
+    p.idle = idle;
+    this.idleCount += idle ? 1 : -1;
+    if (idle) this.pump();
+  }
+
+  /** Send queued requests while fewer than MAX_IN_FLIGHT active ones are out; each one's clock starts when it is sent. */
   private pump(): void {
-    while (this.queue.length > 0 && this.pending.size < MAX_IN_FLIGHT) {
+    while (this.queue.length > 0 && this.pending.size - this.idleCount < MAX_IN_FLIGHT && this.pending.size < ZYGOTE_CAPACITY) {
       const { id, frame, req, stdout, held, resolve, reject } = this.queue.shift()!;
       const proc = this.ensureZygote();
       const watchdog = setTimeout(() => {
         killOrphan(this.pending.get(id));
         this.settle(id, new BrokerError('E_UPCALL_TIMEOUT', `the upcall zygote did not answer request ${id} in time`, { id }));
       }, req.timeoutMs + ANSWER_GRACE_MS);
-      this.pending.set(id, { req, startedAt: this.clock.monotonic(), pid: 0, startTime: null, watchdog, stdout, resolve, reject });
+      this.pending.set(id, { req, startedAt: this.clock.monotonic(), pid: 0, startTime: null, watchdog, stdout, idle: false, resolve, reject });
       this.write(proc, held.length > 0 ? Buffer.concat([frame, ...held]) : frame);
     }
   }
@@ -312,6 +332,7 @@ export class ZygoteRunner implements UpcallRunner {
     const p = this.pending.get(id);
     if (!p) return;
     this.pending.delete(id);
+    if (p.idle) this.idleCount--;
     clearTimeout(p.watchdog);
     if (result instanceof BrokerError) p.reject(result);
     else p.resolve(result);

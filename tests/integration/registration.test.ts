@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BrokerClient } from '../../src/client/broker-client.js';
 import type { RegistrationInfo } from '../../src/common/types.js';
 import { BrokerProcess } from '../helpers/broker-process.js';
+import { takePid } from '../helpers/pid-reuse.js';
 import { cliIn, mountTmpfs } from '../helpers/in-container.js';
 import { Testbed, type TestContainer } from '../testbed/index.js';
 
@@ -187,7 +187,7 @@ describe('init death, pid reuse and restarts', () => {
     assert.equal(await adminError('exec', { mount: reg.id, argv: ['/bin/true'] }), 'E_INIT_EXITED');
 
     // Pid reuse: make the kernel hand the dead init's pid to a new host process (ns_last_pid, as CRIU does).
-    const impostor = await reusePid(oldPid);
+    const impostor = await takePid(oldPid);
     try {
       assert.equal(impostor.pid, oldPid, 'the old init pid now names another process');
       const after = await admin<RegistrationInfo>('show', { id: reg.id });
@@ -218,18 +218,6 @@ describe('init death, pid reuse and restarts', () => {
     }
   });
 });
-
-/** Spawn host processes until one gets `pid` (set /proc/sys/kernel/ns_last_pid just below it first). */
-async function reusePid(pid: number) {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
-    const child = spawn('sleep', ['30'], { stdio: 'ignore' });
-    if (child.pid === pid) return child;
-    child.kill('SIGKILL');
-    await sleep(10);
-  }
-  throw new Error(`could not get pid ${pid} reused`);
-}
 
 describe('example mount helpers register real mounts from inside a container', () => {
   for (const helper of ['c', 'ts'] as const) {

@@ -2,9 +2,10 @@
  * Fault handling (issue 9, part 2) through a real broker's socket:
  * - the upcall zygote SIGKILLed with an upcall in flight;
  * - a hanging upcall killed with its whole process tree at its timeout;
- * - the state file on a full disk (a 64 KiB tmpfs mounted for the test);
+ * - the state (snapshot and journals) on a full disk (a 64 KiB tmpfs mounted for the test);
  * - the broker SIGKILLed while registrations are in flight;
- * - a corrupt state file at start.
+ * - a corrupt state file at start;
+ * - a state file of the previous release (version 1) at start.
  * Every mount, broker and process made here is removed in after hooks, also on failure.
  */
 import assert from 'node:assert/strict';
@@ -15,7 +16,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BrokerClient } from '../../src/client/broker-client.js';
 import type { RegistrationInfo } from '../../src/common/types.js';
-import { StoredRegistrationSchema } from '../../src/broker/state-store.js';
+import { StoredRegistrationSchema, type StoredRegistration } from '../../src/broker/state-store.js';
 import { BrokerProcess } from '../helpers/broker-process.js';
 import { cliIn, mountTmpfs } from '../helpers/in-container.js';
 import { admin, adminCode, batchArgv, ExitWatch, pidsWithArgv, until, zygoteOf } from '../helpers/reliability.js';
@@ -171,18 +172,56 @@ function smallDisk(t: { after(fn: () => void): void }, size: string): string {
   return dir;
 }
 
-/** The state file as the broker left it: must always parse; returns the ids it holds. */
+const STATE_FILE = /^registrations\.(json|journal\.(\d+))$/;
+
+/**
+ * The state as the broker left it, read on its own (docs/operations.md, "State"): the snapshot
+ * (version 2, or 1) with every journal of its generation or later applied in order. The snapshot
+ * must parse, and every whole journal line; only the newest journal may end in a torn line (a
+ * crash mid-write). Returns the ids it holds.
+ */
 function stateIds(stateDir: string): string[] {
-  const text = readFileSync(join(stateDir, 'registrations.json'), 'utf8');
-  const parsed = JSON.parse(text) as { version: number; registrations: unknown[] };
-  assert.equal(parsed.version, 1);
-  return parsed.registrations.map((r) => StoredRegistrationSchema.parse(r).id);
+  return [...stateRecords(stateDir).keys()];
+}
+
+function stateRecords(stateDir: string): Map<string, StoredRegistration> {
+  const names = readdirSync(stateDir);
+  const ids = new Map<string, StoredRegistration>();
+  let generation = 0;
+  if (names.includes('registrations.json')) {
+    const parsed = JSON.parse(readFileSync(join(stateDir, 'registrations.json'), 'utf8')) as { version: number; generation?: number; registrations: unknown[] };
+    assert.equal(parsed.version, 2);
+    generation = parsed.generation!;
+    for (const r of parsed.registrations) {
+      const rec = StoredRegistrationSchema.parse(r);
+      ids.set(rec.id, rec);
+    }
+  }
+  const journals = names.flatMap((n) => {
+    const g = Number(STATE_FILE.exec(n)?.[2] ?? -1);
+    return g >= generation ? [g] : [];
+  }).sort((a, b) => a - b);
+  for (const [k, g] of journals.entries()) {
+    const lines = readFileSync(join(stateDir, `registrations.journal.${g}`), 'utf8').split('\n');
+    const tail = lines.pop();
+    assert.ok(tail === '' || k === journals.length - 1, `journal ${g}: only the newest may end in a torn line`);
+    for (const line of lines) {
+      const op = JSON.parse(line) as { op: string; reg?: unknown; id?: string };
+      if (op.op === 'add') {
+        const rec = StoredRegistrationSchema.parse(op.reg);
+        ids.set(rec.id, rec);
+      }
+      else if (op.op === 'del' && typeof op.id === 'string') ids.delete(op.id);
+      else assert.fail(`journal ${g}: not an op: ${line}`);
+    }
+  }
+  return ids;
 }
 
 const BIG_SOURCE = 'x'.repeat(1000); // ~1.3 KB per record: a 64 KiB disk fills in a few dozen
 
-describe('the state file on a full disk', () => {
-  test('registration refused with E_IO; the file parses and holds the previous state; nothing left behind; the broker recovers', async (t) => {
+describe('the state on a full disk', () => {
+  test('registration refused with E_IO; the state parses and holds the previous state; nothing left behind; the broker recovers', async (t) => {
     const disk = smallDisk(t, '64k');
     const stateDir = join(disk, 'state');
     const b = new BrokerProcess();
@@ -199,9 +238,11 @@ describe('the state file on a full disk', () => {
     }
     assert.equal(refused, 'E_IO', `the disk filled after ${acked.length} registrations`);
     assert.ok(acked.length >= 5, `${acked.length} fitted`);
-    assert.deepEqual(stateIds(stateDir).sort(), [...acked].sort(), 'the file holds exactly the acknowledged registrations');
+    assert.deepEqual(stateIds(stateDir).sort(), [...acked].sort(), 'the disk holds exactly the acknowledged registrations');
     assert.deepEqual((await admin<RegistrationInfo[]>(b, 'list')).map((r) => r.id).sort(), [...acked].sort(), 'the refused one is not held in memory either');
-    assert.deepEqual(readdirSync(stateDir), ['registrations.json'], 'no temp file left on the full disk');
+    const files = readdirSync(stateDir);
+    assert.deepEqual(files.filter((f) => !STATE_FILE.test(f)), [], 'no temp file left on the full disk');
+    assert.ok(files.filter((f) => f.startsWith('registrations.journal.')).length <= 2, files.join(' '));
     // Still full: more are refused the same way, the broker keeps serving.
     assert.equal(await adminCode(b, 'register', { mountpoint: '/', source: BIG_SOURCE }), 'E_IO');
     assert.equal(await adminCode(b, 'ping'), 'ok');
@@ -211,14 +252,14 @@ describe('the state file on a full disk', () => {
     await b.start(['--state-dir', stateDir]);
     assert.deepEqual((await admin<RegistrationInfo[]>(b, 'list')).map((r) => r.id).sort(), [...acked].sort());
 
-    // Make room: unregistering works (a smaller file fits), and registering works again.
+    // Make room: unregistering works (the broker kept room for it and for a compaction), and registering works again.
     for (const id of acked.splice(0, 4)) await admin(b, 'unregister', { id });
     acked.push((await admin<RegistrationInfo>(b, 'register', { mountpoint: '/', source: BIG_SOURCE })).id);
     assert.deepEqual(stateIds(stateDir).sort(), [...acked].sort());
     assert.deepEqual(crashLines(b), []);
   });
 
-  test('concurrent registrations onto a nearly full disk: the file holds exactly the acknowledged ones, never a refused one', async (t) => {
+  test('concurrent registrations onto a nearly full disk: the state holds exactly the acknowledged ones, never a refused one', async (t) => {
     const disk = smallDisk(t, '64k');
     const stateDir = join(disk, 'state');
     const b = new BrokerProcess();
@@ -251,10 +292,12 @@ describe('the state file on a full disk', () => {
 });
 
 describe('the broker SIGKILLed mid-registration', () => {
-  test('5 rounds of 200 registrations (host and container) killed part-way: the file always parses, every acknowledged one is back', async (t) => {
+  test('5 rounds of registrations and unregistrations (160 in flight from the host, 40 from the container) killed part-way: the state always parses, every acknowledged change holds', async (t) => {
     const b = new BrokerProcess();
     t.after(() => b.dispose());
     const acked = new Set<string>();
+    const removed = new Set<string>();
+    let registrations = 0;
     const killAt = [1, 15, 40, 80, 140];
     for (const [round, threshold] of killAt.entries()) {
       await b.start();
@@ -262,36 +305,55 @@ describe('the broker SIGKILLed mid-registration', () => {
       const inside = c.exec(batchArgv(b.tenantSocket, { mode: 'burst', op: 'register', params: { mountpoint: '/mnt/f' }, connections: 2, perConnection: 20 }), { timeoutMs: 30_000 });
       const clients = await Promise.all(Array.from({ length: 10 }, () => BrokerClient.connect(b.adminSocket)));
       let hostAcks = 0;
+      let unregistered = 0;
       let cutOff = 0;
       let killed = false;
-      // 16 per connection: the per-connection in-flight limit, so none is refused E_BUSY.
-      const host = clients.flatMap((x) => Array.from({ length: 16 }, () => {
-        return x.register('/', { source: `round ${round}` }).then((r) => {
-          acked.add(r.id);
-          if (++hostAcks >= threshold && !killed) {
-            killed = true;
-            process.kill(b.pid!, 'SIGKILL'); // mid-flight: the rest are being registered and saved
+      // 16 per connection (the per-connection in-flight limit, so none is refused E_BUSY), each
+      // slot registering again as soon as it is answered: requests are always in flight, also
+      // when a whole batch of them is acknowledged at once (group commit). Every 4th
+      // acknowledged registration is unregistered at once: those must stay gone. After the first
+      // round, the kill also waits for one unregistration to be acknowledged.
+      const slot = async (x: BrokerClient): Promise<void> => {
+        let pending: string | null = null;
+        try {
+          while (!killed) {
+            const r = await x.register('/', { source: `round ${round}` });
+            acked.add(r.id);
+            registrations++;
+            if (++hostAcks % 4 === 0) {
+              pending = r.id;
+              await x.unregister(r.id);
+              acked.delete(r.id);
+              removed.add(r.id);
+              unregistered++;
+              pending = null;
+            }
+            if (hostAcks >= threshold && (round === 0 || unregistered > 0) && !killed) {
+              killed = true;
+              process.kill(b.pid!, 'SIGKILL'); // mid-flight: the others are being registered and saved
+            }
           }
-        }, (e: { code?: string }) => {
-          assert.equal(e.code, 'E_UNAVAILABLE', 'the only failure is the connection going away');
+        } catch (e) {
+          assert.equal((e as { code?: string }).code, 'E_UNAVAILABLE', 'the only failure is the connection going away');
+          if (pending) acked.delete(pending); // cut off while being unregistered: either outcome is right
           cutOff++;
-        });
-      }));
-      await Promise.all(host);
-      if (!killed) process.kill(b.pid!, 'SIGKILL');
+        }
+      };
+      await Promise.all(clients.flatMap((x) => Array.from({ length: 16 }, () => slot(x))));
       await b.stop('SIGKILL'); // waits for its exit
       for (const x of clients) x.close();
       const r = await inside;
       for (const a of JSON.parse(r.stdout || '[]') as Array<{ ok: boolean; rid?: string }>) if (a.ok && a.rid) acked.add(a.rid);
-      assert.ok(cutOff > 0, `round ${round}: killed while registrations were in flight (${hostAcks} acknowledged, ${cutOff} cut off)`);
+      assert.ok(cutOff > 0, `round ${round}: killed while registrations were in flight (${hostAcks} acknowledged, ${unregistered} unregistered, ${cutOff} cut off)`);
       const onDisk = new Set(stateIds(b.stateDir));
-      const lost = [...acked].filter((id) => !onDisk.has(id));
-      assert.deepEqual(lost, [], `round ${round}: acknowledged but not on disk`);
+      assert.deepEqual([...acked].filter((id) => !onDisk.has(id)), [], `round ${round}: acknowledged but not on disk`);
+      assert.deepEqual([...removed].filter((id) => onDisk.has(id)), [], `round ${round}: unregistered, acknowledged, yet on disk`);
     }
     await b.start();
     const listed = new Set((await admin<RegistrationInfo[]>(b, 'list')).map((r) => r.id));
     assert.deepEqual([...acked].filter((id) => !listed.has(id)), [], 'every acknowledged registration is back after the last restart');
-    assert.ok(acked.size >= killAt.reduce((x, y) => x + y, 0), `${acked.size} acknowledged in all`);
+    assert.deepEqual([...removed].filter((id) => listed.has(id)), [], 'no acknowledged unregistration is undone');
+    assert.ok(registrations >= killAt.reduce((x, y) => x + y, 0) && removed.size >= killAt.length - 1, `${registrations} host registrations acknowledged in all, ${removed.size} of them unregistered`);
   });
 });
 
@@ -311,3 +373,22 @@ describe('a corrupt state file', () => {
   });
 });
 
+
+describe('a state file of the previous release', () => {
+  test('version 1 (one JSON file, no journals) is restored, then rewritten as a version 2 snapshot', async (t) => {
+    const b = await brokerFor(t);
+    const ids = [(await registerIn(b, c, '/mnt/f')).id, (await admin<RegistrationInfo>(b, 'register', { mountpoint: '/' })).id].sort();
+    await b.stop('SIGTERM');
+    const records = [...stateRecords(b.stateDir).values()];
+    assert.deepEqual(records.map((r) => r.id).sort(), ids);
+    for (const f of readdirSync(b.stateDir)) rmSync(join(b.stateDir, f));
+    writeFileSync(join(b.stateDir, 'registrations.json'), `${JSON.stringify({ version: 1, registrations: records }, null, 1)}\n`, { mode: 0o600 });
+    await b.start();
+    assert.deepEqual((await admin<RegistrationInfo[]>(b, 'list')).map((r) => r.id).sort(), ids);
+    const snapshot = JSON.parse(readFileSync(join(b.stateDir, 'registrations.json'), 'utf8')) as { version: number };
+    assert.equal(snapshot.version, 2, 'rewritten by the compaction after restore');
+    assert.deepEqual(stateIds(b.stateDir).sort(), ids);
+    const added = (await admin<RegistrationInfo>(b, 'register', { mountpoint: '/' })).id;
+    assert.deepEqual(stateIds(b.stateDir).sort(), [...ids, added].sort());
+  });
+});

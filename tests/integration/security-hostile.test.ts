@@ -9,7 +9,7 @@
  * Resolver files as symlinks, FIFOs, huge files and device nodes are in dns.test.ts.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
@@ -20,6 +20,7 @@ import { BrokerClient } from '../../src/client/broker-client.js';
 import type { RegistrationInfo } from '../../src/common/types.js';
 import { encodeFrame } from '../../src/server/framing.js';
 import { BrokerProcess, CLI } from '../helpers/broker-process.js';
+import { takePid } from '../helpers/pid-reuse.js';
 import { cliIn, mountTmpfs } from '../helpers/in-container.js';
 import { admin, adminCode, ExitWatch, fdCount, pidsWithArgv, until } from '../helpers/reliability.js';
 import { childrenOf, Testbed, type TestContainer } from '../testbed/index.js';
@@ -233,17 +234,6 @@ describe('pid reuse while registering', () => {
   });
 });
 
-/** Make the kernel give `pid` to a new host process (ns_last_pid, as CRIU does). */
-async function takePid(pid: number): Promise<ChildProcess> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
-    const child = spawn('sleep', ['60'], { stdio: 'ignore' });
-    if (child.pid === pid) return child;
-    child.kill('SIGKILL');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  throw new Error(`could not get pid ${pid} reused`);
-}
 
 describe('an upcall cannot reach the host', () => {
   test('fds: only 0, 1 and 2; the broker holds many more (sockets, pidfds, namespace fds)', async () => {

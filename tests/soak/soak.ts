@@ -259,14 +259,17 @@ async function main(): Promise<number> {
   const lost = kept.filter(([id]) => !listed.has(id)).map(([id]) => id);
   const unexpected = [...listed.keys()].filter((id) => !acked.has(id) || acked.get(id)!.removed);
   const wrongState = kept.filter(([id, v]) => listed.get(id)?.state !== (v.container === null || !stopped.has(v.container) ? 'live' : 'init-exited')).map(([id]) => id);
-  // A restart: a second broker started on a copy of the state file (as after a SIGKILL) restores
+  // A restart: a second broker started on a copy of the state files (as after a SIGKILL) restores
   // every live one (init-exited ones are dropped, by design). The first keeps running for the
   // fd and process checks against its own baseline.
   const second = new BrokerProcess();
   let restored = new Set<string>();
   try {
     mkdirSync(second.stateDir, { recursive: true, mode: 0o700 });
-    copyFileSync(join(broker.stateDir, 'registrations.json'), join(second.stateDir, 'registrations.json'));
+    // The snapshot and its journals (docs/operations.md, "State").
+    for (const f of readdirSync(broker.stateDir).filter((n) => /^registrations\.(json|journal\.\d+)$/.test(n))) {
+      copyFileSync(join(broker.stateDir, f), join(second.stateDir, f));
+    }
     await second.start();
     restored = new Set((await admin<RegistrationInfo[]>(second, 'list')).map((r) => r.id));
   } finally {
@@ -301,7 +304,7 @@ async function main(): Promise<number> {
   const checks: Array<[string, boolean, string]> = [
     ['lost registrations', lost.length === 0 && unexpected.length === 0 && wrongState.length === 0,
       `${lost.length} lost, ${unexpected.length} unexpected, ${wrongState.length} in the wrong state, of ${kept.length} kept (${acked.size} acknowledged)`],
-    ['lost on restart', lostOnRestart.length === 0, `${lostOnRestart.length} of ${liveKept.length} live registrations missing from a broker restarted on the state file`],
+    ['lost on restart', lostOnRestart.length === 0, `${lostOnRestart.length} of ${liveKept.length} live registrations missing from a broker restarted on a copy of its state files`],
     ['fds (after everything was removed)', finalFds <= baselineFds, `${finalFds} now, baseline ${baselineFds}; during the load: ${Math.min(...fds.map(([, v]) => v))}..${Math.max(...fds.map(([, v]) => v))}, trend after warm-up ${fdTrend.perMinute.toFixed(1)}/min`],
     ['processes', kids.every((k) => k.exe === ZYGOTE_EXE) && strays.length === 0 && zygoteKids.length === 0,
       `broker children: ${kids.map((k) => k.exe?.split('/').pop()).join(', ') || 'none'}; zygote children: ${zygoteKids.length}; strays: ${strays.join('; ') || 'none'}`],

@@ -4,7 +4,8 @@ import { BrokerError } from '../../common/errors.js';
 import { Clock, LoggerFactory, type Logger } from '../../common/tokens.js';
 import { resolveDnsKey } from './dns-key.js';
 import type { DnsResolveResult, DnsService } from './dns-service.js';
-import { RelayLauncher } from './relay-launcher.js';
+import { type RelayLease, RelayPool } from './relay-pool.js';
+import type { RelayTransport } from './relay-transport.js';
 import { parseResolvConf } from './resolv-conf.js';
 import { StubResolver } from './stub-resolver.js';
 
@@ -12,15 +13,16 @@ import { StubResolver } from './stub-resolver.js';
 const MAX_UPCALL_MS = 60_000;
 
 /**
- * DNS upcalls: one relay child inside the container per upcall; the files it
- * reads and the packets it relays are the container's; the logic is here.
+ * DNS upcalls: a relay child inside the container (RelayPool: started for the
+ * upcall, or kept from an earlier one of the same context); the files it reads
+ * and the packets it relays are the container's; the logic is here.
  */
 @injectable()
 export class DnsServiceImpl implements DnsService {
   private readonly log: Logger;
 
   constructor(
-    @inject(RelayLauncher) private readonly relays: RelayLauncher,
+    @inject(RelayPool) private readonly relays: RelayPool,
     @inject(Clock) private readonly clock: Clock,
     @inject(LoggerFactory) loggers: LoggerFactory,
   ) {
@@ -29,20 +31,38 @@ export class DnsServiceImpl implements DnsService {
 
   async resolve(context: Context, description: string, callout: string): Promise<DnsResolveResult> {
     const started = this.clock.monotonic();
-    const relay = await this.relays.start(context);
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new BrokerError('E_UPCALL_TIMEOUT', `DNS upcall took over ${MAX_UPCALL_MS / 1000} s`)), MAX_UPCALL_MS);
     });
+    deadline.catch(() => undefined);
+    const attempt = async (lease: RelayLease): Promise<DnsResolveResult> => {
+      let ok = false;
+      try {
+        const result = await Promise.race([this.run(lease.transport, description, callout, started), deadline]);
+        ok = true;
+        return result;
+      } finally {
+        lease.release(ok);
+      }
+    };
     try {
-      return await Promise.race([this.run(relay.transport, description, callout, started), deadline]);
+      const lease = await this.relays.acquire(context);
+      try {
+        return await attempt(lease);
+      } catch (err) {
+        // A kept relay that died while idle (killed inside the container, say) fails at once:
+        // the upcall never reached it, so it gets a new one, once.
+        if (!lease.reused || !(err instanceof BrokerError) || err.code !== 'E_SPAWN') throw err;
+        this.log.debug('kept relay gone; starting a new one', { context: context.id, error: err.message });
+        return await attempt(await this.relays.acquire(context, true));
+      }
     } finally {
       clearTimeout(timer);
-      await relay.stop();
     }
   }
 
-  private async run(t: import('./relay-transport.js').RelayTransport, description: string, callout: string, started: number): Promise<DnsResolveResult> {
+  private async run(t: RelayTransport, description: string, callout: string, started: number): Promise<DnsResolveResult> {
     const hostsFile = await t.readFile('/etc/hosts');
     const resolvFile = await t.readFile('/etc/resolv.conf');
     // glibc treats a missing resolv.conf as "no options"; anything else odd (a FIFO, a device, a

@@ -5,28 +5,76 @@ import { type DnsProto, type DnsTransport, DnsTransportError } from './dns-trans
 /** Sizes the relay enforces (native-bindings/netrelay.h). */
 export const RELAY_MAX_FILE = 1024 * 1024;
 
+export type FileReply = { ok: true; text: string } | { ok: false; errno: string };
+
+/** One netrelay request frame: a 4-byte big-endian length, then the body. */
+function frame(body: Buffer): Buffer {
+  const head = Buffer.alloc(4);
+  head.writeUInt32BE(body.length, 0);
+  return Buffer.concat([head, body]);
+}
+
+/** The request frame asking the relay for one file. */
+export function fileRequest(path: string): Buffer {
+  return frame(Buffer.concat([Buffer.from('F'), Buffer.from(path, 'utf8')]));
+}
+
+function toFileReply(reply: Buffer): FileReply {
+  const status = reply[0]!;
+  return status === 0 ? { ok: true, text: reply.subarray(1).toString('utf8') } : { ok: false, errno: errnoName(status) };
+}
+
 /**
  * The broker's end of the netrelay builtin (native-bindings/netrelay.h): a
  * child running inside the container reads its resolver files and relays DNS
- * messages from its network namespace. One request at a time, in order.
+ * messages from its network namespace. The relay answers requests one at a
+ * time, in order, so requests are pipelined: each is written at once and the
+ * replies are matched to them in order.
+ *
+ * `prefetched` names files whose requests were already written (with the
+ * spawn frame): their replies come first, and readFile() of such a path takes
+ * the reply already asked for. A relay kept between upcalls (RelayPool) is
+ * reusable only while `settled`: nothing asked and unanswered, nothing
+ * prefetched and unclaimed, not failed.
  */
 export class RelayTransport implements DnsTransport {
-  private buffered = Buffer.alloc(0);
-  private waiter: { resolve: (b: Buffer) => void; reject: (e: Error) => void } | null = null;
+  private buffered: Buffer = Buffer.alloc(0);
+  private readonly waiters: Array<{ resolve: (b: Buffer) => void; reject: (e: Error) => void }> = [];
+  private readonly early = new Map<string, Promise<FileReply>>();
   private ended: Error | null = null;
-  private chain: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly input: NodeJS.WritableStream, output: NodeJS.ReadableStream) {
+  constructor(private readonly input: NodeJS.WritableStream, output: NodeJS.ReadableStream, prefetched: readonly string[] = []) {
+    for (const path of prefetched) this.expect(path);
     output.on('data', (chunk: Buffer) => this.onData(chunk));
     output.on('end', () => this.fail(new BrokerError('E_SPAWN', 'the in-container relay exited')));
     output.on('error', (err: Error) => this.fail(err));
   }
 
+  /** True while the relay can take another upcall: nothing in flight or unclaimed, and it has not failed. */
+  get settled(): boolean {
+    return this.ended === null && this.waiters.length === 0 && this.early.size === 0;
+  }
+
+  /** Why it cannot serve any more, once it cannot. */
+  get failure(): Error | null {
+    return this.ended;
+  }
+
+  /** Ask for these files now, all at once; readFile() of each takes its reply. */
+  prefetch(paths: readonly string[]): void {
+    if (this.ended) return;
+    for (const path of paths) this.expect(path); // waiting before the replies can come
+    this.input.write(Buffer.concat(paths.map(fileRequest)));
+  }
+
   /** Read a resolver file inside the container (regular files only, at most 1 MiB). */
-  async readFile(path: string): Promise<{ ok: true; text: string } | { ok: false; errno: string }> {
-    const reply = await this.call(Buffer.concat([Buffer.from('F'), Buffer.from(path, 'utf8')]));
-    const status = reply[0]!;
-    return status === 0 ? { ok: true, text: reply.subarray(1).toString('utf8') } : { ok: false, errno: errnoName(status) };
+  readFile(path: string): Promise<FileReply> {
+    const reply = this.early.get(path);
+    if (reply) {
+      this.early.delete(path);
+      return reply;
+    }
+    return this.call(Buffer.concat([Buffer.from('F'), Buffer.from(path, 'utf8')])).then(toFileReply);
   }
 
   async exchange(server: string, proto: DnsProto, query: Buffer, timeoutMs: number): Promise<Buffer> {
@@ -49,45 +97,51 @@ export class RelayTransport implements DnsTransport {
     this.input.end();
   }
 
+  /** The reply to a request already written, as a file reply kept for readFile(path). */
+  private expect(path: string): void {
+    const reply = this.waitReply().then(toFileReply);
+    reply.catch(() => undefined); // a reply nobody claims may fail unobserved
+    this.early.set(path, reply);
+  }
+
   private call(body: Buffer): Promise<Buffer> {
-    const run = async (): Promise<Buffer> => {
-      if (this.ended) throw this.ended;
-      const len = Buffer.alloc(4);
-      len.writeUInt32BE(body.length, 0);
-      const reply = new Promise<Buffer>((resolve, reject) => (this.waiter = { resolve, reject }));
-      this.input.write(Buffer.concat([len, body]));
+    if (this.ended) return Promise.reject(this.ended);
+    const reply = this.waitReply();
+    this.input.write(frame(body));
+    return reply;
+  }
+
+  private waitReply(): Promise<Buffer> {
+    if (this.ended) return Promise.reject(this.ended);
+    return new Promise<Buffer>((resolve, reject) => {
+      this.waiters.push({ resolve, reject });
       this.deliver();
-      return reply;
-    };
-    const next = this.chain.then(run, run);
-    this.chain = next.catch(() => undefined);
-    return next;
+    });
   }
 
   private onData(chunk: Buffer): void {
-    this.buffered = Buffer.concat([this.buffered, chunk]);
+    this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
     this.deliver();
   }
 
   private deliver(): void {
-    if (!this.waiter || this.buffered.length < 4) return;
-    const len = this.buffered.readUInt32BE(0);
-    if (len < 1 || len > RELAY_MAX_FILE + 1) {
-      this.fail(new BrokerError('E_PROTOCOL', `relay sent a frame of ${len} bytes`));
-      return;
+    while (this.waiters.length > 0 && this.buffered.length >= 4) {
+      const len = this.buffered.readUInt32BE(0);
+      if (len < 1 || len > RELAY_MAX_FILE + 1) {
+        this.fail(new BrokerError('E_PROTOCOL', `relay sent a frame of ${len} bytes`));
+        return;
+      }
+      if (this.buffered.length < 4 + len) return;
+      const reply = Buffer.from(this.buffered.subarray(4, 4 + len));
+      this.buffered = this.buffered.subarray(4 + len);
+      this.waiters.shift()!.resolve(reply);
     }
-    if (this.buffered.length < 4 + len) return;
-    const frame = this.buffered.subarray(4, 4 + len);
-    this.buffered = this.buffered.subarray(4 + len);
-    const w = this.waiter;
-    this.waiter = null;
-    w.resolve(Buffer.from(frame));
+    // Output nobody asked for: the relay (or whoever wrote into its pipe) is out of step; never reuse it.
+    if (this.waiters.length === 0 && this.buffered.length > 0) this.fail(new BrokerError('E_PROTOCOL', 'relay sent a reply nobody asked for'));
   }
 
   private fail(err: Error): void {
     this.ended ??= err;
-    const w = this.waiter;
-    this.waiter = null;
-    w?.reject(err);
+    for (const w of this.waiters.splice(0)) w.reject(err);
   }
 }

@@ -1,0 +1,157 @@
+import { inject, injectable } from 'inversify';
+import { type Context, ContextTable } from '../../broker/context-table.js';
+import { BrokerConfig, Clock } from '../../common/tokens.js';
+import { Metrics } from '../../service/metrics.js';
+import { PREFETCH, RelayLauncher, type RunningRelay } from './relay-launcher.js';
+import type { RelayTransport } from './relay-transport.js';
+
+/** How DNS relays are kept between upcalls (config `dns`, docs/operations.md). */
+export interface RelayPoolConfig {
+  /**
+   * A relay serves further upcalls of its context for at most this long after
+   * it was started (when the zygote checked its context against the init's);
+   * 0: a new relay for every upcall.
+   */
+  relayReuseMs: number;
+  /** An idle relay ends after this long without an upcall. */
+  relayIdleMs: number;
+  /** Idle relays kept per context... */
+  relaysIdlePerContext: number;
+  /** ...and in all (the least recently used one goes first). */
+  relaysIdle: number;
+}
+
+export const DEFAULT_RELAY_POOL: RelayPoolConfig = { relayReuseMs: 2000, relayIdleMs: 1000, relaysIdlePerContext: 4, relaysIdle: 256 };
+
+/** A relay lent to one upcall; give it back with release(). */
+export interface RelayLease {
+  readonly transport: RelayTransport;
+  /** Kept from an earlier upcall (its files are asked for again now), not started for this one. */
+  readonly reused: boolean;
+  /** ok: the upcall ended normally. The relay is kept if it can serve again, else stopped. */
+  release(ok: boolean): void;
+}
+
+interface Parked {
+  relay: RunningRelay;
+  context: Context;
+  born: number;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * DNS relays kept alive between upcalls, per context: starting one (a child
+ * of the container's init, through the zygote's template) is most of a DNS
+ * upcall's cost, and under load most of the machine's CPU. A relay is lent to
+ * one upcall at a time; it is kept afterwards only if the upcall ended
+ * normally with nothing in flight (RelayTransport.settled), its context is
+ * live, and it is younger than relayReuseMs: a change to the init's context
+ * (a setns, new credentials) is seen by a DNS upcall at most that long after
+ * it happened (every spawn is checked: docs/security.md). The files are read
+ * again for every upcall. Relays of a context whose init exited are stopped
+ * at once (they die with its pid namespace anyway).
+ */
+@injectable()
+export class RelayPool {
+  private readonly byContext = new Map<string, Parked[]>();
+  /** Every parked relay, oldest first (a Set keeps insertion order). */
+  private readonly all = new Set<Parked>();
+  private readonly config: RelayPoolConfig;
+  private closed = false;
+
+  constructor(
+    @inject(RelayLauncher) private readonly launcher: RelayLauncher,
+    @inject(BrokerConfig) broker: BrokerConfig,
+    @inject(Clock) private readonly clock: Clock,
+    @inject(ContextTable) contexts: ContextTable,
+    @inject(Metrics) private readonly metrics: Metrics,
+  ) {
+    this.config = { ...DEFAULT_RELAY_POOL, ...broker.dns };
+    contexts.onInitExit((ctx) => this.drain(ctx.id));
+    metrics.gauge('upcall_broker_dns_relays_idle', 'DNS relays kept idle between upcalls', () => this.all.size);
+  }
+
+  /** Idle relays now (tests, status). */
+  get idle(): number {
+    return this.all.size;
+  }
+
+  /** A relay for one upcall in `context`: an idle one if there is a usable one, else a new one. */
+  async acquire(context: Context, fresh = false): Promise<RelayLease> {
+    const list = fresh ? undefined : this.byContext.get(context.id);
+    while (list && list.length > 0) {
+      const p = list.pop()!; // the most recently used
+      this.unpark(p);
+      if (this.usable(p.relay, context, p.born)) {
+        p.relay.park(false);
+        p.relay.transport.prefetch(PREFETCH);
+        this.metrics.relay('reused');
+        return this.lease(p.relay, context, p.born, true);
+      }
+      void p.relay.stop();
+    }
+    const relay = await this.launcher.start(context);
+    this.metrics.relay('started');
+    return this.lease(relay, context, this.clock.monotonic(), false);
+  }
+
+  /** Stop every idle relay (broker shutdown). */
+  close(): void {
+    this.closed = true;
+    for (const p of [...this.all]) this.drop(p);
+  }
+
+  private lease(relay: RunningRelay, context: Context, born: number, reused: boolean): RelayLease {
+    let released = false;
+    return {
+      transport: relay.transport,
+      reused,
+      release: (ok) => {
+        if (released) return;
+        released = true;
+        if (ok && this.usable(relay, context, born)) this.park(relay, context, born);
+        else void relay.stop();
+      },
+    };
+  }
+
+  private usable(relay: RunningRelay, context: Context, born: number): boolean {
+    return !this.closed && this.config.relayReuseMs > 0 && context.state === 'live' && context.namespaces !== null &&
+      relay.transport.settled && this.clock.monotonic() - born < this.config.relayReuseMs;
+  }
+
+  private park(relay: RunningRelay, context: Context, born: number): void {
+    const list = this.byContext.get(context.id) ?? [];
+    if (list.length >= this.config.relaysIdlePerContext) {
+      void relay.stop();
+      return;
+    }
+    while (this.all.size >= this.config.relaysIdle) this.drop(this.all.values().next().value!);
+    const ageMs = this.clock.monotonic() - born;
+    const p: Parked = { relay, context, born, timer: setTimeout(() => this.drop(p), Math.max(1, Math.min(this.config.relayIdleMs, this.config.relayReuseMs - ageMs))) };
+    p.timer.unref();
+    relay.park(true);
+    list.push(p);
+    this.byContext.set(context.id, list);
+    this.all.add(p);
+  }
+
+  private unpark(p: Parked): void {
+    clearTimeout(p.timer);
+    this.all.delete(p);
+    const list = this.byContext.get(p.context.id);
+    if (!list) return;
+    const i = list.indexOf(p);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.byContext.delete(p.context.id);
+  }
+
+  private drop(p: Parked): void {
+    this.unpark(p);
+    void p.relay.stop();
+  }
+
+  private drain(contextId: string): void {
+    for (const p of [...(this.byContext.get(contextId) ?? [])]) this.drop(p);
+  }
+}
