@@ -8,8 +8,25 @@ import { BrokerError } from '../common/errors.js';
 export const HEADER_BYTES = 4;
 export const DEFAULT_MAX_FRAME = 64 * 1024;
 
+/**
+ * A result already serialised to JSON text (a large answer built in chunks,
+ * so that no single JSON.stringify blocks the event loop): encodeFrame puts
+ * it into the response as it is.
+ */
+export class JsonText {
+  constructor(readonly text: string) {}
+}
+
+function toJson(message: unknown): string {
+  const m = message as { result?: unknown } | null;
+  if (m === null || typeof m !== 'object' || !(m.result instanceof JsonText)) return JSON.stringify(message);
+  const { result, ...rest } = m;
+  const head = JSON.stringify(rest);
+  return `${head.slice(0, -1)}${head.length > 2 ? ',' : ''}"result":${result.text}}`;
+}
+
 export function encodeFrame(message: unknown): Buffer {
-  const body = Buffer.from(JSON.stringify(message), 'utf8');
+  const body = Buffer.from(toJson(message), 'utf8');
   const header = Buffer.alloc(HEADER_BYTES);
   header.writeUInt32BE(body.length, 0);
   return Buffer.concat([header, body]);

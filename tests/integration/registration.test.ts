@@ -134,6 +134,38 @@ describe('registration from inside containers', () => {
   });
 });
 
+describe('many registrations', () => {
+  test('`list` of more than it serialises at once (500): every one, in one answer; a container sees only its own', async () => {
+    /** Each connection has its own rate bucket (500/s, burst 1000): 100 requests per connection, 10 at a time. */
+    const each = async <T>(items: readonly T[], fn: (c: BrokerClient, item: T) => Promise<unknown>) => {
+      for (let i = 0; i < items.length; i += 100) {
+        const client = await BrokerClient.connect(broker.adminSocket);
+        try {
+          for (let j = i; j < Math.min(i + 100, items.length); j += 10) await Promise.all(items.slice(j, j + 10).map((it) => fn(client, it)));
+        } finally {
+          client.close();
+        }
+      }
+    };
+    const ids: string[] = [];
+    try {
+      await each(Array.from({ length: 1100 }, (_, i) => i), async (c) => ids.push((await c.request<RegistrationInfo>('register', { mountpoint: '/' })).id));
+      const listed = await admin<RegistrationInfo[]>('list');
+      const seen = new Set(listed.map((r) => r.id));
+      assert.equal(seen.size, listed.length, 'no registration twice');
+      assert.equal(ids.length, 1100);
+      assert.ok(ids.every((id) => seen.has(id)), 'every one listed');
+      assert.equal(listed.find((r) => r.id === ids[1099])?.mountpoint, '/');
+      const inA = await cliIn<RegistrationInfo[]>(a, ['list', '--socket', broker.tenantSocket]);
+      assert.equal(inA.code, 0);
+      const mine = new Set(ids);
+      assert.ok(inA.json.every((r) => !mine.has(r.id)), "the host's registrations are not a container's to see");
+    } finally {
+      await each(ids, (c, id) => c.request('unregister', { id }));
+    }
+  });
+});
+
 describe('the walk rule in its other cases', () => {
   test('nested pid namespace owned by the same user namespace: the walk stops at the container\'s', async () => {
     const c = await bed.create({ name: 'regnest' });

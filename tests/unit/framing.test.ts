@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { BrokerError } from '../../src/common/errors.js';
-import { encodeFrame, FrameDecoder } from '../../src/server/framing.js';
-import { parseRequest } from '../../src/server/protocol.js';
+import { encodeFrame, FrameDecoder, JsonText } from '../../src/server/framing.js';
+import { okResponse, parseRequest } from '../../src/server/protocol.js';
 
 test('frames survive arbitrary splitting', () => {
   const bytes = Buffer.concat([encodeFrame({ a: 1 }), encodeFrame({ b: 'two' }), encodeFrame([3])]);
@@ -42,4 +42,15 @@ test('requests are validated and keep their id when they can', () => {
   assert.equal(badVersion.id, 'x');
   const extra = parseRequest(Buffer.from(JSON.stringify({ v: 1, id: 1, op: 'ping', actAs: 1 })));
   assert.equal(extra.error?.code, 'E_BAD_REQUEST', 'unknown envelope fields are refused');
+});
+
+test('a result given as JSON text is framed as if it had been serialised with the rest', () => {
+  const result = [{ id: 'r-000000000001', n: 1 }, { id: 'r-000000000002', n: 'two "quoted"' }];
+  for (const response of [okResponse(7, result), okResponse(null, result)]) {
+    const framed = new FrameDecoder(1 << 20).push(encodeFrame({ ...response, result: new JsonText(JSON.stringify(result)) }));
+    assert.equal(framed.length, 1);
+    assert.deepEqual(JSON.parse(framed[0]!.toString('utf8')), JSON.parse(JSON.stringify(response)));
+  }
+  const bare = new FrameDecoder(1 << 20).push(encodeFrame({ result: new JsonText('[]') }));
+  assert.deepEqual(JSON.parse(bare[0]!.toString('utf8')), { result: [] });
 });
