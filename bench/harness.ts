@@ -94,6 +94,12 @@ export function eventLoopDelayMs(metrics: string, stat: string): number {
   return m ? Number(m[1]) * 1000 : NaN;
 }
 
+/** The broker's garbage-collection pauses since the previous scrape, in ms: the longest ("max") or their sum ("total"). */
+export function gcPauseMs(metrics: string, stat: 'max' | 'total'): number {
+  const m = new RegExp(`upcall_broker_gc_pause_seconds\\{stat="${stat}"\\} ([0-9.e+-]+)`).exec(metrics);
+  return m ? Number(m[1]) * 1000 : NaN;
+}
+
 /** USER_HZ; 100 on every Linux build that matters. */
 const CLOCK_TICKS = 100;
 

@@ -14,13 +14,13 @@ import { join } from 'node:path';
 import { BrokerClient } from '../src/client/broker-client.js';
 import { BrokerProcess } from '../tests/helpers/broker-process.js';
 import { registerRoot } from './dns-bench.js';
-import { cpuSeconds, eventLoopDelayMs, fmt, machineBusySeconds, markdownTable, rssMb, scrapeMetrics, stats } from './harness.js';
+import { cpuSeconds, eventLoopDelayMs, fmt, gcPauseMs, machineBusySeconds, markdownTable, rssMb, scrapeMetrics, stats } from './harness.js';
 import { LightContainer } from './light-container.js';
 import { runPrefix } from './rule-file.js';
 
 const NAMES_PER_CONTAINER = 64;
 /** Requests in flight per connection (the broker's connectionInFlight is 16) and connections used. */
-const PER_CONNECTION = 8;
+const PER_CONNECTION = 2;
 
 /** The broker's zygote: its child named upcall-zygote. */
 function zygoteOf(brokerPid: number): number | null {
@@ -52,6 +52,8 @@ interface Round {
   zygoteCpu: number;
   machineCpu: number;
   loopMax: number;
+  gcMax: number;
+  gcTotal: number;
   loopP99: number;
   pings: number[];
 }
@@ -133,7 +135,7 @@ export async function throughputBench(quick: boolean): Promise<string> {
       const load = open ? openLoad : closedLoad;
       await load(1000, null); // warm-up: the zygote's context cache fills
       const zyg = zygoteOf(pid);
-      const r: Round = { m, n: open ? `open loop, ${OPEN_LOOP_RATE}/s` : n, ok: 0, errors: new Map(), seconds: 0, latencies: [], brokerCpu: 0, zygoteCpu: 0, machineCpu: 0, loopMax: 0, loopP99: 0, pings: [] };
+      const r: Round = { m, n: open ? `open loop, ${OPEN_LOOP_RATE}/s` : n, ok: 0, errors: new Map(), seconds: 0, latencies: [], brokerCpu: 0, zygoteCpu: 0, machineCpu: 0, loopMax: 0, loopP99: 0, gcMax: 0, gcTotal: 0, pings: [] };
       await scrapeMetrics(metricsSock); // resets the loop-delay window
       const cpu0 = { b: cpuSeconds(pid), z: zyg ? cpuSeconds(zyg) : 0, all: machineBusySeconds() };
       let pinging = true;
@@ -152,6 +154,8 @@ export async function throughputBench(quick: boolean): Promise<string> {
       await pings;
       const metrics = await scrapeMetrics(metricsSock);
       r.loopMax = eventLoopDelayMs(metrics, 'max');
+      r.gcMax = gcPauseMs(metrics, 'max');
+      r.gcTotal = gcPauseMs(metrics, 'total');
       r.loopP99 = eventLoopDelayMs(metrics, 'p99');
       r.brokerCpu = cpuSeconds(pid) - cpu0.b;
       r.zygoteCpu = zyg ? cpuSeconds(zyg) - cpu0.z : NaN;
@@ -166,14 +170,14 @@ export async function throughputBench(quick: boolean): Promise<string> {
       const per = (cpu: number) => fmt((cpu / Math.max(1, r.ok)) * 1000, 3);
       const errors = [...r.errors].map(([k, v]) => `${k} ${v}`).join(', ') || '0';
       return [r.m, r.n, r.ok, errors, (r.ok / r.seconds).toFixed(0), fmt(s.median, 2), fmt(s.p90, 2), fmt(s.p99, 2),
-        per(r.brokerCpu), per(r.zygoteCpu), per(r.machineCpu), fmt(r.loopMax, 1), fmt(r.loopP99, 1), fmt(p.p99, 2), fmt(Math.max(...r.pings), 1)];
+        per(r.brokerCpu), per(r.zygoteCpu), per(r.machineCpu), fmt(r.loopMax, 1), fmt(r.loopP99, 1), fmt(r.gcMax, 1), `${((r.gcTotal / 1000 / r.seconds) * 100).toFixed(1)} %`, fmt(p.p99, 2), fmt(Math.max(...r.pings), 1)];
     });
     return `${seconds} s of load per row, after 1 s of warm-up: closed loop (N requests always in flight), then open loop (${OPEN_LOOP_RATE} requests/s sent on schedule whatever the answers, latency counted from when each was due: the target's "1,000/s with p99 under 20 ms"); \`resolve\` of a name from the container's /etc/hosts over the admin socket ` +
       `(${PER_CONNECTION} requests in flight per connection; the broker's default limits: at most 16 upcalls at once per container). ` +
       `Containers: light ones (bench/light-container.ts: unshare + bash as pid 1; MemAvailable fell ${memContainers.toFixed(0)} MB for ${max} of them), each with its own registration. ` +
       `CPU per upcall: the broker process, its zygote (the per-upcall processes are the containers' children and are not in it), and the whole machine (busy time of both cores: includes the containers' upcall processes, and anything else running). ` +
-      `Event loop: the broker's own monitorEventLoopDelay (1 ms resolution) over exactly the measured window; ping: a client's \`ping\` round trip on its own connection every 10 ms during the load.\n\n` +
-      markdownTable(['containers M', 'in flight N', 'upcalls ok', 'errors', 'upcalls/s', 'median ms', 'p90 ms', 'p99 ms', 'broker CPU ms/upcall', 'zygote CPU ms/upcall', 'machine CPU ms/upcall', 'loop delay max ms', 'loop delay p99 ms', 'ping p99 ms', 'ping max ms'], rows) +
+      `Event loop: the broker's own monitorEventLoopDelay (1 ms resolution) over exactly the measured window, and what of it was garbage collection (its GC pauses, perf_hooks "gc" entries, served as upcall_broker_gc_pause_seconds: the longest, and the share of the window spent in GC); ping: a client's \`ping\` round trip on its own connection every 10 ms during the load.\n\n` +
+      markdownTable(['containers M', 'in flight N', 'upcalls ok', 'errors', 'upcalls/s', 'median ms', 'p90 ms', 'p99 ms', 'broker CPU ms/upcall', 'zygote CPU ms/upcall', 'machine CPU ms/upcall', 'loop delay max ms', 'loop delay p99 ms', 'GC pause max ms', 'time in GC', 'ping p99 ms', 'ping max ms'], rows) +
       `\n\nBroker at the end: RSS ${rssMb(pid).toFixed(0)} MB, ${fds} open fds.`;
   } finally {
     for (const c of clients) c.close();

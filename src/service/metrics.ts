@@ -1,4 +1,4 @@
-import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { monitorEventLoopDelay, PerformanceObserver, type IntervalHistogram } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { injectable } from 'inversify';
 
@@ -37,6 +37,9 @@ export class Metrics {
   });
   private readonly failures: FailureRecord[] = [];
   private loopDelay: IntervalHistogram | null = null;
+  private gcObserver: PerformanceObserver | null = null;
+  /** GC pauses since the previous scrape: the longest, their sum, how many (ms). */
+  private gc = { max: 0, total: 0, count: 0 };
   private readonly counts = new Map<string, number>();
 
   /** Gauges whose value is read from live state when scraped. */
@@ -54,6 +57,7 @@ export class Metrics {
   watchEventLoop(): void {
     if (this.loopDelay) {
       this.loopDelay.enable();
+      this.gcObserver?.observe({ entryTypes: ['gc'] });
       return;
     }
     const h = monitorEventLoopDelay({ resolution: 1 });
@@ -73,10 +77,32 @@ export class Metrics {
         h.reset();
       },
     });
+    // What of that delay is garbage collection (every GC pause stops the event loop).
+    const gc = this.gc;
+    this.gcObserver = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) {
+        gc.max = Math.max(gc.max, e.duration);
+        gc.total += e.duration;
+        gc.count++;
+      }
+    });
+    this.gcObserver.observe({ entryTypes: ['gc'] });
+    new Gauge({
+      name: 'upcall_broker_gc_pause_seconds',
+      help: 'Garbage-collection pauses since the previous scrape: the longest (max) and their sum (total)',
+      labelNames: ['stat'],
+      registers: [this.registry],
+      collect() {
+        this.set({ stat: 'max' }, gc.max / 1000);
+        this.set({ stat: 'total' }, gc.total / 1000);
+        Object.assign(gc, { max: 0, total: 0, count: 0 });
+      },
+    });
   }
 
   unwatchEventLoop(): void {
     this.loopDelay?.disable();
+    this.gcObserver?.disconnect();
   }
 
   upcall(type: string, outcome: string, seconds: number, failure?: Omit<FailureRecord, 'time' | 'type' | 'code'>): void {

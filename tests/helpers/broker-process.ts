@@ -54,15 +54,21 @@ export class BrokerProcess {
   async start(extra: string[] = [], wrapper: string[] = []): Promise<void> {
     const args = [CLI, 'serve', '--socket', this.adminSocket, '--tenant-socket', this.tenantSocket,
       '--state-dir', this.stateDir, '--log-level', 'debug', ...extra];
-    const [cmd, ...cmdArgs] = [...wrapper, process.execPath, ...args];
+    // UB_BROKER_NODE_ARGS: node options for the broker only (bench/: --cpu-prof, --trace-gc, heap sizes).
+    const nodeArgs = (process.env.UB_BROKER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+    const [cmd, ...cmdArgs] = [...wrapper, process.execPath, ...nodeArgs, ...args];
     const child = spawn(cmd!, cmdArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     const from = this.output.length; // a restart must see its own ready line
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`broker not ready in 15 s:\n${this.output}`)), 15_000);
+      let ready = false;
+      // Only until ready is the output searched: searching all of it for every chunk made a
+      // long-running bench's client spend a whole core on a broker logging 1,000 lines a second.
       const onData = (b: Buffer) => {
         this.output += b.toString();
-        if (/"message":"ready"/.test(this.output.slice(from))) {
+        if (!ready && /"message":"ready"/.test(this.output.slice(from))) {
+          ready = true;
           clearTimeout(timer);
           resolve();
         }
