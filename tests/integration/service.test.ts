@@ -130,6 +130,11 @@ describe('observability', () => {
     assert.equal(reg.code, 0);
     const refused = await cliIn(c, ['register', '--socket', broker.tenantSocket, '--mount', '/mnt/nonexistent']);
     assert.equal(refused.code, 4);
+    // Two DNS upcalls in a row: the second is served by the relay the first one started.
+    for (let i = 0; i < 2; i++) {
+      const r = await runCli(['resolve', '--socket', broker.adminSocket, '--mount', reg.json.id, '--json', 'localhost']);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+    }
     const st = await runCli(['status', '--socket', broker.adminSocket, '--json']);
     const s = JSON.parse(st.stdout) as { registrations: { total: number }; contexts: { live: number }; recentFailures: Array<{ type: string; code: string }> };
     assert.equal(s.registrations.total, 1);
@@ -148,6 +153,10 @@ describe('observability', () => {
     assert.match(body, /upcall_broker_live_contexts 1/);
     assert.match(body, /upcall_broker_registration_decisions_total\{outcome="ok"\} 1/);
     assert.match(body, /upcall_broker_registration_decisions_total\{outcome="E_NOT_FOUND"\} 1/);
+    assert.match(body, /upcall_broker_dns_relays_total\{how="started"\} 1\n/);
+    assert.match(body, /upcall_broker_dns_relays_total\{how="reused"\} 1\n/);
+    assert.match(body, /upcall_broker_event_loop_delay_seconds\{stat="max"\} [0-9.e-]+\n/);
+    assert.match(body, /upcall_broker_gc_pause_seconds\{stat="max"\} [0-9.e-]+\n/);
     const denied = await cliIn(c, ['status', '--socket', broker.tenantSocket]);
     assert.equal(denied.code, 3, 'status is not for tenants');
   });
