@@ -7,7 +7,8 @@ import { JsonText } from '../server/framing.js';
 import { parseParams } from '../server/protocol.js';
 import { RequestHandlers } from '../server/request-handlers.js';
 import { Metrics } from '../service/metrics.js';
-import { Authorizer } from './authorizer.js';
+import { Authorizer, type Viewer } from './authorizer.js';
+import { ContextTable } from './context-table.js';
 import { type Registration, Registry, type Selector, toInfo } from './registry.js';
 
 const RegisterParams = z.object({
@@ -33,6 +34,7 @@ export class RegistrationOps {
   constructor(
     @inject(Registry) private readonly registry: Registry,
     @inject(Authorizer) private readonly auth: Authorizer,
+    @inject(ContextTable) private readonly contexts: ContextTable,
     @inject(Metrics) private readonly metrics: Metrics,
     @inject(RequestHandlers) handlers: RequestHandlers,
   ) {
@@ -74,7 +76,7 @@ export class RegistrationOps {
    */
   private async list(peer: PeerIdentity): Promise<RegistrationInfo[] | JsonText> {
     const viewer = this.auth.viewer(peer);
-    const all = this.registry.list();
+    const all = this.visibleTo(viewer);
     const visible = (rs: Registration[]) => rs.filter((r) => this.auth.maySee(viewer, r.context)).map(toInfo);
     if (all.length <= LIST_SLICE) return visible(all);
     const parts: string[] = [];
@@ -86,10 +88,21 @@ export class RegistrationOps {
     return new JsonText(`[${parts.join(',')}]`);
   }
 
+  /**
+   * What the viewer may see: every registration for host root; for a tenant,
+   * those of its own live context, found through the context (a container's
+   * `list` or `show` does not scan every registration of every container).
+   */
+  private visibleTo(viewer: Viewer): Registration[] {
+    if (viewer.hostRoot) return this.registry.list();
+    const ctx = viewer.contextId === null ? undefined : this.contexts.liveFor(viewer.contextId);
+    return ctx ? this.registry.ofContext(ctx) : [];
+  }
+
   /** One registration by id, mount id or path, among those the peer may see. */
   resolve(selector: Selector, peer: PeerIdentity): Registration {
     const viewer = this.auth.viewer(peer);
-    const matches = this.registry.find(selector).filter((r) => this.auth.maySee(viewer, r.context));
+    const matches = this.registry.find(selector, viewer.hostRoot ? undefined : this.visibleTo(viewer)).filter((r) => this.auth.maySee(viewer, r.context));
     if (matches.length === 0) throw new BrokerError('E_NOT_FOUND', `no registration matches ${JSON.stringify(selector)}`);
     if (matches.length > 1) {
       throw new BrokerError('E_BAD_REQUEST', `${matches.length} registrations match ${JSON.stringify(selector)}; use an id`,

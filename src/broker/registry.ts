@@ -95,13 +95,24 @@ export class Registry {
     return [...this.byId.values()];
   }
 
-  find(selector: Selector): Registration[] {
+  find(selector: Selector, among?: readonly Registration[]): Registration[] {
     if ('id' in selector) {
       const r = this.byId.get(selector.id);
-      return r ? [r] : [];
+      return r && (among === undefined || among.includes(r)) ? [r] : [];
     }
-    if ('mountId' in selector) return this.list().filter((r) => r.mountId === selector.mountId);
-    return this.list().filter((r) => r.mountpoint === selector.path);
+    const rs = among ?? this.list();
+    if ('mountId' in selector) return rs.filter((r) => r.mountId === selector.mountId);
+    return rs.filter((r) => r.mountpoint === selector.path);
+  }
+
+  /** The registrations of one context (its refs: no scan of all of them). */
+  ofContext(ctx: Context): Registration[] {
+    const out: Registration[] = [];
+    for (const id of ctx.refs) {
+      const r = this.byId.get(id);
+      if (r) out.push(r);
+    }
+    return out;
   }
 
   get size(): number {
