@@ -8,16 +8,21 @@ export interface HostsEntry {
 /**
  * /etc/hosts lookup as glibc's files backend does it: every line whose
  * canonical name or an alias matches (case-insensitive), in file order.
+ * Only lines that contain the name at all are parsed: a lookup in a big
+ * hosts file is one native scan, not a split and two regexes per line.
  */
 export function lookupHosts(text: string, name: string): HostsEntry[] {
   const want = name.replace(/\.$/, '').toLowerCase();
+  const lower = text.toLowerCase();
   const out: HostsEntry[] = [];
-  for (const raw of text.split('\n')) {
+  if (want === '' || !lower.includes(want)) return out;
+  for (const raw of lower.split('\n')) {
+    if (!raw.includes(want)) continue;
     const [address, ...names] = raw.replace(/#.*$/, '').trim().split(/\s+/);
-    if (address === undefined || names.length === 0) continue;
+    if (address === undefined || !names.includes(want)) continue;
     const family = isIP(address);
     if (family === 0) continue;
-    if (names.some((n) => n.toLowerCase() === want)) out.push({ address: normalise(address, family as 4 | 6), family: family as 4 | 6 });
+    out.push({ address: normalise(address, family as 4 | 6), family: family as 4 | 6 });
   }
   return out;
 }
