@@ -22,7 +22,7 @@
  * every check holds, 1 otherwise. `--minutes 0.5` is the CI-sized run.
  */
 import 'reflect-metadata';
-import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { appendResults } from '../../bench/harness.js';
 import { BrokerClient } from '../../src/client/broker-client.js';
@@ -32,6 +32,30 @@ import { BrokerProcess } from '../helpers/broker-process.js';
 import { mountTmpfs } from '../helpers/in-container.js';
 import { admin, batchArgv, childrenWithExe, exeOf, fdCount, readOr, rssKiB, SPAWNER_EXE, until, ZYGOTE_EXE } from '../helpers/reliability.js';
 import { Testbed, type TestContainer } from '../testbed/index.js';
+
+/** What each of a process's fds points at (socket:[..], pipe:[..], a path). */
+function fdTargets(pid: number): string[] {
+  const out: string[] = [];
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      out.push(readlinkSync(`/proc/${pid}/fd/${fd}`).replace(/\[\d+\]$/, '[]'));
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return out;
+}
+
+/** The targets in `now` beyond those in `before` (as multisets). */
+function fdDiff(before: string[], now: string[]): string[] {
+  const left = [...before];
+  return now.filter((t) => {
+    const i = left.indexOf(t);
+    if (i < 0) return true;
+    left.splice(i, 1);
+    return false;
+  });
+}
 
 const args = process.argv.slice(2);
 const opt = (name: string, fallback: number) => {
@@ -232,7 +256,8 @@ async function main(): Promise<number> {
   await admin(broker, 'resolve', { mount: warmId, description: 'svc.test' });
   await admin(broker, 'unregister', { id: warmId });
   await quiesce(pid);
-  const baselineFds = fdCount(pid);
+  const baselineFds = await settledFdCount(pid);
+  const baselineTargets = fdTargets(pid);
   const zygote = childrenWithExe(pid).find((c) => c.exe === ZYGOTE_EXE)?.pid ?? null;
 
   const t0 = performance.now();
@@ -286,7 +311,10 @@ async function main(): Promise<number> {
   const leftover = await admin<RegistrationInfo[]>(broker, 'list');
   if (leftover.length > 0) problems.push(`${leftover.length} registrations left after unregistering all`);
   await quiesce(pid);
-  const finalFds = fdCount(pid);
+  // A connection the last request closed may still hold its socket and pidfd for a moment.
+  await until('the fd count to settle', () => fdCount(pid) <= baselineFds, 5000, 50).catch(() => undefined);
+  const finalFds = await settledFdCount(pid);
+  const extraFds = finalFds > baselineFds ? fdDiff(baselineTargets, fdTargets(pid)) : [];
   const kids = childrenWithExe(pid);
   const zygote2 = kids.find((c) => c.exe === ZYGOTE_EXE)?.pid ?? null;
   const strays = strayNative(zygote2);
@@ -305,7 +333,7 @@ async function main(): Promise<number> {
     ['lost registrations', lost.length === 0 && unexpected.length === 0 && wrongState.length === 0,
       `${lost.length} lost, ${unexpected.length} unexpected, ${wrongState.length} in the wrong state, of ${kept.length} kept (${acked.size} acknowledged)`],
     ['lost on restart', lostOnRestart.length === 0, `${lostOnRestart.length} of ${liveKept.length} live registrations missing from a broker restarted on a copy of its state files`],
-    ['fds (after everything was removed)', finalFds <= baselineFds, `${finalFds} now, baseline ${baselineFds}; during the load: ${Math.min(...fds.map(([, v]) => v))}..${Math.max(...fds.map(([, v]) => v))}, trend after warm-up ${fdTrend.perMinute.toFixed(1)}/min`],
+    ['fds (after everything was removed)', finalFds <= baselineFds, `${finalFds} now, baseline ${baselineFds}${extraFds.length ? ` (new: ${extraFds.join(', ')})` : ''}; during the load: ${Math.min(...fds.map(([, v]) => v))}..${Math.max(...fds.map(([, v]) => v))}, trend after warm-up ${fdTrend.perMinute.toFixed(1)}/min`],
     ['processes', kids.every((k) => k.exe === ZYGOTE_EXE) && strays.length === 0 && zygoteKids.length === 0,
       `broker children: ${kids.map((k) => k.exe?.split('/').pop()).join(', ') || 'none'}; zygote children: ${zygoteKids.length}; strays: ${strays.join('; ') || 'none'}`],
     ['memory', !memGrowth, `RSS ${rss[0]?.[1] ?? 0} KiB at start, ${rssFirst} after warm-up, ${rssLast} at the end, max ${rssMax}; slope after warm-up ${mem.perMinute.toFixed(0)} KiB/min (R² ${mem.r2.toFixed(2)})`],
@@ -323,6 +351,20 @@ async function main(): Promise<number> {
 }
 
 /** Wait until the broker is idle: no child but the zygote, which has none (its per-context helpers expire). */
+/**
+ * The broker's fd count once in-between states have passed: the least of a
+ * few samples over half a second (a client that just disconnected leaves its
+ * socket and peer pidfd open until the broker has seen the close).
+ */
+async function settledFdCount(pid: number): Promise<number> {
+  let least = fdCount(pid);
+  for (let i = 0; i < 10; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    least = Math.min(least, fdCount(pid));
+  }
+  return least;
+}
+
 async function quiesce(pid: number): Promise<void> {
   await until('the broker to be idle', () => {
     const kids = childrenWithExe(pid);
