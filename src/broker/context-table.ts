@@ -78,6 +78,7 @@ export class ContextTable {
   private seq = 0;
   private readonly log: Logger;
   private readonly deathListeners: Array<(ctx: Context) => void> = [];
+  private readonly releaseListeners: Array<(ctx: Context) => void> = [];
 
   constructor(@inject(Libc) private readonly libc: Libc, @inject(LoggerFactory) loggers: LoggerFactory) {
     this.log = loggers.get('broker:ContextTable');
@@ -113,10 +114,16 @@ export class ContextTable {
     if (this.live.get(key(ctx.pidnsId)) === ctx) this.live.delete(key(ctx.pidnsId));
     this.all.delete(ctx.id);
     this.log.debug('context released', { context: ctx.id });
+    for (const l of this.releaseListeners) l(ctx);
   }
 
   onInitExit(listener: (ctx: Context) => void): void {
     this.deathListeners.push(listener);
+  }
+
+  /** Called when a context is let go because no registration refers to it any more. */
+  onRelease(listener: (ctx: Context) => void): void {
+    this.releaseListeners.push(listener);
   }
 
   get liveCount(): number {

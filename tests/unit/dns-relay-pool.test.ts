@@ -85,11 +85,18 @@ function setup(dns: Partial<RelayPoolConfig> = {}) {
   let t = 1000;
   const clock: Clock = { now: () => t, monotonic: () => t };
   const listeners: Array<(c: Context) => void> = [];
-  const contexts = { onInitExit: (l: (c: Context) => void) => listeners.push(l) } as unknown as ContextTable;
+  const releases: Array<(c: Context) => void> = [];
+  const contexts = {
+    onInitExit: (l: (c: Context) => void) => listeners.push(l),
+    onRelease: (l: (c: Context) => void) => releases.push(l),
+  } as unknown as ContextTable;
   const launcher = new FakeLauncher();
   const pool = new RelayPool(launcher, { ...defaultConfig(), dns: { relayIdleMs: 5000, ...dns } }, clock, contexts, new Metrics());
   const ctx = (id: string) => ({ id, state: 'live', namespaces: {} }) as unknown as Context;
-  return { pool, launcher, ctx, advance: (ms: number) => (t += ms), exit: (c: Context) => listeners.forEach((l) => l(c)) };
+  return {
+    pool, launcher, ctx, advance: (ms: number) => (t += ms),
+    exit: (c: Context) => listeners.forEach((l) => l(c)), release: (c: Context) => releases.forEach((l) => l(c)),
+  };
 }
 
 /** What an upcall does with its relay: read both files, then give it back. */
@@ -236,6 +243,16 @@ describe('RelayPool', () => {
     assert.equal(launcher.started[0]!.stopped, true);
     assert.equal(launcher.started[1]!.stopped, false);
     assert.equal(pool.idle, 1);
+    pool.close();
+  });
+
+  test('a context let go (its last registration removed) stops its idle relays', async () => {
+    const { pool, launcher, ctx, release } = setup();
+    const c1 = ctx('c1');
+    await upcall(pool, c1);
+    await upcall(pool, ctx('c2'));
+    release(c1);
+    assert.deepEqual(launcher.started.map((r) => r.stopped), [true, false]);
     pool.close();
   });
 

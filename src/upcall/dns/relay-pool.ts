@@ -48,8 +48,8 @@ interface Parked {
  * live, and it is younger than relayReuseMs: a change to the init's context
  * (a setns, new credentials) is seen by a DNS upcall at most that long after
  * it happened (every spawn is checked: docs/security.md). The files are read
- * again for every upcall. Relays of a context whose init exited are stopped
- * at once (they die with its pid namespace anyway).
+ * again for every upcall. Relays of a context whose init exited, or that was
+ * let go (its last registration removed), are stopped at once.
  */
 @injectable()
 export class RelayPool {
@@ -68,6 +68,7 @@ export class RelayPool {
   ) {
     this.config = { ...DEFAULT_RELAY_POOL, ...broker.dns };
     contexts.onInitExit((ctx) => this.drain(ctx.id));
+    contexts.onRelease((ctx) => this.drain(ctx.id));
     metrics.gauge('upcall_broker_dns_relays_idle', 'DNS relays kept idle between upcalls', () => this.all.size);
   }
 
