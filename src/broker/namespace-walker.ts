@@ -50,7 +50,13 @@ export class NamespaceWalker {
   /** Find P0 for a process; the caller owns the returned fds. Throws E_NS_NOT_OWNED. */
   walk(process: Pidfd): { p0: NamespaceFd; userns: NamespaceFd; depth: number } {
     const userns = process.namespace('user');
-    let current = process.namespace('pid');
+    let current: NamespaceFd;
+    try {
+      current = process.namespace('pid'); // the process may exit between the two: the user namespace fd must not leak
+    } catch (err) {
+      userns.close();
+      throw err;
+    }
     try {
       const usernsId = userns.identity();
       if (!this.ownedBy(current, usernsId)) {

@@ -158,3 +158,27 @@ describe('the C spawner enters exactly the target\'s namespaces', () => {
     }
   });
 });
+
+describe('the walk when the process exits half-way', () => {
+  test('a process gone between its user and pid namespace lookups leaves no fd behind', async () => {
+    const { NamespaceWalker } = await import('../../src/broker/namespace-walker.js');
+    const { NullLoggerFactory } = await import('../../src/logging/winston-logger-factory.js');
+    const { readdirSync } = await import('node:fs');
+    const walker = new NamespaceWalker(libc, new NullLoggerFactory());
+    /** Our own pidfd, except that the pid namespace lookup fails as it does once the process has exited. */
+    class ExitsHalfway extends Pidfd {
+      override namespace(kind: Parameters<Pidfd['namespace']>[0]) {
+        if (kind === 'pid') throw Object.assign(new Error('ioctl(PIDFD_GET_PID_NAMESPACE): ESRCH'), { code: 'E_NO_PROCESS' });
+        return super.namespace(kind);
+      }
+    }
+    const probe = new ExitsHalfway(libc.pidfdOpen(process.pid, 0), libc, process.pid);
+    try {
+      const before = readdirSync('/proc/self/fd').length;
+      for (let i = 0; i < 20; i++) assert.throws(() => walker.walk(probe), /ESRCH/);
+      assert.equal(readdirSync('/proc/self/fd').length, before, 'every user namespace fd opened was closed');
+    } finally {
+      probe.close();
+    }
+  });
+});
