@@ -77,12 +77,10 @@ export class RegistrationOps {
   private async list(peer: PeerIdentity): Promise<RegistrationInfo[] | JsonText> {
     const viewer = this.auth.viewer(peer);
     const all = this.visibleTo(viewer);
-    const visible = (rs: Registration[]) => rs.filter((r) => this.auth.maySee(viewer, r.context)).map(toInfo);
-    if (all.length <= LIST_SLICE) return visible(all);
+    if (all.length <= LIST_SLICE) return all.map(toInfo);
     const parts: string[] = [];
     for (let i = 0; i < all.length; i += LIST_SLICE) {
-      const slice = visible(all.slice(i, i + LIST_SLICE));
-      if (slice.length > 0) parts.push(JSON.stringify(slice).slice(1, -1));
+      parts.push(JSON.stringify(all.slice(i, i + LIST_SLICE).map(toInfo)).slice(1, -1));
       await new Promise((resolve) => setImmediate(resolve));
     }
     return new JsonText(`[${parts.join(',')}]`);
@@ -102,7 +100,7 @@ export class RegistrationOps {
   /** One registration by id, mount id or path, among those the peer may see. */
   resolve(selector: Selector, peer: PeerIdentity): Registration {
     const viewer = this.auth.viewer(peer);
-    const matches = this.registry.find(selector, viewer.hostRoot ? undefined : this.visibleTo(viewer)).filter((r) => this.auth.maySee(viewer, r.context));
+    const matches = this.registry.find(selector, viewer.hostRoot ? undefined : this.visibleTo(viewer));
     if (matches.length === 0) throw new BrokerError('E_NOT_FOUND', `no registration matches ${JSON.stringify(selector)}`);
     if (matches.length > 1) {
       throw new BrokerError('E_BAD_REQUEST', `${matches.length} registrations match ${JSON.stringify(selector)}; use an id`,

@@ -82,6 +82,11 @@ export class BrokerProcess {
     });
   }
 
+  /** Lines of the broker's output that say it crashed (not its JSON log): a stack, an unhandled error. */
+  crashLines(): string[] {
+    return this.output.split('\n').filter((l) => !l.startsWith('{') && /Error\b|Unhandled|^\s+at |^Node\.js v/.test(l));
+  }
+
   /** Send a signal and wait for the exit; returns the exit code. */
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
     const child = this.child;

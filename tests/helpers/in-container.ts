@@ -1,3 +1,5 @@
+import assert from 'node:assert/strict';
+import type { RegistrationInfo } from '../../src/common/types.js';
 import type { TestContainer } from '../testbed/index.js';
 import { CLI } from './broker-process.js';
 
@@ -33,4 +35,11 @@ export async function mountTmpfs(c: TestContainer, path: string): Promise<void> 
   if (!path.startsWith('/mnt/')) throw new Error('mountTmpfs: use a path under /mnt');
   const q = (s: string) => `'${s.replace(/'/g, "'\\''")}'`;
   await c.check(['sh', '-c', `mountpoint -q /mnt || mount -t tmpfs -o size=1m ub-base /mnt; mkdir -p ${q(path)} && mount -t tmpfs -o size=1m ub-${c.name} ${q(path)}`]);
+}
+
+/** `register` of `path` from inside the container over a tenant socket, as its root; asserts it worked. */
+export async function registerIn(c: TestContainer, tenantSocket: string, path: string): Promise<RegistrationInfo> {
+  const r = await cliIn<RegistrationInfo>(c, ['register', '--socket', tenantSocket, '--mount', path]);
+  assert.equal(r.code, 0, `register ${path} in ${c.name}: ${JSON.stringify(r.json)} ${r.stderr}`);
+  return r.json;
 }

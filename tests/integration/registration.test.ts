@@ -6,7 +6,7 @@ import { BrokerClient } from '../../src/client/broker-client.js';
 import type { RegistrationInfo } from '../../src/common/types.js';
 import { BrokerProcess } from '../helpers/broker-process.js';
 import { takePid } from '../helpers/pid-reuse.js';
-import { cliIn, mountTmpfs } from '../helpers/in-container.js';
+import { cliIn, mountTmpfs, registerIn } from '../helpers/in-container.js';
 import { Testbed, type TestContainer } from '../testbed/index.js';
 
 type ErrorJson = { error: { code: string; message: string } };
@@ -30,12 +30,6 @@ after(async () => {
 
 function inode(pid: number | 'self', type: string): number {
   return Number(/\[(\d+)\]/.exec(readlinkSync(`/proc/${pid}/ns/${type}`))![1]);
-}
-
-async function register(c: TestContainer, path: string): Promise<RegistrationInfo> {
-  const r = await cliIn<RegistrationInfo>(c, ['register', '--socket', broker.tenantSocket, '--mount', path]);
-  assert.equal(r.code, 0, `register ${path} in ${c.name}: ${JSON.stringify(r.json)} ${r.stderr}`);
-  return r.json;
 }
 
 async function admin<T>(op: string, params: Record<string, unknown> = {}): Promise<T> {
@@ -62,7 +56,7 @@ describe('registration from inside containers', () => {
   let b1: RegistrationInfo;
 
   test('a container process registers: P0 is its pid namespace, the init is its init', async () => {
-    a1 = await register(a, '/mnt/one');
+    a1 = await registerIn(a, broker.tenantSocket, '/mnt/one');
     assert.match(a1.id, /^r-[0-9a-f]{12}$/);
     assert.equal(a1.state, 'live');
     assert.equal(a1.mountpoint, '/mnt/one');
@@ -77,8 +71,8 @@ describe('registration from inside containers', () => {
   });
 
   test('two mounts in one container share one context; two containers get two', async () => {
-    a2 = await register(a, '/mnt/two');
-    b1 = await register(b, '/mnt/one');
+    a2 = await registerIn(a, broker.tenantSocket, '/mnt/two');
+    b1 = await registerIn(b, broker.tenantSocket, '/mnt/one');
     assert.equal(a2.context.id, a1.context.id);
     assert.notEqual(a2.mountId, a1.mountId);
     assert.notEqual(b1.context.id, a1.context.id);
@@ -205,7 +199,7 @@ describe('init death, pid reuse and restarts', () => {
   test('init killed: init-exited within a second, upcalls fail with E_INIT_EXITED; a reused pid is never taken for it', async () => {
     const c = await bed.create({ name: 'regdie' });
     await mountTmpfs(c, '/mnt/d');
-    const reg = await register(c, '/mnt/d');
+    const reg = await registerIn(c, broker.tenantSocket, '/mnt/d');
     assert.equal((await admin<{ code: number }>('exec', { mount: reg.id, argv: ['/bin/true'] })).code, 0, 'upcalls work while init lives');
     const oldPid = c.initPid;
     await c.stop();

@@ -18,7 +18,7 @@ import { BrokerClient } from '../../src/client/broker-client.js';
 import type { RegistrationInfo } from '../../src/common/types.js';
 import { StoredRegistrationSchema, type StoredRegistration } from '../../src/broker/state-store.js';
 import { BrokerProcess } from '../helpers/broker-process.js';
-import { cliIn, mountTmpfs } from '../helpers/in-container.js';
+import { cliIn, mountTmpfs, registerIn } from '../helpers/in-container.js';
 import { admin, adminCode, batchArgv, ExitWatch, pidsWithArgv, until, zygoteOf } from '../helpers/reliability.js';
 import { Testbed, type TestContainer } from '../testbed/index.js';
 
@@ -44,21 +44,10 @@ async function brokerFor(t: { after(fn: () => Promise<void>): void }, extra: str
   return b;
 }
 
-async function registerIn(b: BrokerProcess, x: TestContainer, path: string): Promise<RegistrationInfo> {
-  const r = await cliIn<RegistrationInfo>(x, ['register', '--socket', b.tenantSocket, '--mount', path]);
-  assert.equal(r.code, 0, JSON.stringify(r.json));
-  return r.json;
-}
-
-/** Lines of a broker's output that say it crashed (not its JSON log). */
-function crashLines(b: BrokerProcess): string[] {
-  return b.output.split('\n').filter((l) => !l.startsWith('{') && /Error\b|Unhandled|^\s+at |^Node\.js v/.test(l));
-}
-
 describe('the upcall zygote dies with an upcall in flight', () => {
   test('SIGKILL: the exec fails with E_SPAWN at once, its program does not linger, the next exec runs on a new zygote', async (t) => {
     const b = await brokerFor(t);
-    const reg = await registerIn(b, c, '/mnt/f');
+    const reg = await registerIn(c, b.tenantSocket, '/mnt/f');
     const m = marker();
     const client = await BrokerClient.connect(b.adminSocket);
     t.after(() => client.close());
@@ -82,14 +71,14 @@ describe('the upcall zygote dies with an upcall in flight', () => {
     assert.equal(Buffer.from(again.stdoutBase64, 'base64').toString(), 'again\n');
     const next = zygoteOf(b.pid!);
     assert.ok(next !== null && next !== zygote, 'a new zygote serves');
-    assert.deepEqual(crashLines(b), []);
+    assert.deepEqual(b.crashLines(), []);
   });
 });
 
 describe('the broker dies with an upcall in flight', () => {
   test('SIGKILL of the broker: the zygote sees its pipe close, kills the upcall and exits; nothing is left', async (t) => {
     const b = await brokerFor(t);
-    const reg = await registerIn(b, c, '/mnt/f');
+    const reg = await registerIn(c, b.tenantSocket, '/mnt/f');
     const m = marker();
     const client = await BrokerClient.connect(b.adminSocket);
     t.after(() => client.close());
@@ -110,7 +99,7 @@ describe('the broker dies with an upcall in flight', () => {
 describe('a hanging upcall is killed with its whole tree at its timeout (exec op)', () => {
   test('a shell with two background children and a foreground one: E_UPCALL_TIMEOUT, then all four gone', async (t) => {
     const b = await brokerFor(t);
-    const reg = await registerIn(b, c, '/mnt/f');
+    const reg = await registerIn(c, b.tenantSocket, '/mnt/f');
     const [m1, m2, m3] = [marker(), marker(), marker()];
     const started = performance.now();
     const script = `sleep ${m1} & sleep ${m2} & sleep ${m3}; echo never`;
@@ -132,7 +121,7 @@ describe('a hanging upcall is killed with its whole tree at its timeout (exec op
 
   test('a child that left the process group with setsid is killed too', async (t) => {
     const b = await brokerFor(t);
-    const reg = await registerIn(b, c, '/mnt/f');
+    const reg = await registerIn(c, b.tenantSocket, '/mnt/f');
     const [m1, m2] = [marker(), marker()];
     const answer = adminCode(b, 'exec', { mount: reg.id, argv: ['sh', '-c', `setsid sleep ${m1} & sleep ${m2}`], timeoutMs: 1000 });
     let tree: number[] = [];
@@ -256,7 +245,7 @@ describe('the state on a full disk', () => {
     for (const id of acked.splice(0, 4)) await admin(b, 'unregister', { id });
     acked.push((await admin<RegistrationInfo>(b, 'register', { mountpoint: '/', source: BIG_SOURCE })).id);
     assert.deepEqual(stateIds(stateDir).sort(), [...acked].sort());
-    assert.deepEqual(crashLines(b), []);
+    assert.deepEqual(b.crashLines(), []);
   });
 
   test('concurrent registrations onto a nearly full disk: the state holds exactly the acknowledged ones, never a refused one', async (t) => {
@@ -377,7 +366,7 @@ describe('a corrupt state file', () => {
 describe('a state file of the previous release', () => {
   test('version 1 (one JSON file, no journals) is restored, then rewritten as a version 2 snapshot', async (t) => {
     const b = await brokerFor(t);
-    const ids = [(await registerIn(b, c, '/mnt/f')).id, (await admin<RegistrationInfo>(b, 'register', { mountpoint: '/' })).id].sort();
+    const ids = [(await registerIn(c, b.tenantSocket, '/mnt/f')).id, (await admin<RegistrationInfo>(b, 'register', { mountpoint: '/' })).id].sort();
     await b.stop('SIGTERM');
     const records = [...stateRecords(b.stateDir).values()];
     assert.deepEqual(records.map((r) => r.id).sort(), ids);

@@ -21,7 +21,7 @@ import type { RegistrationInfo } from '../../src/common/types.js';
 import { encodeFrame } from '../../src/server/framing.js';
 import { BrokerProcess, CLI } from '../helpers/broker-process.js';
 import { takePid } from '../helpers/pid-reuse.js';
-import { cliIn, mountTmpfs } from '../helpers/in-container.js';
+import { cliIn, mountTmpfs, registerIn } from '../helpers/in-container.js';
 import { admin, adminCode, ExitWatch, fdCount, pidsWithArgv, until } from '../helpers/reliability.js';
 import { childrenOf, Testbed, type TestContainer } from '../testbed/index.js';
 import { processesInNamespace } from '../testbed/procfs.js';
@@ -50,7 +50,7 @@ before(async () => {
     dnsBehaviours: [{ name: 'slow.test', kind: 'noanswer' }],
   });
   await mountTmpfs(c, '/mnt/h');
-  reg = await register(broker, c, '/mnt/h');
+  reg = await registerIn(c, broker.tenantSocket, '/mnt/h');
 });
 after(async () => {
   try {
@@ -60,16 +60,6 @@ after(async () => {
     rmSync(shared, { recursive: true, force: true });
   }
 });
-
-async function register(b: BrokerProcess, x: TestContainer, path: string): Promise<RegistrationInfo> {
-  const r = await cliIn<RegistrationInfo>(x, ['register', '--socket', b.tenantSocket, '--mount', path]);
-  assert.equal(r.code, 0, JSON.stringify(r.json));
-  return r.json;
-}
-
-function brokerCrashed(b: BrokerProcess): string[] {
-  return b.output.split('\n').filter((l) => !l.startsWith('{') && /Error\b|Unhandled|^\s+at |^Node\.js v/.test(l));
-}
 
 const marker = () => `${3000 + Math.floor(Math.random() * 1000)}.${randomBytes(3).readUIntBE(0, 3)}`;
 
@@ -92,7 +82,7 @@ describe('a container whose init exits or execs mid-upcall', () => {
       resolvConf: 'nameserver 127.0.0.1\noptions timeout:5 attempts:1\n',
     });
     await mountTmpfs(x, '/mnt/d');
-    const r = await register(broker, x, '/mnt/d');
+    const r = await registerIn(x, broker.tenantSocket, '/mnt/d');
     const m = marker();
     const client = await BrokerClient.connect(broker.adminSocket);
     try {
@@ -110,7 +100,7 @@ describe('a container whose init exits or execs mid-upcall', () => {
       assert.equal(await adminCode(broker, 'exec', { mount: r.id, argv: ['true'] }), 'E_INIT_EXITED');
       assert.equal(await adminCode(broker, 'resolve', { mount: r.id, description: 'slow.test' }), 'E_INIT_EXITED');
       assert.equal(await adminCode(broker, 'ping'), 'ok');
-      assert.deepEqual(brokerCrashed(broker), []);
+      assert.deepEqual(broker.crashLines(), []);
       // Nothing the broker started for this container outlives it (a bound, not at once: helpers
       // outside the container's pid namespace notice its end by polling).
       const watch = new ExitWatch(members.map((m) => m.pid));
@@ -167,7 +157,7 @@ describe('a container whose init exits or execs mid-upcall', () => {
     await w2.close();
     await until('the context to be marked dead', async () => (await admin<RegistrationInfo>(broker, 'show', { id: nreg.id })).state === 'init-exited', 2000);
     assert.equal(await adminCode(broker, 'exec', { mount: nreg.id, argv: ['true'] }), 'E_INIT_EXITED');
-    assert.deepEqual(brokerCrashed(broker), []);
+    assert.deepEqual(broker.crashLines(), []);
   });
 });
 
@@ -201,7 +191,7 @@ describe('pid reuse while registering', () => {
       (b.output.match(/peer exited before it was served|cannot identify peer|register.*(E_NO_PROCESS|E_INIT_EXITED)/g) ?? []).length >= 3, 5000);
     const regs = await admin<RegistrationInfo[]>(b, 'list');
     assert.deepEqual(regs, [], `nothing registered: ${JSON.stringify(regs.map((x) => [x.mounter, x.context]))}`);
-    assert.deepEqual(brokerCrashed(b), []);
+    assert.deepEqual(b.crashLines(), []);
   });
 
   test('a mounter that execs another program after sending is still itself: registered in its own container', async () => {

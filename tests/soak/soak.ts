@@ -346,7 +346,7 @@ async function main(): Promise<number> {
     ['processes', kids.every((k) => k.exe === ZYGOTE_EXE) && strays.length === 0 && zygoteKids.length === 0,
       `broker children: ${kids.map((k) => k.exe?.split('/').pop()).join(', ') || 'none'}; zygote children: ${zygoteKids.length}; strays: ${strays.join('; ') || 'none'}`],
     ['memory', !memGrowth, `RSS ${rss[0]?.[1] ?? 0} KiB at start, ${rssFirst} after warm-up, ${rssLast} at the end, max ${rssMax}; slope after warm-up ${mem.perMinute.toFixed(0)} KiB/min (R² ${mem.r2.toFixed(2)})`],
-    ['no internal errors, no crash', problems.length === 0 && crashLines().length === 0, [...problems.slice(0, 5), ...crashLines().slice(0, 5)].join(' | ') || 'none'],
+    ['no internal errors, no crash', problems.length === 0 && broker.crashLines().length === 0, [...problems.slice(0, 5), ...broker.crashLines().slice(0, 5)].join(' | ') || 'none'],
   ];
   const ok = checks.every(([, pass]) => pass);
   const table = ['| check | result | figures |', '|---|---|---|', ...checks.map(([name, pass, text]) => `| ${name} | ${pass ? 'pass' : '**FAIL**'} | ${text} |`)].join('\n');
@@ -380,10 +380,6 @@ async function quiesce(pid: number): Promise<void> {
     const z = kids.find((k) => k.exe === ZYGOTE_EXE);
     return kids.every((k) => k.exe === ZYGOTE_EXE) && (!z || childrenWithExe(z.pid).length === 0);
   }, 30_000, 100).catch((err: Error) => problems.push(err.message));
-}
-
-function crashLines(): string[] {
-  return broker.output.split('\n').filter((l) => !l.startsWith('{') && /Error\b|Unhandled|^\s+at |^Node\.js v/.test(l));
 }
 
 let code = 1;
