@@ -58,6 +58,12 @@
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
     },
     {
+      "target_name": "ub-pid-at",
+      "type": "executable",
+      "sources": ["tests/fixtures/pid-at.c"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+    },
+    {
       "target_name": "ub-seccomp-exec",
       "type": "executable",
       "sources": ["tests/fixtures/seccomp-exec.c"],

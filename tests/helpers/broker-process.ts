@@ -29,6 +29,10 @@ export function runCli(args: string[], options: { timeoutMs?: number } = {}): Pr
   });
 }
 
+function isCrashLine(l: string): boolean {
+  return !l.startsWith('{') && /Error\b|Unhandled|^\s+at |^Node\.js v/.test(l);
+}
+
 /** A real broker process (`upcall-broker serve`) on sockets in a private temp dir. */
 export class BrokerProcess {
   readonly dir: string;
@@ -36,9 +40,17 @@ export class BrokerProcess {
   readonly tenantSocket: string;
   readonly stateDir: string;
   private child: ChildProcess | null = null;
+  /** The broker's stdout and stderr (its JSON log, any crash), the last `keepOutputBytes` of it. */
   output = '';
+  private readonly keepOutputBytes: number;
+  private readonly crashes: string[] = [];
 
-  constructor() {
+  /**
+   * `keepOutputBytes`: how much of the output to keep (default: all of it). A soak running
+   * for an hour sets a bound; crash lines are kept whatever the bound.
+   */
+  constructor(options: { keepOutputBytes?: number } = {}) {
+    this.keepOutputBytes = options.keepOutputBytes ?? Infinity;
     this.dir = mkdtempSync(join(tmpdir(), 'ub-broker-'));
     chmodSync(this.dir, 0o755); // containers reach the tenant socket through this dir
     this.adminSocket = join(this.dir, 'broker.sock');
@@ -59,22 +71,35 @@ export class BrokerProcess {
     const [cmd, ...cmdArgs] = [...wrapper, process.execPath, ...nodeArgs, ...args];
     const child = spawn(cmd!, cmdArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
-    const from = this.output.length; // a restart must see its own ready line
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`broker not ready in 15 s:\n${this.output}`)), 15_000);
-      let ready = false;
-      // Only until ready is the output searched: searching all of it for every chunk made a
-      // long-running bench's client spend a whole core on a broker logging 1,000 lines a second.
-      const onData = (b: Buffer) => {
-        this.output += b.toString();
-        if (!ready && /"message":"ready"/.test(this.output.slice(from))) {
-          ready = true;
-          clearTimeout(timer);
-          resolve();
-        }
+      // Only until ready is the output searched, and only this start's (a restart must see its own
+      // ready line): searching all of it for every chunk made a long-running bench's client spend
+      // a whole core on a broker logging 1,000 lines a second.
+      let sinceStart: string | null = '';
+      const watch = (stream: NodeJS.ReadableStream) => {
+        let partial = '';
+        stream.on('data', (b: Buffer) => {
+          const text = b.toString();
+          this.append(text);
+          const lines = (partial + text).split('\n');
+          partial = lines.pop()!;
+          for (const l of lines) if (isCrashLine(l)) this.crashes.push(l);
+          if (sinceStart !== null) {
+            sinceStart += text;
+            if (/"message":"ready"/.test(sinceStart)) {
+              sinceStart = null;
+              clearTimeout(timer);
+              resolve();
+            }
+          }
+        });
+        stream.once('end', () => {
+          if (isCrashLine(partial)) this.crashes.push(partial);
+        });
       };
-      child.stdout!.on('data', onData);
-      child.stderr!.on('data', (b: Buffer) => (this.output += b.toString()));
+      watch(child.stdout!);
+      watch(child.stderr!);
       child.once('exit', (code) => {
         clearTimeout(timer);
         reject(new Error(`broker exited with ${code} before ready:\n${this.output}`));
@@ -82,9 +107,17 @@ export class BrokerProcess {
     });
   }
 
+  private append(text: string): void {
+    this.output += text;
+    if (this.output.length > 2 * this.keepOutputBytes) {
+      const cut = this.output.length - this.keepOutputBytes;
+      this.output = this.output.slice(this.output.indexOf('\n', cut) + 1 || cut);
+    }
+  }
+
   /** Lines of the broker's output that say it crashed (not its JSON log): a stack, an unhandled error. */
   crashLines(): string[] {
-    return this.output.split('\n').filter((l) => !l.startsWith('{') && /Error\b|Unhandled|^\s+at |^Node\.js v/.test(l));
+    return [...this.crashes];
   }
 
   /** Send a signal and wait for the exit; returns the exit code. */

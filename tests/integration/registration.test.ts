@@ -212,7 +212,7 @@ describe('init death, pid reuse and restarts', () => {
     assert.equal(state, 'init-exited', 'marked dead within a second');
     assert.equal(await adminError('exec', { mount: reg.id, argv: ['/bin/true'] }), 'E_INIT_EXITED');
 
-    // Pid reuse: make the kernel hand the dead init's pid to a new host process (ns_last_pid, as CRIU does).
+    // Pid reuse: make the kernel hand the dead init's pid to a new host process (clone3 with set_tid, as CRIU does).
     const impostor = await takePid(oldPid);
     try {
       assert.equal(impostor.pid, oldPid, 'the old init pid now names another process');

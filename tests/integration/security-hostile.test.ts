@@ -9,7 +9,7 @@
  * Resolver files as symlinks, FIFOs, huge files and device nodes are in dns.test.ts.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
@@ -20,7 +20,7 @@ import { BrokerClient } from '../../src/client/broker-client.js';
 import type { RegistrationInfo } from '../../src/common/types.js';
 import { encodeFrame } from '../../src/server/framing.js';
 import { BrokerProcess, CLI } from '../helpers/broker-process.js';
-import { takePid } from '../helpers/pid-reuse.js';
+import { takePid, type PidHolder } from '../helpers/pid-reuse.js';
 import { cliIn, mountTmpfs, registerIn } from '../helpers/in-container.js';
 import { admin, adminCode, ExitWatch, fdCount, pidsWithArgv, until } from '../helpers/reliability.js';
 import { childrenOf, Testbed, type TestContainer } from '../testbed/index.js';
@@ -172,7 +172,7 @@ describe('pid reuse while registering', () => {
       const s = net.connect(${JSON.stringify(b.tenantSocket)}, () => {
         s.write(Buffer.from(${JSON.stringify(encodeFrame({ v: 1, id: 1, op: 'register', params: { mountpoint: '/mnt/h' } }).toString('base64'))}, 'base64'), () => process.exit(0));
       });`;
-    const impostors: ChildProcess[] = [];
+    const impostors: PidHolder[] = [];
     t.after(() => impostors.forEach((p) => p.kill('SIGKILL')));
     process.kill(b.pid!, 'SIGSTOP'); // the broker cannot accept until the impostor exists
     let stopped = true;

@@ -16,6 +16,8 @@
  *   upcall program or spawner survives;
  * - memory: RSS sampled every second, a least-squares slope fitted after the
  *   warm-up (the first 25 % of the run), reported in KiB/min;
+ * - upcalls: each answered as its kind expects (ok, E_NOT_FOUND, E_UPCALL_TIMEOUT),
+ *   unless its container was stopped or its registration removed meanwhile;
  * - the broker never answered E_INTERNAL and never crashed.
  *
  * A summary is printed and appended to bench/RESULTS.md ("soak"). Exit 0 when
@@ -67,23 +69,26 @@ const CONTAINERS = opt('containers', 4);
 const CHURN_EVERY_MS = opt('churn-seconds', 6) * 1000;
 if (!(MINUTES > 0) || !(CONTAINERS >= 2)) throw new Error('usage: soak --minutes N (> 0) [--containers K (>= 2)] [--churn-seconds S]');
 
-const broker = new BrokerProcess();
+// An hour's debug log is about a gigabyte; the checks need only its crash lines, which are kept apart.
+const broker = new BrokerProcess({ keepOutputBytes: 16 << 20 });
 const bed = new Testbed();
 let seq = 0;
 
 /** What the soak knows it was told: every acknowledged registration, and whether it was removed since. */
-const acked = new Map<string, { container: TestContainer | null; removed: boolean }>();
+const acked = new Map<string, { container: TestContainer | null; removed: boolean; removing?: boolean }>();
 const live: TestContainer[] = [];
 const stopped = new Set<TestContainer>();
 /** Init pids of stopped containers whose registration batch was cut short: their unanswered registrations may exist. */
 const interrupted = new Set<number>();
 const outcomes: Record<string, Record<string, number>> = {};
 const problems: string[] = [];
+/** Upcalls whose answer was not the one expected, on a registration nothing happened to meanwhile. */
+const unexplained: string[] = [];
 
 function count(kind: string, code: string): void {
   const k = (outcomes[kind] ??= {});
   k[code] = (k[code] ?? 0) + 1;
-  if (code === 'E_INTERNAL' || code === 'E_PROTOCOL') problems.push(`${kind} answered ${code}`);
+  if (/^E_(INTERNAL|PROTOCOL)\b/.test(code)) problems.push(`${kind} answered ${code}`);
 }
 
 const pick = <T>(xs: readonly T[]): T | undefined => xs[Math.floor(Math.random() * xs.length)];
@@ -146,7 +151,8 @@ async function registrationRound(): Promise<void> {
 const HOST_KEPT = 20;
 
 /** Unregister as host root (a runtime cleaning up), counting the outcome. */
-async function unregister(id: string, v: { removed: boolean }): Promise<void> {
+async function unregister(id: string, v: { removed: boolean; removing?: boolean }): Promise<void> {
+  v.removing = true; // from now on an upcall on it may find it gone
   try {
     await admin(broker, 'unregister', { id });
     v.removed = true;
@@ -161,7 +167,7 @@ async function upcallRound(client: BrokerClient): Promise<void> {
   const candidates = [...acked.entries()].filter(([, v]) => !v.removed && (v.container === null || !stopped.has(v.container)));
   const target = pick(candidates);
   if (!target) return;
-  const [id] = target;
+  const [id, v] = target;
   const kinds: Array<[string, Record<string, unknown>]> = [
     ['exec', { op: 'exec', mount: id, argv: ['true'] }],
     ['exec', { op: 'exec', mount: id, argv: ['sh', '-c', 'echo out; echo err >&2; exit 3'] }],
@@ -172,15 +178,29 @@ async function upcallRound(client: BrokerClient): Promise<void> {
     ['resolve-slow', { op: 'resolve', mount: id, description: 'slow.test' }],
   ];
   // Host-context registrations resolve in the host: only names the host knows.
-  const usable = target[1].container === null ? kinds.filter(([k]) => !k.startsWith('resolve')) : kinds;
+  const usable = v.container === null ? kinds.filter(([k]) => !k.startsWith('resolve')) : kinds;
   const [kind, { op, ...params }] = pick(usable)!;
+  let code: string;
   try {
-    await client.request(op as string, params);
-    count(kind, 'ok');
+    const r = await client.request<{ signal?: string | null }>(op as string, params);
+    code = r?.signal ? `ok, killed by ${r.signal}` : 'ok';
   } catch (err) {
-    count(kind, (err as { code?: string }).code ?? '?');
+    code = (err as { code?: string }).code ?? '?';
+  }
+  // Any other answer must be explained by what the churn did to the registration meanwhile.
+  const raced = v.container !== null ? stopped.has(v.container) : v.removing === true;
+  if (code === EXPECTED[kind]) count(kind, code);
+  else if (raced) count(kind, `${code} (${v.container ? 'container stopped' : 'unregistered'} meanwhile)`);
+  else {
+    count(kind, `${code} (unexplained)`);
+    unexplained.push(`${kind} on ${id}: ${code}`);
   }
 }
+
+/** What each kind of upcall answers when its container keeps running and its registration stays. */
+const EXPECTED: Record<string, string> = {
+  'exec': 'ok', 'exec-timeout': 'E_UPCALL_TIMEOUT', 'exec-missing': 'E_NOT_FOUND', 'resolve': 'ok', 'resolve-slow': 'ok',
+};
 
 /** A second of lookups from inside a container, over the tenant socket. */
 async function tenantLookups(): Promise<void> {
@@ -346,6 +366,8 @@ async function main(): Promise<number> {
     ['processes', kids.every((k) => k.exe === ZYGOTE_EXE) && strays.length === 0 && zygoteKids.length === 0,
       `broker children: ${kids.map((k) => k.exe?.split('/').pop()).join(', ') || 'none'}; zygote children: ${zygoteKids.length}; strays: ${strays.join('; ') || 'none'}`],
     ['memory', !memGrowth, `RSS ${rss[0]?.[1] ?? 0} KiB at start, ${rssFirst} after warm-up, ${rssLast} at the end, max ${rssMax}; slope after warm-up ${mem.perMinute.toFixed(0)} KiB/min (R² ${mem.r2.toFixed(2)})`],
+    ['upcalls answered as expected', unexplained.length === 0,
+      `${unexplained.length} answers that neither the kind of upcall nor a container stopped (or registration removed) meanwhile explain${unexplained.length ? `: ${unexplained.slice(0, 5).join('; ')}` : ''}`],
     ['no internal errors, no crash', problems.length === 0 && broker.crashLines().length === 0, [...problems.slice(0, 5), ...broker.crashLines().slice(0, 5)].join(' | ') || 'none'],
   ];
   const ok = checks.every(([, pass]) => pass);
@@ -359,7 +381,6 @@ async function main(): Promise<number> {
   return ok ? 0 : 1;
 }
 
-/** Wait until the broker is idle: no child but the zygote, which has none (its per-context helpers expire). */
 /**
  * The broker's fd count once in-between states have passed: the least of a
  * few samples over half a second (a client that just disconnected leaves its
@@ -374,6 +395,7 @@ async function settledFdCount(pid: number): Promise<number> {
   return least;
 }
 
+/** Wait until the broker is idle: no child but the zygote, which has none (its per-context helpers expire). */
 async function quiesce(pid: number): Promise<void> {
   await until('the broker to be idle', () => {
     const kids = childrenWithExe(pid);
