@@ -181,11 +181,13 @@ async function upcallRound(client: BrokerClient): Promise<void> {
   const usable = v.container === null ? kinds.filter(([k]) => !k.startsWith('resolve')) : kinds;
   const [kind, { op, ...params }] = pick(usable)!;
   let code: string;
+  let why = '';
   try {
     const r = await client.request<{ signal?: string | null }>(op as string, params);
     code = r?.signal ? `ok, killed by ${r.signal}` : 'ok';
   } catch (err) {
     code = (err as { code?: string }).code ?? '?';
+    why = `: ${(err as Error).message} ${JSON.stringify((err as { details?: unknown }).details ?? {})}`;
   }
   // Any other answer must be explained by what the churn did to the registration meanwhile.
   const raced = v.container !== null ? stopped.has(v.container) : v.removing === true;
@@ -193,7 +195,7 @@ async function upcallRound(client: BrokerClient): Promise<void> {
   else if (raced) count(kind, `${code} (${v.container ? 'container stopped' : 'unregistered'} meanwhile)`);
   else {
     count(kind, `${code} (unexplained)`);
-    unexplained.push(`${kind} on ${id}: ${code}`);
+    unexplained.push(`${kind} on ${id} (${v.container ? `container ${v.container.initPid}` : 'host'}): ${code}${why}`);
   }
 }
 
