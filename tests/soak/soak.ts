@@ -69,13 +69,19 @@ const CONTAINERS = opt('containers', 4);
 const CHURN_EVERY_MS = opt('churn-seconds', 6) * 1000;
 if (!(MINUTES > 0) || !(CONTAINERS >= 2)) throw new Error('usage: soak --minutes N (> 0) [--containers K (>= 2)] [--churn-seconds S]');
 
-// An hour's debug log is about a gigabyte; the checks need only its crash lines, which are kept apart.
+// Only a tail of the broker's debug log is kept: the checks need its crash lines, which are kept apart.
 const broker = new BrokerProcess({ keepOutputBytes: 16 << 20 });
 const bed = new Testbed();
 let seq = 0;
 
-/** What the soak knows it was told: every acknowledged registration, and whether it was removed since. */
-const acked = new Map<string, { container: TestContainer | null; removed: boolean; removing?: boolean }>();
+/** What the soak knows it was told about one registration: whose it is, and whether it is being (or was) removed. */
+interface Acked {
+  container: TestContainer | null;
+  removed: boolean;
+  removing?: boolean;
+}
+/** Every acknowledged registration. */
+const acked = new Map<string, Acked>();
 const live: TestContainer[] = [];
 const stopped = new Set<TestContainer>();
 /** Init pids of stopped containers whose registration batch was cut short: their unanswered registrations may exist. */
@@ -151,7 +157,7 @@ async function registrationRound(): Promise<void> {
 const HOST_KEPT = 20;
 
 /** Unregister as host root (a runtime cleaning up), counting the outcome. */
-async function unregister(id: string, v: { removed: boolean; removing?: boolean }): Promise<void> {
+async function unregister(id: string, v: Acked): Promise<void> {
   v.removing = true; // from now on an upcall on it may find it gone
   try {
     await admin(broker, 'unregister', { id });
@@ -168,18 +174,19 @@ async function upcallRound(client: BrokerClient): Promise<void> {
   const target = pick(candidates);
   if (!target) return;
   const [id, v] = target;
-  const kinds: Array<[string, Record<string, unknown>]> = [
-    ['exec', { op: 'exec', mount: id, argv: ['true'] }],
-    ['exec', { op: 'exec', mount: id, argv: ['sh', '-c', 'echo out; echo err >&2; exit 3'] }],
-    ['exec-timeout', { op: 'exec', mount: id, argv: ['sh', '-c', 'sleep 30 & sleep 30'], timeoutMs: 300 }],
-    ['exec-missing', { op: 'exec', mount: id, argv: ['/no/such/program'] }],
-    ['resolve', { op: 'resolve', mount: id, description: 'svc.test' }],
-    ['resolve', { op: 'resolve', mount: id, description: 'files.test', callout: 'ipv4' }],
-    ['resolve-slow', { op: 'resolve', mount: id, description: 'slow.test' }],
+  // Each kind, its request, and its answer while the container keeps running and the registration stays.
+  const kinds: Array<[string, Record<string, unknown>, string]> = [
+    ['exec', { op: 'exec', mount: id, argv: ['true'] }, 'ok'],
+    ['exec', { op: 'exec', mount: id, argv: ['sh', '-c', 'echo out; echo err >&2; exit 3'] }, 'ok'],
+    ['exec-timeout', { op: 'exec', mount: id, argv: ['sh', '-c', 'sleep 30 & sleep 30'], timeoutMs: 300 }, 'E_UPCALL_TIMEOUT'],
+    ['exec-missing', { op: 'exec', mount: id, argv: ['/no/such/program'] }, 'E_NOT_FOUND'],
+    ['resolve', { op: 'resolve', mount: id, description: 'svc.test' }, 'ok'],
+    ['resolve', { op: 'resolve', mount: id, description: 'files.test', callout: 'ipv4' }, 'ok'],
+    ['resolve-slow', { op: 'resolve', mount: id, description: 'slow.test' }, 'ok'],
   ];
   // Host-context registrations resolve in the host: only names the host knows.
   const usable = v.container === null ? kinds.filter(([k]) => !k.startsWith('resolve')) : kinds;
-  const [kind, { op, ...params }] = pick(usable)!;
+  const [kind, { op, ...params }, expected] = pick(usable)!;
   let code: string;
   let why = '';
   try {
@@ -191,18 +198,13 @@ async function upcallRound(client: BrokerClient): Promise<void> {
   }
   // Any other answer must be explained by what the churn did to the registration meanwhile.
   const raced = v.container !== null ? stopped.has(v.container) : v.removing === true;
-  if (code === EXPECTED[kind]) count(kind, code);
+  if (code === expected) count(kind, code);
   else if (raced) count(kind, `${code} (${v.container ? 'container stopped' : 'unregistered'} meanwhile)`);
   else {
     count(kind, `${code} (unexplained)`);
     unexplained.push(`${kind} on ${id} (${v.container ? `container ${v.container.initPid}` : 'host'}): ${code}${why}`);
   }
 }
-
-/** What each kind of upcall answers when its container keeps running and its registration stays. */
-const EXPECTED: Record<string, string> = {
-  'exec': 'ok', 'exec-timeout': 'E_UPCALL_TIMEOUT', 'exec-missing': 'E_NOT_FOUND', 'resolve': 'ok', 'resolve-slow': 'ok',
-};
 
 /** A second of lookups from inside a container, over the tenant socket. */
 async function tenantLookups(): Promise<void> {
