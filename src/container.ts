@@ -6,6 +6,8 @@ import { ContextTable } from './broker/context-table.js';
 import { Doctor } from './broker/doctor.js';
 import { ExecOps } from './broker/exec-ops.js';
 import { RequestKeyOps } from './broker/request-key-ops.js';
+import { KeyRouter } from './broker/key-router.js';
+import { MountHelperRoutes } from './broker/mount-helper-routes.js';
 import { NamespaceWalker } from './broker/namespace-walker.js';
 import { RegistrationOps } from './broker/registration-ops.js';
 import { RegistrationRestorer } from './broker/registration-restorer.js';
@@ -85,6 +87,8 @@ export function brokerModule(): ContainerModule {
     bind(RegistrationOps).toSelf().inSingletonScope();
     bind(ExecOps).toSelf().inSingletonScope();
     bind(RequestKeyOps).toSelf().inSingletonScope();
+    bind(KeyRouter).toSelf().inSingletonScope();
+    bind(MountHelperRoutes).toSelf().inSingletonScope();
     bind(ResolveOps).toSelf().inSingletonScope();
     bind(StatusOps).toSelf().inSingletonScope();
     bind(UpcallSlots).toSelf().inSingletonScope();

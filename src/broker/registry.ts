@@ -11,7 +11,11 @@ import { NamespaceWalker } from './namespace-walker.js';
 import { StateStore, type StoredRegistration } from './state-store.js';
 
 /** A registration as held: the wire form's fields, with the live Context in place of its summary. */
-export type Registration = Omit<RegistrationInfo, 'state' | 'context'> & { context: Context };
+export type Registration = Omit<RegistrationInfo, 'state' | 'context'> & {
+  context: Context;
+  /** Set once its mount is gone (MountWatcher); in memory only: a restart checks again. */
+  unmounted?: boolean;
+};
 
 export interface RegisterRequest {
   mounter: Pidfd;
@@ -142,12 +146,12 @@ export class Registry {
 }
 
 export function toInfo(reg: Registration): RegistrationInfo {
-  const { context, ...rest } = reg;
-  return { ...rest, state: context.state, context: context.info() };
+  const { context, unmounted, ...rest } = reg;
+  return { ...rest, state: unmounted === true ? 'unmounted' : context.state, context: context.info() };
 }
 
 function toStored(reg: Registration): StoredRegistration {
-  const { context, ...rest } = reg;
+  const { context, unmounted: _unmounted, ...rest } = reg;
   return {
     ...rest,
     context: { initPid: context.initPid, initStartTime: context.initStartTime, pidns: context.pidnsId, userns: context.usernsId },

@@ -16,8 +16,9 @@ import { type KeyProgramRunner, SpawnerProgramRunner, ZygoteProgramRunner } from
 import { expandArgs, mapIdInto, selectRule } from '../upcall/request-key/rules.js';
 import { UpcallRunner } from '../upcall/zygote-runner.js';
 import { Authorizer } from './authorizer.js';
-import { Context, ContextTable } from './context-table.js';
-import { type HeldNamespaces, NamespaceWalker } from './namespace-walker.js';
+import type { Context } from './context-table.js';
+import { KeyRouter, type Routed } from './key-router.js';
+import type { HeldNamespaces } from './namespace-walker.js';
 import { UpcallSlots } from './upcall-slots.js';
 
 /** pidfd_open(2) flag for a thread (not a thread-group leader): O_EXCL, Linux 6.9. */
@@ -49,11 +50,12 @@ const RequestKeyParams = z.object({
 type RequestKeyParams = z.infer<typeof RequestKeyParams>;
 
 /** What the handler does with the key. Every answer carries a reason, for its log. */
-export type KeyDecision =
+export type KeyDecision = (
   | { action: 'instantiate'; payloadBase64: string; expirySeconds: number | null; reason: string; context?: string; host?: boolean }
   | { action: 'reject'; errno: number; errnoName: string; timeoutSeconds: number; reason: string; context?: string; host?: boolean }
   | { action: 'negate'; timeoutSeconds: number; reason: string; context?: string; host?: boolean }
-  | { action: 'decline'; reason: string; context?: string; host?: boolean };
+  | { action: 'decline'; reason: string; context?: string; host?: boolean }
+) & { /** Which context answered and why (docs/walk-rule.md, "Which context answers a kernel upcall"). */ route?: string };
 
 const DEFAULT_BUDGET_MS = 30_000;
 
@@ -72,12 +74,10 @@ export class RequestKeyOps {
   private readonly log: Logger;
   private readonly programs: KeyProgramRunner;
   private readonly conf: RequestKeyConfig;
-  private seq = 0;
 
   constructor(
     @inject(Authorizer) private readonly auth: Authorizer,
-    @inject(NamespaceWalker) private readonly walker: NamespaceWalker,
-    @inject(ContextTable) private readonly contexts: ContextTable,
+    @inject(KeyRouter) private readonly router: KeyRouter,
     @inject(DnsService) private readonly dns: DnsService,
     @inject(Spawner) spawner: Spawner,
     @inject(Libc) private readonly libc: Libc,
@@ -113,12 +113,13 @@ export class RequestKeyOps {
     const durationMs = Math.round((this.clock.monotonic() - started) * 1000) / 1000;
     this.metrics.upcall('request-key', decision.action === 'instantiate' ? 'ok' : decision.action, durationMs / 1000,
       decision.action === 'instantiate' ? undefined : { message: decision.reason, ...(decision.context ? { context: decision.context } : {}) });
+    if (decision.route !== undefined) this.metrics.keyRoute(decision.route);
     this.log.audit('request-key', {
       keyId: p.keyId, type: p.type, description: p.description, requesterPid: p.requesterPid, uid: p.uid,
       action: decision.action, ...('errno' in decision ? { errno: decision.errnoName } : {}),
       ...('timeoutSeconds' in decision ? { timeoutSeconds: decision.timeoutSeconds } : {}),
       ...('expirySeconds' in decision ? { expirySeconds: decision.expirySeconds } : {}),
-      context: decision.context ?? null, host: decision.host ?? null, reason: decision.reason, durationMs,
+      context: decision.context ?? null, host: decision.host ?? null, route: decision.route ?? null, reason: decision.reason, durationMs,
     });
     return decision;
   }
@@ -132,8 +133,7 @@ export class RequestKeyOps {
     } catch (err) {
       return this.fromError(err, `requester ${p.requesterPid}`);
     }
-    let ctx: Context;
-    let temporary = false;
+    let routed: Routed;
     try {
       // The handler read the requester's start time while the requester slept in
       // request_key(); if our pidfd names another process, the pid was reused.
@@ -141,16 +141,42 @@ export class RequestKeyOps {
       if (p.requesterStartTime !== undefined && p.requesterStartTime !== 0 && startTime !== p.requesterStartTime) {
         return this.reject(E.ESRCH, this.conf.retryTimeoutSeconds, `requester ${p.requesterPid} exited (its pid now names another process)`);
       }
-      ({ ctx, temporary } = this.contextFor(requester));
+      routed = this.router.route(requester, p.type, p.description);
     } catch (err) {
       return this.fromError(err, `requester ${p.requesterPid}`);
     } finally {
       requester.close();
     }
+    try {
+      const d = await this.answer(p, routed, budgetMs);
+      return routed.route.capExpiry ? this.capped(d) : d;
+    } finally {
+      for (const h of routed.answerers) if (h.temporary) h.ctx.release();
+    }
+  }
+
+  /** The answer of the routed context(s); several must agree (docs/walk-rule.md, cases 6 and 8). */
+  private async answer(p: RequestKeyParams, routed: Routed, budgetMs: number): Promise<KeyDecision> {
+    const name = routed.route.route;
+    if (routed.answerers.length === 0) {
+      return { ...this.negate(`no known context owns the requester's network namespace (route ${name})`), route: name };
+    }
+    const all = await Promise.all(routed.answerers.map(({ ctx }) => this.answerIn(ctx, p, budgetMs)));
+    if (all.length === 1) return { ...all[0]!, route: name };
+    const agreed = all.every((d) => d.action === 'instantiate' && d.payloadBase64 === (all[0] as { payloadBase64: string }).payloadBase64);
+    const final = name.replace(/-several$/, agreed ? '-agreed' : '-ambiguous');
+    const contexts = routed.answerers.map((h) => h.ctx.id).join(',');
+    if (!agreed) return { ...this.reject(E.ENOKEY, this.conf.retryTimeoutSeconds, `contexts ${contexts} disagree on ${p.description}`), context: contexts, host: false, route: final };
+    const expiries = all.map((d) => ('expirySeconds' in d ? d.expirySeconds : null)).filter((e): e is number => e !== null);
+    return { ...all[0]!, expirySeconds: expiries.length > 0 ? Math.min(...expiries) : null, context: contexts, route: final } as KeyDecision;
+  }
+
+  /** One context's answer; a host context with hostRequests "decline" declines (the handler's fallback). */
+  private async answerIn(ctx: Context, p: RequestKeyParams, budgetMs: number): Promise<KeyDecision> {
     const where = { context: ctx.id, host: ctx.namespaces?.host ?? false };
     try {
       if (where.host && this.conf.hostRequests === 'decline') {
-        return { action: 'decline', reason: 'the requester is a host process (hostRequests: decline)', ...where };
+        return { action: 'decline', reason: 'answered as on the host (hostRequests: decline)', ...where };
       }
       const callout = p.calloutBase64 !== undefined ? Buffer.from(p.calloutBase64, 'base64') : Buffer.from(p.callout ?? '', 'utf8');
       // Held per context: every container's kernel upcalls come in as host root.
@@ -160,9 +186,15 @@ export class RequestKeyOps {
       return { ...d, ...where };
     } catch (err) {
       return { ...this.fromError(await ctx.explain(err), `context ${ctx.id}`), ...where };
-    } finally {
-      if (temporary) ctx.release();
     }
+  }
+
+  /** A kernel thread's key may land in the host's cache: no longer than kernelThreadMaxExpirySeconds. */
+  private capped(d: KeyDecision): KeyDecision {
+    const cap = this.conf.kernelThreadMaxExpirySeconds;
+    if (d.action === 'instantiate') return { ...d, expirySeconds: Math.min(d.expirySeconds ?? cap, cap) };
+    if (d.action === 'reject' || d.action === 'negate') return { ...d, timeoutSeconds: Math.min(d.timeoutSeconds, cap) };
+    return d;
   }
 
   /** pidfd_open of the requesting task; rka->pid is a thread id, so a non-leader needs PIDFD_THREAD. */
@@ -171,36 +203,6 @@ export class RequestKeyOps {
     if (fd < 0 && this.libc.errno() === EINVAL) fd = this.libc.pidfdOpen(pid, PIDFD_THREAD);
     if (fd < 0) throw errnoError('pidfd_open', this.libc.errno(), `requester ${pid}`);
     return new Pidfd(fd, this.libc, pid);
-  }
-
-  /**
-   * The walk rule for the requester: the live registered context of its P0 when
-   * there is one, else a temporary hold released when the request ends.
-   */
-  private contextFor(requester: Pidfd): { ctx: Context; temporary: boolean } {
-    const { p0, userns, depth } = this.walker.walk(requester);
-    try {
-      const pidnsId = p0.identity();
-      const live = this.contexts.liveFor(pidnsId);
-      if (live && live.state === 'live' && live.namespaces !== null) {
-        p0.close();
-        userns.close();
-        return { ctx: live, temporary: false };
-      }
-      const init = this.walker.initOf(p0);
-      let held: HeldNamespaces;
-      try {
-        held = { p0, userns, init, pidnsId, usernsId: userns.identity(), initStartTime: startTimeOf(init), depth, host: this.walker.isOwnPidns(pidnsId) };
-      } catch (err) {
-        init.close();
-        throw err;
-      }
-      return { ctx: new Context(`k-${pidnsId.ino}-${++this.seq}`, held), temporary: true };
-    } catch (err) {
-      p0.close();
-      userns.close();
-      throw err;
-    }
   }
 
   /** dns_resolver: the container's own resolver; a DNS failure rejects the key as keyutils does. */

@@ -33,6 +33,7 @@ const RequestKeySchema = z.object({
   hostRequests: z.enum(['serve', 'decline']).default('decline'),
   negativeTimeoutSeconds: z.number().int().min(0).max(86_400).default(60),
   retryTimeoutSeconds: z.number().int().min(0).max(86_400).default(1),
+  kernelThreadMaxExpirySeconds: z.number().int().min(1).max(86_400).default(10),
   rules: z.array(RequestKeyRuleSchema).max(256).default([]),
 }).strict();
 

@@ -11,6 +11,6 @@ export function defaultConfig(): BrokerConfig {
     logFormat: 'json',
     nativeDir: DEFAULT_NATIVE_DIR,
     metricsListen: null,
-    requestKey: { hostRequests: 'decline', negativeTimeoutSeconds: 60, retryTimeoutSeconds: 1, rules: [] },
+    requestKey: { hostRequests: 'decline', negativeTimeoutSeconds: 60, retryTimeoutSeconds: 1, kernelThreadMaxExpirySeconds: 10, rules: [] },
   };
 }

@@ -79,6 +79,11 @@ export interface RequestKeyConfig {
   negativeTimeoutSeconds: number;
   /** Timeout of keys rejected for a transient reason (upcall timed out, container init gone, spawn failed). */
   retryTimeoutSeconds: number;
+  /**
+   * Longest expiry (and negative timeout) of a key answered for a kernel thread
+   * by the registrations: such a key may land in the host's cache.
+   */
+  kernelThreadMaxExpirySeconds: number;
   /** Rules for generic key types; for one key, the best match wins as in request-key.conf. */
   rules: RequestKeyRule[];
 }

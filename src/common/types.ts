@@ -1,6 +1,7 @@
 /** Wire types shared by the broker, its clients and the CLI (docs/protocol.md). */
 
-export type RegistrationState = 'live' | 'init-exited';
+/** `unmounted`: its mount is gone (the registration stays until it is unregistered). */
+export type RegistrationState = 'live' | 'init-exited' | 'unmounted';
 
 export interface ContextInfo {
   id: string;

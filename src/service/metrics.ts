@@ -35,6 +35,10 @@ export class Metrics {
     name: 'upcall_broker_dns_relays_total', help: 'DNS relays given to upcalls: started for it, or reused (kept idle since an earlier upcall)',
     labelNames: ['how'], registers: [this.registry],
   });
+  private readonly keyRoutes = new Counter({
+    name: 'upcall_broker_key_routes_total', help: 'Kernel key requests by the route that chose their context (kthread-ambiguous: contexts disagreed)',
+    labelNames: ['route'], registers: [this.registry],
+  });
   private readonly failures: FailureRecord[] = [];
   private loopDelay: IntervalHistogram | null = null;
   private gcObserver: PerformanceObserver | null = null;
@@ -111,6 +115,11 @@ export class Metrics {
     const key = `${type}:${outcome}`;
     this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
     if (outcome !== 'ok') this.fail({ type, code: outcome, message: failure?.message ?? outcome, ...(failure?.context ? { context: failure.context } : {}) });
+  }
+
+  /** Which context answered a kernel key request (docs/walk-rule.md, cases 6–10). */
+  keyRoute(route: string): void {
+    this.keyRoutes.inc({ route });
   }
 
   registration(outcome: string, message?: string): void {

@@ -16,8 +16,8 @@ function withConfig(t: { after(fn: () => void): void }, body: unknown): string {
 
 const refused = (field: RegExp) => (e: unknown) => e instanceof BrokerError && e.code === 'E_CONFIG' && field.test(String(e.details['field']));
 
-test('defaults: host requests declined, the kernel\'s 60 s negative timeout, no rules', () => {
-  assert.deepEqual(loadConfig(undefined).requestKey, { hostRequests: 'decline', negativeTimeoutSeconds: 60, retryTimeoutSeconds: 1, rules: [] });
+test('defaults: host requests declined, the kernel\'s 60 s negative timeout, kernel-thread keys capped at 10 s, no rules', () => {
+  assert.deepEqual(loadConfig(undefined).requestKey, { hostRequests: 'decline', negativeTimeoutSeconds: 60, retryTimeoutSeconds: 1, kernelThreadMaxExpirySeconds: 10, rules: [] });
 });
 
 test('a rule gets its defaults filled in', (t) => {

@@ -1,0 +1,159 @@
+import { inject, injectable } from 'inversify';
+import { BrokerError } from '../common/errors.js';
+import { Libc } from '../ns/libc.js';
+import type { NsIdentity } from '../ns/namespace-fd.js';
+import { Pidfd } from '../ns/pidfd.js';
+import { startTimeOf } from '../ns/proc-info.js';
+import { Context, ContextTable } from './context-table.js';
+import { decideRoute, type KeyRoute, type RouteContext, type RouteRegistration } from './key-route.js';
+import { MountHelperRoutes, readStat } from './mount-helper-routes.js';
+import { type HeldNamespaces, NamespaceWalker } from './namespace-walker.js';
+import { Registry } from './registry.js';
+
+/** PF_KTHREAD (include/linux/sched.h): the task is a kernel thread. */
+const PF_KTHREAD = 0x00200000;
+
+/** A context to answer in; a temporary one is released by the caller when the request ends. */
+export interface Held {
+  ctx: Context;
+  temporary: boolean;
+}
+
+export type Routed = { route: KeyRoute; answerers: Held[] };
+
+const nsKey = (id: NsIdentity) => `${id.dev}:${id.ino}`;
+
+/**
+ * Gathers what decideRoute needs from the kernel (is the requester a kernel
+ * thread, its network namespace, the live registrations and their contexts'
+ * network namespaces) and turns the route into contexts to answer in.
+ */
+@injectable()
+export class KeyRouter {
+  private readonly hostNetns: string;
+  /** A context's network namespace is its init's, read once (docs/walk-rule.md, case 8). */
+  private readonly netnsOf = new WeakMap<Context, string | null>();
+  private seq = 0;
+
+  constructor(
+    @inject(Libc) private readonly libc: Libc,
+    @inject(NamespaceWalker) private readonly walker: NamespaceWalker,
+    @inject(ContextTable) private readonly contexts: ContextTable,
+    @inject(Registry) private readonly registry: Registry,
+    @inject(MountHelperRoutes) private readonly helpers: MountHelperRoutes,
+  ) {
+    using self = Pidfd.open(libc, process.pid);
+    using net = self.namespace('net');
+    this.hostNetns = nsKey(net.identity());
+  }
+
+  /** Throws what the walk throws (E_NS_NOT_OWNED, E_INIT_EXITED, E_NO_PROCESS). */
+  route(requester: Pidfd, type: string, description: string): Routed {
+    const stat = readStat(requester.pid);
+    if (stat === null || !requester.isAlive()) throw new BrokerError('E_NO_PROCESS', `requester ${requester.pid} exited`);
+    const kernelThread = (stat.flags & PF_KTHREAD) !== 0;
+    const live = this.registry.list().filter((r) => r.context.state === 'live' && r.context.namespaces !== null && r.unmounted !== true);
+    let walked: Held | undefined;
+    try {
+      const route = decideRoute({
+        type, description, kernelThread,
+        helperContext: kernelThread ? null : this.helpers.contextOf(requester.pid),
+        requesterNetns: kernelThread || type !== 'dns_resolver' ? null : this.netnsOfProcess(requester),
+        hostNetns: this.hostNetns,
+        registrations: live.map((r): RouteRegistration => ({ contextId: r.context.id, fstype: r.fstype, source: r.source })),
+        contexts: type === 'dns_resolver' && !kernelThread ? this.knownContexts(live.map((r) => r.context)) : [],
+      }, () => {
+        walked = this.contextFor(requester);
+        return { contextId: walked.ctx.id, netns: this.contextNetns(walked.ctx), host: walked.ctx.namespaces?.host ?? false };
+      });
+      return { route, answerers: this.answerers(route, requester, walked) };
+    } catch (err) {
+      if (walked?.temporary) walked.ctx.release();
+      throw err;
+    }
+  }
+
+  private answerers(route: KeyRoute, requester: Pidfd, walked: Held | undefined): Held[] {
+    const t = route.target;
+    switch (t.kind) {
+      case 'decline': {
+        if (walked?.temporary) walked.ctx.release();
+        return [];
+      }
+      case 'walk': return [walked ?? this.contextFor(requester)];
+      case 'host': {
+        using self = Pidfd.open(this.libc, process.pid);
+        return [this.contextFor(self)];
+      }
+      case 'contexts': {
+        if (walked?.temporary) walked.ctx.release();
+        return t.ids.map((id) => {
+          const ctx = this.contexts.get(id);
+          if (!ctx || ctx.namespaces === null) throw new BrokerError('E_INIT_EXITED', `the init of context ${id} has exited`);
+          return { ctx, temporary: false };
+        });
+      }
+    }
+  }
+
+  /** The requester's network namespace; null (treated as the host's) when it cannot be read. */
+  private netnsOfProcess(p: Pidfd): string | null {
+    try {
+      using net = p.namespace('net');
+      return nsKey(net.identity());
+    } catch {
+      return null;
+    }
+  }
+
+  private knownContexts(all: Context[]): RouteContext[] {
+    return [...new Set(all)].map((c) => ({ id: c.id, netns: this.contextNetns(c) }));
+  }
+
+  private contextNetns(ctx: Context): string | null {
+    const held = ctx.namespaces;
+    if (held === null) return null;
+    if (held.host) return this.hostNetns;
+    if (!this.netnsOf.has(ctx)) {
+      let id: string | null = null;
+      try {
+        using net = held.init.namespace('net');
+        id = nsKey(net.identity());
+      } catch {
+        // an init that is exiting: routed by nothing
+      }
+      this.netnsOf.set(ctx, id);
+    }
+    return this.netnsOf.get(ctx) ?? null;
+  }
+
+  /**
+   * The walk rule for a process: the live registered context of its P0 when
+   * there is one, else a temporary hold released when the request ends.
+   */
+  contextFor(process: Pidfd): Held {
+    const { p0, userns, depth } = this.walker.walk(process);
+    try {
+      const pidnsId = p0.identity();
+      const live = this.contexts.liveFor(pidnsId);
+      if (live && live.state === 'live' && live.namespaces !== null) {
+        p0.close();
+        userns.close();
+        return { ctx: live, temporary: false };
+      }
+      const init = this.walker.initOf(p0);
+      let held: HeldNamespaces;
+      try {
+        held = { p0, userns, init, pidnsId, usernsId: userns.identity(), initStartTime: startTimeOf(init), depth, host: this.walker.isOwnPidns(pidnsId) };
+      } catch (err) {
+        init.close();
+        throw err;
+      }
+      return { ctx: new Context(`k-${pidnsId.ino}-${++this.seq}`, held), temporary: true };
+    } catch (err) {
+      p0.close();
+      userns.close();
+      throw err;
+    }
+  }
+}
