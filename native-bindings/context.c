@@ -301,6 +301,213 @@ static int stat_start_time(const char *stat, unsigned long long *out)
 }
 
 /* ------------------------------------------------------------------------
+ * kernel features newer than Linux 6.1, and their fallbacks
+ */
+
+static int compat_have[UB_COMPAT_COUNT] = { -1, -1 };  /* -1: not probed yet */
+static int compat_forced[UB_COMPAT_COUNT];
+static const char *const compat_words[UB_COMPAT_COUNT] = { "no-pidfd-ns", "no-pidfd-info" };
+
+static int has_word(const char *list, const char *word)
+{
+	size_t n = strlen(word);
+	const char *p = list;
+
+	for (;;) {
+		if (strncmp(p, word, n) == 0 && (p[n] == ',' || p[n] == '\0'))
+			return 1;
+		p = strchr(p, ',');
+		if (!p)
+			return 0;
+		p++;
+	}
+}
+
+static void compat_read_env(void)
+{
+	static int done;
+	const char *v;
+	int f;
+
+	if (done)
+		return;
+	done = 1;
+	v = getenv("UB_KERNEL_COMPAT");
+	if (!v)
+		return;
+	for (f = 0; f < UB_COMPAT_COUNT; f++)
+		compat_forced[f] = has_word(v, "all") || has_word(v, compat_words[f]);
+	unsetenv("UB_KERNEL_COMPAT");
+}
+
+/* One ioctl on a pidfd of our own: an unknown request fails with ENOTTY (the
+ * pidfd's file has no ioctl before 6.11) or EINVAL. */
+static int compat_probe(enum ub_compat_feature f)
+{
+	struct pidfd_info_v0 info = { .mask = UB_PIDFD_INFO_PID };
+	int self = (int)syscall(UB_NR_pidfd_open, getpid(), 0), r, err;
+
+	if (self < 0)
+		return 1; /* cannot tell: the real call will say */
+	r = f == UB_COMPAT_PIDFD_NS ? ioctl(self, UB_PIDFD_GET_PID_NAMESPACE, 0) : ioctl(self, UB_PIDFD_GET_INFO, &info);
+	err = errno;
+	if (f == UB_COMPAT_PIDFD_NS && r >= 0)
+		close(r);
+	close(self);
+	return r >= 0 || (err != ENOTTY && err != EINVAL);
+}
+
+int ub_compat_has(enum ub_compat_feature f)
+{
+	compat_read_env();
+	if (compat_forced[f])
+		return 0;
+	if (compat_have[f] < 0)
+		compat_have[f] = compat_probe(f);
+	return compat_have[f];
+}
+
+void ub_compat_init(void)
+{
+	int f;
+
+	for (f = 0; f < UB_COMPAT_COUNT; f++)
+		ub_compat_has(f);
+}
+
+/* The numbers of one "Key:" line ("Pid:\t12", "NSpid:\t12\t1") of a /proc text. */
+static size_t status_numbers(const char *text, const char *key, long *out, size_t max)
+{
+	const char *p = status_value(text, key);
+	size_t n = 0;
+
+	while (p && n < max) {
+		char *end;
+		long v = strtol(p, &end, 10);
+
+		if (end == p)
+			break;
+		out[n++] = v;
+		p = end;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '\n' || *p == '\0')
+			break;
+	}
+	return n;
+}
+
+/* "Key:" numbers of our fdinfo for pidfd, read in procdir (-1: /proc). */
+static size_t fdinfo_numbers(int procdir, int pidfd, const char *key, long *out, size_t max)
+{
+	char name[64], *text;
+	size_t n;
+
+	snprintf(name, sizeof(name), procdir >= 0 ? "self/fdinfo/%d" : "/proc/self/fdinfo/%d", pidfd);
+	if (read_at(procdir >= 0 ? procdir : AT_FDCWD, name, &text, NULL) < 0)
+		return 0;
+	n = status_numbers(text, key, out, max);
+	free(text);
+	if (n == 0)
+		errno = ENOTTY; /* no such line: not a pidfd */
+	return n;
+}
+
+pid_t ub_pidfd_pid(int pidfd)
+{
+	struct pidfd_info_v0 info = { .mask = UB_PIDFD_INFO_PID };
+	long pid;
+
+	if (ub_compat_has(UB_COMPAT_PIDFD_INFO))
+		return ioctl(pidfd, UB_PIDFD_GET_INFO, &info) == 0 ? (pid_t)info.pid : -1;
+	/* pidfd_show_fdinfo(): -1 once the process is reaped (a zombie keeps its pid) */
+	if (fdinfo_numbers(-1, pidfd, "Pid", &pid, 1) != 1)
+		return -1;
+	if (pid <= 0) {
+		errno = ESRCH;
+		return -1;
+	}
+	return (pid_t)pid;
+}
+
+pid_t ub_pidfd_vpid(int procdir, int pidfd)
+{
+	struct pidfd_info_v0 info = { .mask = UB_PIDFD_INFO_PID };
+	long theirs[32], ours[32];
+	size_t nt, no;
+	char *text;
+
+	if (ub_compat_has(UB_COMPAT_PIDFD_INFO))
+		return ioctl(pidfd, UB_PIDFD_GET_INFO, &info) == 0 ? (pid_t)info.pid : -1;
+	/* Both NSpid lists start at the pid namespace of that /proc: ours has one
+	 * entry per level down to our active pid namespace, so the target's entry
+	 * at our last index is its number there (the target is at our level or
+	 * below: A outside, B and T inside the container's pid namespace). */
+	nt = fdinfo_numbers(procdir, pidfd, "NSpid", theirs, 32);
+	if (nt == 0 || theirs[0] <= 0) {
+		errno = nt ? ESRCH : errno;
+		return -1;
+	}
+	if (read_at(procdir >= 0 ? procdir : AT_FDCWD, procdir >= 0 ? "self/status" : "/proc/self/status", &text, NULL) < 0)
+		return -1;
+	no = status_numbers(text, "NSpid", ours, 32);
+	free(text);
+	if (no == 0 || no > nt) {
+		errno = ESRCH; /* not in our pid namespace or below it */
+		return -1;
+	}
+	return (pid_t)theirs[no - 1];
+}
+
+static const char *ns_file_of(unsigned long req)
+{
+	switch (req) {
+	case UB_PIDFD_GET_USER_NAMESPACE: return "user";
+	case UB_PIDFD_GET_MNT_NAMESPACE: return "mnt";
+	case UB_PIDFD_GET_PID_NAMESPACE: return "pid";
+	case UB_PIDFD_GET_PID_FOR_CHILDREN_NAMESPACE: return "pid_for_children";
+	case UB_PIDFD_GET_NET_NAMESPACE: return "net";
+	case UB_PIDFD_GET_UTS_NAMESPACE: return "uts";
+	case UB_PIDFD_GET_IPC_NAMESPACE: return "ipc";
+	case UB_PIDFD_GET_CGROUP_NAMESPACE: return "cgroup";
+	case UB_PIDFD_GET_TIME_NAMESPACE: return "time";
+	case UB_PIDFD_GET_TIME_FOR_CHILDREN_NAMESPACE: return "time_for_children";
+	default: return NULL;
+	}
+}
+
+int ub_pidfd_ns_open(int pidfd, unsigned long req)
+{
+	const char *name = ns_file_of(req);
+	char path[64];
+	pid_t pid;
+	int fd;
+
+	if (ub_compat_has(UB_COMPAT_PIDFD_NS))
+		return ioctl(pidfd, req, 0);
+	if (!name) {
+		errno = EINVAL;
+		return -1;
+	}
+	pid = ub_pidfd_pid(pidfd);
+	if (pid < 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* Opened by pid: it was this process's only if the process is still alive
+	 * now (a live process keeps its pid, and a pidfd's process never returns). */
+	if (ub_ctx_target_exited(pidfd)) {
+		if (fd >= 0)
+			close(fd);
+		errno = ESRCH;
+		return -1;
+	}
+	if (fd < 0 && errno == ENOENT)
+		errno = EOPNOTSUPP; /* alive, no such file: the kernel lacks the type */
+	return fd;
+}
+
+/* ------------------------------------------------------------------------
  * opening the target
  */
 
@@ -311,6 +518,7 @@ void ub_ctx_init(struct ub_context *c)
 	memset(c, 0, sizeof(*c));
 	c->pidfd = c->procfd = c->rootfd = c->cwdfd = c->lsm_fd = -1;
 	c->last_cap = CAP_LAST_CAP;
+	ub_compat_init();
 	for (f = 0; f < UB_F_COUNT; f++)
 		field(c, f, "ok");
 	field(c, UB_F_SECUREBITS, "not copied: another process's securebits cannot be read; defaults kept");
@@ -344,13 +552,14 @@ void ub_ctx_release(struct ub_context *c)
 
 static int open_pidfd(struct ub_context *c, const struct ub_ctx_target *t, struct ub_ctx_error *e)
 {
-	struct pidfd_info_v0 info = { .mask = UB_PIDFD_INFO_PID };
-
 	if (t->pidfd >= 0) {
-		if (ioctl(t->pidfd, UB_PIDFD_GET_INFO, &info) < 0)
-			return fail(e, errno == ESRCH ? "E_INIT_EXITED" : "E_NOT_PIDFD", errno, "ioctl(PIDFD_GET_INFO)");
+		pid_t pid = ub_pidfd_pid(t->pidfd);
+
+		if (pid < 0)
+			return fail(e, errno == ESRCH ? "E_INIT_EXITED" : "E_NOT_PIDFD", errno, "%s",
+				    ub_compat_has(UB_COMPAT_PIDFD_INFO) ? "ioctl(PIDFD_GET_INFO)" : "Pid: of /proc/self/fdinfo/<pidfd>");
 		c->pidfd = t->pidfd;
-		c->pid = (pid_t)info.pid;
+		c->pid = pid;
 		return 0;
 	}
 	if (t->pid <= 0)
@@ -378,9 +587,9 @@ static int check_pidns(struct ub_context *c, unsigned long long want, struct ub_
 				    want, (unsigned long long)st.st_ino);
 		return 0;
 	}
-	fd = ioctl(c->pidfd, UB_PIDFD_GET_PID_NAMESPACE, 0);
+	fd = ub_pidfd_ns_open(c->pidfd, UB_PIDFD_GET_PID_NAMESPACE);
 	if (fd < 0)
-		return fail_target(c, e, "E_NS_OPEN", errno, "ioctl(PIDFD_GET_PID_NAMESPACE)");
+		return fail_target(c, e, "E_NS_OPEN", errno, "open pid namespace of pid %d", (int)c->pid);
 	if (fstat(fd, &st) < 0) {
 		close(fd);
 		return fail(e, "E_NS_OPEN", errno, "fstat pid namespace");
@@ -996,7 +1205,7 @@ static int capture_seccomp(struct ub_context *c, struct ub_ctx_error *e)
 
 static int stat_namespace(int pidfd, unsigned long req, struct stat *st)
 {
-	int fd = ioctl(pidfd, req, 0);
+	int fd = ub_pidfd_ns_open(pidfd, req);
 
 	if (fd < 0)
 		return -1;
@@ -1042,7 +1251,9 @@ int ub_ctx_namespace_mask(struct ub_context *c, struct ub_ctx_error *e)
 		}
 	}
 	close(self);
-	field(c, UB_F_NAMESPACES, c->nsmask ? "entered: %s" : "ok: all shared%s", names);
+	/* say so when the namespaces were found by /proc (before Linux 6.11) */
+	field(c, UB_F_NAMESPACES, c->nsmask ? "entered: %s%s" : "ok: all shared%s%s", names,
+	      ub_compat_has(UB_COMPAT_PIDFD_NS) ? "" : " (found via /proc/<pid>/ns: no PIDFD_GET_*_NAMESPACE)");
 	return 0;
 }
 

@@ -128,6 +128,26 @@ int ub_ctx_exec(char *const argv[], char *const envp[], const char *path, struct
 /* True once the process behind pidfd has exited (polls readable). */
 int ub_ctx_target_exited(int pidfd);
 
+/* Kernel features newer than Linux 6.1, each probed once per process (or
+ * forced off by UB_KERNEL_COMPAT, as the broker's src/ns/kernel-compat.ts
+ * reads it; the variable is then removed from our environment so that no
+ * program run in a container sees it).  Call ub_compat_init() before forking
+ * workers so they inherit the answers. */
+enum ub_compat_feature { UB_COMPAT_PIDFD_NS, UB_COMPAT_PIDFD_INFO, UB_COMPAT_COUNT };
+void ub_compat_init(void);
+int ub_compat_has(enum ub_compat_feature f);
+/* A namespace fd of pidfd's process: PIDFD_GET_*_NAMESPACE request req (6.11),
+ * else /proc/<pid>/ns/<name> checked alive afterwards.  -1 with errno (ESRCH:
+ * exited; EOPNOTSUPP: the kernel lacks the type). */
+int ub_pidfd_ns_open(int pidfd, unsigned long req);
+/* pidfd's pid in our /proc's pid namespace: PIDFD_GET_INFO (6.13), else "Pid:"
+ * of its fdinfo.  -1 with errno (ESRCH: reaped; ENOTTY: not a pidfd). */
+pid_t ub_pidfd_pid(int pidfd);
+/* pidfd's pid as the caller's pid namespace numbers it; before 6.13 from the
+ * NSpid lines of its fdinfo and of our status, read in procdir (a host /proc
+ * fd, or -1 for "/proc").  -1 with errno. */
+pid_t ub_pidfd_vpid(int procdir, int pidfd);
+
 /* The fields as one JSON object ({"rlimits":"ok",...}) into buf. */
 void ub_ctx_fields_json(const struct ub_context *c, char *buf, size_t cap);
 

@@ -612,12 +612,12 @@ static int slurp(int dirfd, const char *name, char *out, size_t cap)
 	return 0;
 }
 
-/* init's pid as the caller's pid namespace numbers it (B is inside: 1). */
+/* init's pid as the caller's pid namespace numbers it (B is inside: 1).
+ * Before 6.13 it comes from the host /proc that A opened (snap.hostproc):
+ * B and T are chrooted into the container by then. */
 static pid_t target_vpid(int pidfd)
 {
-	struct pidfd_info_v0 info = { .mask = UB_PIDFD_INFO_PID };
-
-	return ioctl(pidfd, UB_PIDFD_GET_INFO, &info) == 0 ? (pid_t)info.pid : -1;
+	return ub_pidfd_vpid(snap.hostproc > 0 ? snap.hostproc : -1, pidfd);
 }
 
 /* /proc/<pid>/limits: a header, then one row per RLIMIT_* ("%-25s%-20s%-20s"). */
@@ -1979,20 +1979,32 @@ static void handle_frame(const char *body, size_t len)
 	}
 }
 
-/* The exit status of C once its pidfd polled readable. */
+/* C's exit status once init has reaped it: PIDFD_INFO_EXIT (Linux 6.15). */
+static int reaped_status(int pidfd, int *status)
+{
+	struct pidfd_info_v0 info = { .mask = UB_PIDFD_INFO_EXIT };
+
+	if (!ub_compat_has(UB_COMPAT_PIDFD_INFO) || ioctl(pidfd, UB_PIDFD_GET_INFO, &info) < 0 ||
+	    !(info.mask & UB_PIDFD_INFO_EXIT))
+		return 0;
+	*status = info.exit_code;
+	return 1;
+}
+
+/* The exit status of C once its pidfd polled readable.  Before 6.15 a status
+ * is known only while C is a zombie: once init reaps it, it is lost (code
+ * null; doctor reports PIDFD_GET_INFO degraded). */
 static void read_status(struct req *r)
 {
 	int tries;
 
 	for (tries = 0; tries < 3; tries++) {
-		struct pidfd_info_v0 info = { .mask = UB_PIDFD_INFO_EXIT };
 		char path[64], *p, *stat = NULL;
 		int fd, field = 2;
 		ssize_t n;
 
-		if (ioctl(r->cpidfd, UB_PIDFD_GET_INFO, &info) == 0 && (info.mask & UB_PIDFD_INFO_EXIT)) {
-			r->status = info.exit_code; /* reaped by init */
-			r->have_status = 1;
+		if (reaped_status(r->cpidfd, &r->status)) {
+			r->have_status = 1; /* reaped by init */
 			return;
 		}
 		/* A zombie (init has not reaped it): its pid cannot be reused, so
@@ -2009,9 +2021,8 @@ static void read_status(struct req *r)
 			for (p = strrchr(stat, ')'); p && *p && field < 52; p++)
 				if (*p == ' ')
 					field++;
-			memset(&info, 0, sizeof(info));
-			info.mask = UB_PIDFD_INFO_EXIT;
-			if (p && field == 52 && !(ioctl(r->cpidfd, UB_PIDFD_GET_INFO, &info) == 0 && (info.mask & UB_PIDFD_INFO_EXIT))) {
+			/* still unreaped (its pidfd still names a pid): the file was C's */
+			if (p && field == 52 && ub_pidfd_pid(r->cpidfd) > 0) {
 				r->status = atoi(p);
 				r->have_status = 1;
 				free(stat);
@@ -2065,8 +2076,8 @@ static char *request_fields(struct req *r)
 
 static void maybe_start(struct req *r)
 {
-	struct pidfd_info_v0 info = { .mask = UB_PIDFD_INFO_PID };
 	char json[200], *f;
+	long ppid = 0;
 
 	if (r->started || r->cpidfd < 0 || !r->b_exited || (r->via_tmpl && !r->checked) || r->stale || r->error || r->timed_out ||
 	    r->emitted)
@@ -2087,8 +2098,6 @@ static void maybe_start(struct req *r)
 		ssize_t n;
 		const char *q;
 
-		if (ioctl(r->cpidfd, UB_PIDFD_GET_INFO, &info) < 0)
-			info.ppid = 0;
 		snprintf(path, sizeof(path), "/proc/%d/stat", (int)r->cpid);
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 		n = fd >= 0 ? read(fd, st, sizeof(st) - 1) : -1;
@@ -2096,21 +2105,26 @@ static void maybe_start(struct req *r)
 			close(fd);
 		if (n > 0) {
 			st[n] = '\0';
-			for (q = strrchr(st, ')'); q && *q && field < 22; q++)
+			/* field 4, ppid: init's once B has exited; with PIDFD_GET_INFO's
+			 * ppid this was the same read, and it exists before 6.13 */
+			for (q = strrchr(st, ')'); q && *q && field < 22; q++) {
 				if (*q == ' ')
 					field++;
+				if (field == 4 && *q == ' ')
+					ppid = strtol(q + 1, NULL, 10);
+			}
 			if (q && field == 22)
 				snprintf(start, sizeof(start), "%.*s", (int)strspn(q, "0123456789"), q);
 		}
 		emit(json, snprintf(json, sizeof(json), "{\"id\":%llu,\"event\":\"started\",\"pid\":%d,\"ppid\":%d%s%s%s}", r->id,
-				    (int)r->cpid, (int)info.ppid, *start ? ",\"startTime\":\"" : "", start, *start ? "\"" : ""));
+				    (int)r->cpid, (int)ppid, *start ? ",\"startTime\":\"" : "", start, *start ? "\"" : ""));
 	}
 	send(r->sock, "G", 1, MSG_NOSIGNAL);
 }
 
 static void on_message(struct req *r, const char *msg, size_t n, const int *fds, int nfds)
 {
-	struct pidfd_info_v0 info = { .mask = UB_PIDFD_INFO_PID };
+	pid_t cpid;
 	int i;
 
 	if (n >= 1 && msg[0] == 'P' && (nfds == 1 || nfds == 2) && r->cpidfd < 0) {
@@ -2120,8 +2134,9 @@ static void on_message(struct req *r, const char *msg, size_t n, const int *fds,
 		r->bpidfd = nfds == 2 ? fds[1] : -1;
 		r->b_exited = nfds == 1 || ub_ctx_target_exited(r->bpidfd); /* often gone already */
 		PROF(r - reqs, PF_Z_GOT_P);
-		if (ioctl(r->cpidfd, UB_PIDFD_GET_INFO, &info) == 0)
-			r->cpid = (pid_t)info.pid; /* C waits for 'G': alive, so the pid is known */
+		cpid = ub_pidfd_pid(r->cpidfd);
+		if (cpid > 0)
+			r->cpid = cpid; /* C waits for 'G': alive, so the pid is known */
 		if (r->timed_out || r->emitted)
 			kill_tree(r);
 		return;
@@ -2552,6 +2567,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGCHLD, SIG_DFL);
 	zygote_pid = getpid();
+	ub_compat_init(); /* probed once here; every A, B and T inherits the answers */
 #ifdef UB_ZYGOTE_PROFILE
 	prof_init();
 #endif
