@@ -1,6 +1,7 @@
 import { inject, injectable } from 'inversify';
 import { BrokerError } from '../common/errors.js';
 import { LoggerFactory, type Logger } from '../common/tokens.js';
+import { COMPAT_FEATURE_NAMES, kernelCompat } from '../ns/kernel-compat.js';
 import { Libc } from '../ns/libc.js';
 import { type NamespaceFd, type NsIdentity, sameNs } from '../ns/namespace-fd.js';
 import { Pidfd } from '../ns/pidfd.js';
@@ -42,6 +43,10 @@ export class NamespaceWalker {
 
   constructor(@inject(Libc) private readonly libc: Libc, @inject(LoggerFactory) loggers: LoggerFactory) {
     this.log = loggers.get('broker:NamespaceWalker');
+    // Probe the kernel's features once, at start, and say which fallbacks are in use.
+    const compat = kernelCompat(libc);
+    const features = Object.fromEntries(COMPAT_FEATURE_NAMES.map((f) => [f, compat.state(f)]));
+    if (Object.values(features).some((v) => v !== 'native')) this.log.warn('kernel features: fallbacks in use (upcall-broker doctor says what they cost)', features);
     using self = Pidfd.open(libc, process.pid);
     using pidns = self.namespace('pid');
     this.ownPidns = pidns.identity();
@@ -90,7 +95,7 @@ export class NamespaceWalker {
   hold(process: Pidfd): HeldNamespaces {
     const { p0, userns, depth } = this.walk(process);
     try {
-      const init = this.initOf(p0);
+      const init = this.initOf(p0, [process.pid]);
       try {
         const pidnsId = p0.identity();
         return { p0, userns, init, pidnsId, usernsId: userns.identity(), initStartTime: startTimeOf(init), depth, host: this.isOwnPidns(pidnsId) };
@@ -110,9 +115,10 @@ export class NamespaceWalker {
    * pidfd, then checked: the pidfd's process lives in P0 and pid 1 of P0 still
    * maps to the same pid. A pid reused between the ioctl and pidfd_open belongs
    * to another pid namespace (P0's own pids die with its init), so this closes
-   * the window.
+   * the window. `hints`: host pids to try first where the kernel lacks
+   * NS_GET_PID_FROM_PIDNS (before 6.11 the init is found in /proc).
    */
-  initOf(p0: NamespaceFd): Pidfd {
+  initOf(p0: NamespaceFd, hints: readonly number[] = []): Pidfd {
     if (this.isOwnPidns(p0.identity())) {
       // P0 is the broker's own pid namespace (a host mounter, or a container
       // sharing the host's user namespace): its init is our pid 1, which cannot
@@ -120,7 +126,7 @@ export class NamespaceWalker {
       // not ptrace-readable on some machines, so PIDFD_GET_*_NAMESPACE gives EACCES).
       return Pidfd.open(this.libc, 1);
     }
-    const initPid = this.initPidOf(p0);
+    const initPid = this.initPidOf(p0, hints);
     let init: Pidfd;
     try {
       init = Pidfd.open(this.libc, initPid);
@@ -129,7 +135,7 @@ export class NamespaceWalker {
     }
     try {
       using initPidns = init.namespace('pid');
-      if (!sameNs(initPidns.identity(), p0.identity()) || this.initPidOf(p0) !== initPid || !init.isAlive()) {
+      if (!sameNs(initPidns.identity(), p0.identity()) || this.initPidOf(p0, [initPid]) !== initPid || !init.isAlive()) {
         throw new BrokerError('E_INIT_EXITED', `init of pid namespace ${p0.identity().ino} exited`);
       }
       return init;
@@ -143,9 +149,9 @@ export class NamespaceWalker {
     return sameNs(id, this.ownPidns);
   }
 
-  private initPidOf(p0: NamespaceFd): number {
+  private initPidOf(p0: NamespaceFd, hints: readonly number[]): number {
     try {
-      return p0.pidFromPidns(1);
+      return p0.pidFromPidns(1, hints);
     } catch (err) {
       throw asInitExited(err, p0);
     }

@@ -75,7 +75,7 @@ export class RegistrationRestorer {
       if (held.initStartTime !== c.initStartTime) throw new Error(`pid ${c.initPid} now belongs to another process (start time differs)`);
       if (!sameNs(held.pidnsId, c.pidns)) throw new Error(`pid ${c.initPid} is not in pid namespace ${c.pidns.ino} any more`);
       if (!sameNs(held.usernsId, c.userns)) throw new Error(`pid namespace owner is not user namespace ${c.userns.ino}`);
-      if (p0.pidFromPidns(1) !== c.initPid || !init.isAlive()) throw new Error(`pid ${c.initPid} is not the init of its pid namespace`);
+      if (p0.pidFromPidns(1, [c.initPid]) !== c.initPid || !init.isAlive()) throw new Error(`pid ${c.initPid} is not the init of its pid namespace`);
       return held;
     } catch (err) {
       init.close();

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { BrokerError, errnoError } from '../common/errors.js';
+import { kernelCompat } from './kernel-compat.js';
 import { K } from './kernel-constants.js';
 import type { Libc } from './libc.js';
 import { OwnedFd } from './owned-fd.js';
@@ -28,7 +29,8 @@ export function resolveMountOf(libc: Libc, pidfd: Pidfd, path: string): Resolved
   using root = openHow(libc, K.UB_AT_FDCWD, `/proc/${pidfd.pid}/root`, K.UB_O_PATH | K.UB_O_DIRECTORY | K.UB_O_CLOEXEC, 0);
   ensureAlive(pidfd);
   using target = openHow(libc, root.fd, path, K.UB_O_PATH | K.UB_O_CLOEXEC, K.UB_RESOLVE_IN_ROOT | K.UB_RESOLVE_NO_MAGICLINKS);
-  const unique = statxMount(libc, target.fd, K.UB_STATX_MNT_ID_UNIQUE);
+  // STATX_MNT_ID_UNIQUE (6.8) only where the kernel has it (asking elsewhere just leaves its bit unset).
+  const unique = kernelCompat(libc).has('mnt-id-unique') ? statxMount(libc, target.fd, K.UB_STATX_MNT_ID_UNIQUE) : { id: null };
   const legacy = statxMount(libc, target.fd, K.UB_STATX_MNT_ID);
   const info = legacy.id === null ? null : mountinfoEntry(pidfd, legacy.id);
   ensureAlive(pidfd);

@@ -1,5 +1,6 @@
-import { fstatSync } from 'node:fs';
+import { fstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { BrokerError, errnoError } from '../common/errors.js';
+import { kernelCompat } from './kernel-compat.js';
 import { K, type NsType, nsTypeFromCloneFlag } from './kernel-constants.js';
 import type { Libc } from './libc.js';
 import { OwnedFd } from './owned-fd.js';
@@ -64,8 +65,13 @@ export class NamespaceFd extends OwnedFd {
    * Translate `pid` as seen inside this pid namespace to the pid the broker sees
    * (NS_GET_PID_FROM_PIDNS, Linux 6.11). `pidFromPidns(1)` is the namespace's init.
    * Throws E_NO_PROCESS when no such process exists (ESRCH).
+   *
+   * Before 6.11 the answer comes from /proc (pidInProc): `hints` are host pids
+   * tried first (the init a caller expects, the mounter). Either way the caller
+   * opens a pidfd and checks it, as it must for the ioctl's answer too.
    */
-  pidFromPidns(pid: number): number {
+  pidFromPidns(pid: number, hints: readonly number[] = []): number {
+    if (!kernelCompat(this.libc).has('pidns-pid')) return pidInProc(this.identity(), pid, hints);
     const r = this.libc.ioctlInt(this.fd, K.UB_NS_GET_PID_FROM_PIDNS, pid);
     if (r < 0) throw errnoError('ioctl(NS_GET_PID_FROM_PIDNS)', this.libc.errno(), `pid ${pid} of pid namespace`);
     return r;
@@ -82,5 +88,43 @@ export class NamespaceFd extends OwnedFd {
     const fd = this.libc.ioctl(this.fd, request);
     if (fd < 0) throw errnoError(`ioctl(${name})`, this.libc.errno(), 'related namespace');
     return new NamespaceFd(fd, this.libc);
+  }
+}
+
+/**
+ * The host pid of the process numbered `pid` inside the pid namespace `ns`:
+ * one whose /proc/<p>/ns/pid is `ns` and whose last NSpid (its number in its
+ * own pid namespace) is `pid`. Tries `hints` and their ancestors (an init is
+ * usually an ancestor of the mounter), then every process.
+ */
+export function pidInProc(ns: NsIdentity, pid: number, hints: readonly number[] = []): number {
+  const seen = new Set<number>();
+  const tryPid = (p: number): boolean => {
+    if (seen.has(p)) return false;
+    seen.add(p);
+    try {
+      const st = statSync(`/proc/${p}/ns/pid`);
+      if (st.dev !== ns.dev || st.ino !== ns.ino) return false;
+      const nspid = /^NSpid:\s*(.*)$/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1]?.trim().split(/\s+/);
+      return nspid !== undefined && Number(nspid.at(-1)) === pid;
+    } catch {
+      return false; // gone, or not ours to read
+    }
+  };
+  for (const h of hints) {
+    for (let p = h, steps = 0; p > 1 && steps < 64; p = parentOf(p), steps++) if (tryPid(p)) return p;
+  }
+  for (const name of readdirSync('/proc')) {
+    const p = Number(name);
+    if (Number.isInteger(p) && p > 0 && tryPid(p)) return p;
+  }
+  throw new BrokerError('E_NO_PROCESS', `no process ${pid} in pid namespace ${ns.ino}`, { errnoName: 'ESRCH' });
+}
+
+function parentOf(pid: number): number {
+  try {
+    return Number(/^PPid:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+  } catch {
+    return 0;
   }
 }

@@ -1,8 +1,13 @@
 import type { Socket } from 'node:net';
 import { BrokerError, errnoError } from '../common/errors.js';
+import { readFileSync } from 'node:fs';
+import { kernelCompat } from './kernel-compat.js';
 import { K } from './kernel-constants.js';
 import type { Libc } from './libc.js';
 import { Pidfd } from './pidfd.js';
+import { startTimeOf } from './proc-info.js';
+
+const ENOPROTOOPT = 92;
 
 /** SO_PEERCRED: the peer's pid/uid/gid as the kernel recorded them at connect(), in our namespaces. */
 export interface PeerCred {
@@ -33,10 +38,53 @@ export function peerCred(libc: Libc, fd: number): PeerCred {
  * name another process; and a pidfd cannot be re-pointed by pid reuse.
  */
 export function peerPidfd(libc: Libc, fd: number): Pidfd {
+  const compat = kernelCompat(libc);
+  if (!compat.has('peerpidfd')) return peerPidfdByCred(libc, fd);
   const cred = peerCred(libc, fd);
   const buf = Buffer.alloc(4);
   if (libc.getsockopt(fd, K.UB_SOL_SOCKET, K.UB_SO_PEERPIDFD, buf) < 0) {
-    throw errnoError('getsockopt(SO_PEERPIDFD)', libc.errno(), 'socket peer pidfd');
+    const errno = libc.errno();
+    if (errno === ENOPROTOOPT) {
+      compat.markMissing('peerpidfd');
+      return peerPidfdByCred(libc, fd);
+    }
+    throw errnoError('getsockopt(SO_PEERPIDFD)', errno, 'socket peer pidfd');
   }
   return new Pidfd(buf.readInt32LE(0), libc, cred.pid);
+}
+
+/**
+ * Before Linux 6.5: SO_PEERCRED's pid (recorded by the kernel at connect()),
+ * pidfd_open, and a start-time check. The peer connected before we got here, so
+ * a process that started after `now` cannot be it: that catches a pid reused
+ * after the peer exited, except by a process started between the peer's
+ * connect() and `now` (the residual race, docs/security.md, and the reason doctor
+ * reports this as degraded). `now` is read before pidfd_open, or given by a
+ * caller that noted when it accepted the connection.
+ */
+export function peerPidfdByCred(libc: Libc, fd: number, now = uptimeTicks()): Pidfd {
+  const cred = peerCred(libc, fd);
+  if (cred.pid <= 0) throw new BrokerError('E_NO_PROCESS', 'socket peer is not visible in our pid namespace');
+  const pidfd = Pidfd.open(libc, cred.pid);
+  try {
+    const started = startTimeOf(pidfd);
+    if (started > now) {
+      throw new BrokerError('E_NO_PROCESS', `socket peer ${cred.pid} exited and its pid was reused (started at ${started}, after ${now})`);
+    }
+    return pidfd;
+  } catch (err) {
+    pidfd.close();
+    throw err;
+  }
+}
+
+/**
+ * CLOCK_BOOTTIME in USER_HZ ticks (100 on every Linux architecture we build
+ * for), the clock of field 22 of /proc/<pid>/stat (start_boottime, Linux 5.3).
+ * /proc/uptime has two decimals: ticks exactly (both truncate the same
+ * boot-time clock, so a peer started in the same tick passes).
+ */
+export function uptimeTicks(): number {
+  const [secs, frac = '0'] = readFileSync('/proc/uptime', 'utf8').split(' ')[0]!.split('.');
+  return Number(secs) * 100 + Number(frac.padEnd(2, '0').slice(0, 2));
 }

@@ -1,4 +1,6 @@
-import { errnoError } from '../common/errors.js';
+import { openSync, readFileSync } from 'node:fs';
+import { BrokerError, errnoError } from '../common/errors.js';
+import { kernelCompat } from './kernel-compat.js';
 import { K, NS_TYPES, PIDFD_GET_NS, type NsType, type PidfdNsKind } from './kernel-constants.js';
 import type { Libc } from './libc.js';
 import { NamespaceFd, type NsIdentity } from './namespace-fd.js';
@@ -35,11 +37,37 @@ export class Pidfd extends OwnedFd {
     return new Pidfd(fd, libc, pid);
   }
 
-  /** An fd for one of the process's namespaces (PIDFD_GET_*_NAMESPACE, Linux 6.11). */
+  /**
+   * An fd for one of the process's namespaces: PIDFD_GET_*_NAMESPACE (Linux 6.11),
+   * else /proc/<pid>/ns/<kind> (same names, `pid_for_children` included).
+   */
   namespace(kind: PidfdNsKind): NamespaceFd {
+    if (!kernelCompat(this.libc).has('pidfd-ns')) return this.procNamespace(kind);
     const fd = this.libc.ioctl(this.fd, PIDFD_GET_NS[kind]);
     if (fd < 0) throw errnoError(`ioctl(PIDFD_GET_${kind.toUpperCase()}_NAMESPACE)`, this.libc.errno(), `namespace of process ${this.pid}`);
     return new NamespaceFd(fd, this.libc);
+  }
+
+  /**
+   * The fallback before 6.11: the file is opened by pid, so it is this process's
+   * only if the process still lives after the open (a live process keeps its pid;
+   * a pidfd's process never comes back). Node opens with O_CLOEXEC (libuv).
+   */
+  private procNamespace(kind: PidfdNsKind): NamespaceFd {
+    let fd: number;
+    try {
+      fd = openSync(`/proc/${this.pid}/ns/${kind}`, 'r');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ESRCH') throw new BrokerError('E_NO_PROCESS', `process ${this.pid} exited`, { errnoName: code });
+      throw BrokerError.from(err);
+    }
+    const ns = new NamespaceFd(fd, this.libc);
+    if (!this.isAlive()) {
+      ns.close();
+      throw new BrokerError('E_NO_PROCESS', `process ${this.pid} exited (after opening its ${kind} namespace)`);
+    }
+    return ns;
   }
 
   /** The identities of all eight namespaces; each ns fd is closed before returning. */
@@ -57,7 +85,9 @@ export class Pidfd extends OwnedFd {
     return pollExited(this.libc, [this.fd])[0] !== true;
   }
 
+  /** PIDFD_GET_INFO (6.13), else /proc: the pid from fdinfo, the rest from status (no exit code). */
   info(): PidfdInfo {
+    if (!kernelCompat(this.libc).has('pidfd-info')) return this.procInfo();
     const buf = Buffer.alloc(64);
     buf.writeBigUInt64LE(BigInt(K.UB_PIDFD_INFO_PID | K.UB_PIDFD_INFO_CREDS | K.UB_PIDFD_INFO_EXIT), 0);
     if (this.libc.ioctlPtr(this.fd, K.UB_PIDFD_GET_INFO, buf) < 0) {
@@ -70,6 +100,48 @@ export class Pidfd extends OwnedFd {
       exitCode: (mask & K.UB_PIDFD_INFO_EXIT) !== 0 ? buf.readInt32LE(60) : null,
     };
   }
+
+  private procInfo(): PidfdInfo {
+    const pid = pidOfPidfd(this.fd);
+    let status: string;
+    try {
+      status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    } catch {
+      throw new BrokerError('E_NO_PROCESS', `process ${pid} exited`);
+    }
+    if (!this.isAlive()) throw new BrokerError('E_NO_PROCESS', `process ${pid} exited`);
+    const field = (key: string) => new RegExp(`^${key}:\\s*(\\d+)`, 'm').exec(status)?.[1];
+    const uid = idsOf(status, 'Uid');
+    const gid = idsOf(status, 'Gid');
+    return {
+      pid, tgid: Number(field('Tgid') ?? pid), ppid: Number(field('PPid') ?? 0),
+      ruid: uid[0]!, rgid: gid[0]!, euid: uid[1]!, egid: gid[1]!, exitCode: null,
+    };
+  }
+}
+
+function idsOf(status: string, key: 'Uid' | 'Gid'): number[] {
+  const m = new RegExp(`^${key}:\\s*(\\d+)\\s+(\\d+)`, 'm').exec(status);
+  return m ? [Number(m[1]), Number(m[2])] : [-1, -1];
+}
+
+/**
+ * The pid a pidfd names, from "Pid:" of /proc/self/fdinfo/<fd> (there since
+ * Linux 5.3); -1 there means the process has been reaped. Numbered in the pid
+ * namespace of our /proc, the broker's own.
+ */
+export function pidOfPidfd(fd: number): number {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+  } catch (err) {
+    throw BrokerError.from(err);
+  }
+  const m = /^Pid:\s*(-?\d+)$/m.exec(text);
+  if (m === null) throw new BrokerError('E_INTERNAL', `fd ${fd} is not a pidfd (no Pid: in its fdinfo)`);
+  const pid = Number(m[1]);
+  if (pid <= 0) throw new BrokerError('E_NO_PROCESS', `the process of pidfd ${fd} has exited`);
+  return pid;
 }
 
 /**

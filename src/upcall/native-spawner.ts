@@ -4,6 +4,7 @@ import { inject, injectable } from 'inversify';
 import { BrokerError, isErrorCode } from '../common/errors.js';
 import { BrokerConfig, LoggerFactory, ProcessSpawner, type Logger } from '../common/tokens.js';
 import type { Pidfd } from '../ns/pidfd.js';
+import { compatEnv } from '../ns/kernel-compat.js';
 
 /** Exit statuses of native-bindings/spawner.c (see native-bindings/README.md). */
 export const SPAWNER_FAILED = 125;
@@ -61,7 +62,7 @@ export class NativeSpawner implements Spawner {
     const args = [req.builtin ? 'builtin' : 'exec', '--pidfd', '3', '--error-fd', '4', '--cwd', req.cwd ?? '/', '--', ...req.argv];
     const child = this.processes.spawn(this.path, args, {
       stdio: [i, o, e, req.target.fd, 'pipe'] as StdioOptions,
-      env: {},
+      env: compatEnv(), // nothing of ours, but a forced kernel fallback (UB_KERNEL_COMPAT)
     });
     this.log.debug('spawner started', { pid: child.pid, targetPid: req.target.pid, argv: req.argv });
     return { child, failure: readFailure(child) };

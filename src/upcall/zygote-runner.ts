@@ -6,6 +6,7 @@ import { Readable, Writable } from 'node:stream';
 import { inject, injectable } from 'inversify';
 import { BrokerError, isErrorCode } from '../common/errors.js';
 import { BrokerConfig, Clock, LoggerFactory, ProcessSpawner, type Logger } from '../common/tokens.js';
+import { compatEnv } from '../ns/kernel-compat.js';
 import {
   DEFAULT_ZYGOTE_OPTIONS,
   encodeZygoteFrame,
@@ -286,7 +287,7 @@ export class ZygoteRunner implements UpcallRunner {
       this.died = false;
       this.restartCount++;
     }
-    const proc = this.processes.spawn(this.path, zygoteArgs(this.options), { stdio: ['pipe', 'pipe', 'pipe'], env: {} });
+    const proc = this.processes.spawn(this.path, zygoteArgs(this.options), { stdio: ['pipe', 'pipe', 'pipe'], env: compatEnv() });
     this.proc = proc;
     const reader = new ZygoteFrameReader();
     proc.stdout!.on('data', (chunk: Buffer) => {

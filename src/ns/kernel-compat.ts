@@ -1,0 +1,175 @@
+/**
+ * Kernel features newer than Linux 6.1 (Debian 12), each with a fallback that
+ * older kernels can run. Each is probed once per process, on first use, and the
+ * answer is kept: the broker never retries a missing ioctl per request.
+ *
+ * `UB_KERNEL_COMPAT=no-pidfd-ns,no-pidfd-info,...` (or `all`) forces fallbacks on a
+ * kernel that has the features, so their paths run in CI on a new kernel too.
+ * It is read here once; the C programs (zygote, spawner) read the same variable
+ * (native-bindings/context.c, ub_compat_has) and get it through compatEnv().
+ */
+import { closeSync, openSync } from 'node:fs';
+import { BrokerError } from '../common/errors.js';
+import { K } from './kernel-constants.js';
+import type { Libc } from './libc.js';
+
+export const KERNEL_COMPAT_ENV = 'UB_KERNEL_COMPAT';
+
+/** The features, with the kernel that brought each and what its fallback costs. */
+export const COMPAT_FEATURES = {
+  'pidfd-ns': {
+    what: 'PIDFD_GET_*_NAMESPACE (Linux 6.11)',
+    fallback: 'opens /proc/<pid>/ns/*, then checks the pidfd is still alive',
+    cost: 'none known: a process alive after the open held its pid throughout; costs a /proc lookup per namespace',
+  },
+  'pidfd-info': {
+    what: 'PIDFD_GET_INFO (Linux 6.13; PIDFD_INFO_EXIT 6.15)',
+    fallback: 'the pid from "Pid:" of /proc/self/fdinfo/<pidfd>, the exit status from field 52 of /proc/<pid>/stat while the upcall is a zombie',
+    cost: 'an upcall whose container init reaps it before the zygote reads /proc reports no exit status (code null)',
+  },
+  peerpidfd: {
+    what: 'SO_PEERPIDFD (Linux 6.5)',
+    fallback: 'SO_PEERCRED, pidfd_open(pid), and the process must have started before the connection was accepted',
+    cost: 'residual race (docs/security.md): a peer that exits between connect() and accept, whose pid is reused by a process started within that window, is taken for that process',
+  },
+  'mnt-id-unique': {
+    what: 'STATX_MNT_ID_UNIQUE (Linux 6.8)',
+    fallback: 'STATX_MNT_ID, the legacy mount id',
+    cost: 'a legacy mount id is reused after unmount: a stale registration could name a later mount with the same id',
+  },
+  'pidns-pid': {
+    what: 'NS_GET_PID_FROM_PIDNS (Linux 6.11)',
+    fallback: 'finds pid 1 of a pid namespace in /proc (ns/pid and the last NSpid of status), re-checked against the pidfd',
+    cost: 'no security cost (every candidate is re-checked through its pidfd); registration scans /proc, slower with many processes',
+  },
+} as const;
+export type CompatFeature = keyof typeof COMPAT_FEATURES;
+export const COMPAT_FEATURE_NAMES = Object.keys(COMPAT_FEATURES) as CompatFeature[];
+
+/** `no-pidfd-ns,no-peerpidfd` → the features forced off; `all` forces every fallback. */
+export function parseCompatEnv(value: string | undefined): Set<CompatFeature> {
+  const out = new Set<CompatFeature>();
+  for (const word of (value ?? '').split(',').map((w) => w.trim()).filter(Boolean)) {
+    if (word === 'all') {
+      COMPAT_FEATURE_NAMES.forEach((f) => out.add(f));
+      continue;
+    }
+    const f = word.replace(/^no-/, '') as CompatFeature;
+    if (!word.startsWith('no-') || !(f in COMPAT_FEATURES)) {
+      throw new BrokerError('E_CONFIG', `${KERNEL_COMPAT_ENV}: unknown word "${word}" (known: all, ${COMPAT_FEATURE_NAMES.map((n) => `no-${n}`).join(', ')})`);
+    }
+    out.add(f);
+  }
+  return out;
+}
+
+export type CompatState = 'native' | 'fallback: the kernel lacks it' | `fallback: forced by ${typeof KERNEL_COMPAT_ENV}`;
+
+/** The choice for each feature: forced off, else probed once and remembered. */
+export class KernelCompat {
+  private readonly known = new Map<CompatFeature, boolean>();
+
+  constructor(private readonly probes: Record<CompatFeature, () => boolean>, readonly forced: ReadonlySet<CompatFeature>) {}
+
+  has(f: CompatFeature): boolean {
+    if (this.forced.has(f)) return false;
+    let v = this.known.get(f);
+    if (v === undefined) {
+      v = this.probes[f]();
+      this.known.set(f, v);
+    }
+    return v;
+  }
+
+  /** A call found the feature missing after all (a probe cannot see everything): use the fallback from now on. */
+  markMissing(f: CompatFeature): void {
+    this.known.set(f, false);
+  }
+
+  state(f: CompatFeature): CompatState {
+    if (this.forced.has(f)) return `fallback: forced by ${KERNEL_COMPAT_ENV}`;
+    return this.has(f) ? 'native' : 'fallback: the kernel lacks it';
+  }
+}
+
+const ENOTTY = 25;
+const EINVAL = 22;
+const ENOPROTOOPT = 92;
+
+/** An ioctl or sockopt the kernel does not know fails with one of these; anything else means it exists. */
+function unknownRequest(errno: number): boolean {
+  return errno === ENOTTY || errno === EINVAL || errno === ENOPROTOOPT;
+}
+
+/** Run `fn` on a pidfd of this process, closed afterwards; null if pidfd_open itself fails. */
+function withSelfPidfd<T>(libc: Libc, fn: (fd: number) => T): T {
+  const fd = libc.pidfdOpen(process.pid, 0);
+  if (fd < 0) throw new BrokerError('E_NO_KERNEL_FEATURE', 'pidfd_open(self) failed: the broker needs pidfds (Linux 5.3)');
+  try {
+    return fn(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The real probes, each one syscall or two against this process. */
+export function kernelProbes(libc: Libc): Record<CompatFeature, () => boolean> {
+  const supported = (r: number) => {
+    if (r >= 0) return true;
+    return !unknownRequest(libc.errno());
+  };
+  return {
+    'pidfd-ns': () => withSelfPidfd(libc, (fd) => {
+      const ns = libc.ioctl(fd, K.UB_PIDFD_GET_PID_NAMESPACE);
+      if (ns >= 0) closeSync(ns);
+      return supported(ns);
+    }),
+    'pidfd-info': () => withSelfPidfd(libc, (fd) => {
+      const buf = Buffer.alloc(64);
+      buf.writeBigUInt64LE(BigInt(K.UB_PIDFD_INFO_PID), 0);
+      return supported(libc.ioctlPtr(fd, K.UB_PIDFD_GET_INFO, buf));
+    }),
+    // An unconnected socket answers ENODATA where SO_PEERPIDFD exists, ENOPROTOOPT where not.
+    peerpidfd: () => {
+      const fd = libc.unixDgramSocket();
+      if (fd < 0) return true; // cannot tell: try the real call, which marks it missing if need be
+      try {
+        return supported(libc.getsockopt(fd, K.UB_SOL_SOCKET, K.UB_SO_PEERPIDFD, Buffer.alloc(4)));
+      } finally {
+        closeSync(fd);
+      }
+    },
+    // statx leaves a mask bit it does not know unset in stx_mask.
+    'mnt-id-unique': () => {
+      const buf = Buffer.alloc(256);
+      if (libc.statx(K.UB_AT_FDCWD, '/', 0, K.UB_STATX_MNT_ID_UNIQUE, buf) < 0) return false;
+      return (buf.readUInt32LE(0) & K.UB_STATX_MNT_ID_UNIQUE) !== 0;
+    },
+    'pidns-pid': () => {
+      const fd = openSync('/proc/self/ns/pid', 'r');
+      try {
+        return supported(libc.ioctlInt(fd, K.UB_NS_GET_PID_FROM_PIDNS, process.pid));
+      } finally {
+        closeSync(fd);
+      }
+    },
+  };
+}
+
+const perLibc = new WeakMap<Libc, KernelCompat>();
+
+/** The one KernelCompat of this process for this libc (a fake libc in a unit test gets its own). */
+export function kernelCompat(libc: Libc): KernelCompat {
+  let c = perLibc.get(libc);
+  if (c === undefined) {
+    c = new KernelCompat(kernelProbes(libc), parseCompatEnv(process.env[KERNEL_COMPAT_ENV]));
+    perLibc.set(libc, c);
+  }
+  return c;
+}
+
+/** The environment the native programs need to make the same forced choices (empty when nothing is forced). */
+export function compatEnv(): Record<string, string> {
+  const v = process.env[KERNEL_COMPAT_ENV];
+  return v ? { [KERNEL_COMPAT_ENV]: v } : {};
+}
