@@ -6,22 +6,38 @@ import { join } from 'node:path';
 import { inject, injectable } from 'inversify';
 import { BrokerError } from '../common/errors.js';
 import { BrokerConfig } from '../common/tokens.js';
+import { COMPAT_FEATURES, type CompatFeature, kernelCompat } from '../ns/kernel-compat.js';
 import { NS_TYPES, PIDFD_GET_NS, type PidfdNsKind } from '../ns/kernel-constants.js';
 import { Libc } from '../ns/libc.js';
+import { resolveMountOf } from '../ns/mount-resolver.js';
 import { peerCred, peerPidfd, socketFd } from '../ns/peer.js';
 import { Pidfd } from '../ns/pidfd.js';
 import { Spawner } from '../upcall/native-spawner.js';
 import { handlerStatus, probeKernelPath } from '../upcall/request-key/kernel-probe.js';
+import { probeUsernsRequestKey } from './doctor-userns-probe.js';
 
 export interface Feature {
   name: string;
+  /** false only when missing; a degraded feature works through a fallback. */
   ok: boolean;
+  status: 'ok' | 'degraded' | 'missing';
   detail: string;
-  /** What the broker cannot do without it (set when !ok). */
+  /** What the broker cannot do without it (missing), or what the fallback costs (degraded). */
   impact?: string;
 }
 
-type Probe = { name: string; impact: string; run: () => Promise<string> | string };
+/** A probe returns its detail (ok), or a Degraded (works through a fallback), or throws (missing). */
+class Degraded {
+  constructor(readonly detail: string, readonly cost: string) {}
+}
+type Probe = { name: string; impact: string; run: () => Promise<string | Degraded> | string | Degraded };
+
+/**
+ * Each probe gets this long (a VM under TCG needs seconds for a spawn). A probe that
+ * does not answer in time is reported missing and its processes are killed: doctor
+ * never hangs (issue 14: on 6.1 it once blocked for more than 15 minutes).
+ */
+export const PROBE_TIMEOUT_MS = 30_000;
 
 /**
  * `upcall-broker doctor`: probes, on the running kernel, each feature DESIGN.md
@@ -36,16 +52,36 @@ export class Doctor {
     @inject(BrokerConfig) private readonly config: BrokerConfig,
   ) {}
 
-  async run(): Promise<Feature[]> {
+  /** Processes the probes started, killed at each probe's end, in time or not. */
+  private readonly targets = new Set<() => void>();
+
+  async run(timeoutMs = PROBE_TIMEOUT_MS): Promise<Feature[]> {
     const out: Feature[] = [];
     for (const p of this.probes()) {
       try {
-        out.push({ name: p.name, ok: true, detail: await p.run() });
+        const r = await withTimeout(Promise.resolve().then(p.run), timeoutMs, p.name);
+        out.push(r instanceof Degraded
+          ? { name: p.name, ok: true, status: 'degraded', detail: r.detail, impact: r.cost }
+          : { name: p.name, ok: true, status: 'ok', detail: r });
       } catch (err) {
-        out.push({ name: p.name, ok: false, detail: BrokerError.from(err).message, impact: p.impact });
+        out.push({ name: p.name, ok: false, status: 'missing', detail: BrokerError.from(err).message, impact: p.impact });
+      } finally {
+        for (const stop of this.targets) stop();
+        this.targets.clear();
       }
     }
     return out;
+  }
+
+  /** A kernel feature with a fallback: the native probe where the kernel has it, else the fallback's. */
+  private compat(f: CompatFeature, native: () => string | Promise<string>, fallback: () => string | Promise<string>): () => Promise<string | Degraded> {
+    return async () => {
+      const compat = kernelCompat(this.libc);
+      if (compat.has(f)) return native();
+      const info = COMPAT_FEATURES[f];
+      const detail = await fallback();
+      return new Degraded(`${compat.state(f)}: ${info.what}; instead ${info.fallback} (${detail})`, info.cost);
+    };
   }
 
   private probes(): Probe[] {
@@ -64,20 +100,38 @@ export class Doctor {
         using p = self();
         return `pidfd ${p.fd} for pid ${process.pid}`;
       } },
-      { name: 'PIDFD_GET_NAMESPACE', impact: 'cannot read a peer\'s namespaces from its pidfd (Linux 6.11)', run: () => {
+      { name: 'PIDFD_GET_NAMESPACE', impact: 'cannot read a peer\'s namespaces from its pidfd (Linux 6.11)', run: this.compat('pidfd-ns', () => {
         using p = self();
         for (const kind of Object.keys(PIDFD_GET_NS) as PidfdNsKind[]) p.namespace(kind).close();
         return `all ${Object.keys(PIDFD_GET_NS).length} PIDFD_GET_*_NAMESPACE ioctls work`;
-      } },
+      }, () => {
+        using p = self();
+        for (const kind of Object.keys(PIDFD_GET_NS) as PidfdNsKind[]) p.namespace(kind).close();
+        return `all ${Object.keys(PIDFD_GET_NS).length} /proc/self/ns files open`;
+      }) },
       { name: 'NS_GET_USERNS', impact: 'cannot find the owner of a pid namespace: the walk rule cannot run', run: () => this.nsIoctl('owner') },
       { name: 'NS_GET_NSTYPE', impact: 'cannot check namespace fd types', run: () => this.nsIoctl('type') },
       { name: 'NS_GET_OWNER_UID', impact: 'cannot report who created a user namespace', run: () => this.nsIoctl('ownerUid') },
-      { name: 'PIDFD_GET_INFO', impact: 'cannot read the exit status of a re-parented upcall child (Linux 6.13/6.15)', run: () => {
+      { name: 'PIDFD_GET_INFO', impact: 'cannot read the exit status of a re-parented upcall child (Linux 6.13/6.15)', run: this.compat('pidfd-info', () => {
         using p = self();
         const info = p.info();
         return `pid ${info.pid}, ppid ${info.ppid}, euid ${info.euid}`;
-      } },
-      { name: 'SO_PEERCRED+SO_PEERPIDFD', impact: 'cannot identify socket peers race-free (Linux 6.5): registration is impossible', run: () => this.peerProbe() },
+      }, () => {
+        using p = self();
+        const info = p.info();
+        return `fdinfo names pid ${info.pid}`;
+      }) },
+      { name: 'SO_PEERCRED+SO_PEERPIDFD', impact: 'cannot identify socket peers (Linux 6.5): registration is impossible',
+        run: this.compat('peerpidfd', () => this.peerProbe(), () => this.peerProbe()) },
+      { name: 'STATX_MNT_ID_UNIQUE', impact: 'cannot name a registration\'s mount', run: this.compat('mnt-id-unique', () => {
+        using p = self();
+        const m = resolveMountOf(this.libc, p, '/');
+        if (m.mountIdKind !== 'unique') throw new Error('statx did not report a unique mount id');
+        return `mount id of / is ${m.mountId} (unique)`;
+      }, () => {
+        using p = self();
+        return `mount id of / is ${resolveMountOf(this.libc, p, '/').mountId} (legacy)`;
+      }) },
       { name: 'spawner', impact: 'no namespace entry: run `npm ci` (node-gyp builds build/Release/upcall-spawner)', run: () => {
         const path = join(this.config.nativeDir, 'upcall-spawner');
         accessSync(path, constants.X_OK);
@@ -90,13 +144,8 @@ export class Doctor {
         if (parent === null) throw new Error('no parent found for a child pid namespace');
         return `parent of the probe's pid namespace is ${parent.identity().ino}`;
       }) },
-      { name: 'NS_GET_PID_FROM_PIDNS', impact: 'cannot find a container init\'s pid (Linux 6.11)', run: () => this.withTarget((pid) => {
-        using pidfd = Pidfd.open(this.libc, pid);
-        using pidns = pidfd.namespace('pid');
-        const init = pidns.pidFromPidns(1);
-        if (init !== pid) throw new Error(`pid 1 of the probe namespace maps to ${init}, expected ${pid}`);
-        return `pid 1 of the probe's pid namespace is pid ${init} here`;
-      }) },
+      { name: 'NS_GET_PID_FROM_PIDNS', impact: 'cannot find a container init\'s pid (Linux 6.11)', run: this.compat('pidns-pid',
+        () => this.initProbe(), () => this.initProbe()) },
       { name: 'setns(pidfd, all 8 namespaces)', impact: 'upcalls cannot enter containers', run: () => this.withTarget(async (pid) => {
         using pidfd = Pidfd.open(this.libc, pid);
         const r = await this.spawner.run({ target: pidfd, argv: ['/bin/true'] });
@@ -113,7 +162,21 @@ export class Doctor {
         run: () => handlerStatus(join(this.config.nativeDir, 'upcall-request-key')) },
       { name: 'request-key kernel path', impact: 'kernel key requests (dns_resolver for CIFS/NFS/AFS/Ceph) do not reach the handler',
         run: () => probeKernelPath({ handler: join(this.config.nativeDir, 'upcall-request-key'), socket: this.config.adminSocket }) },
+      { name: 'request-key upcalls from user namespaces',
+        impact: 'the kernel refuses key construction for callers in a user namespace (ENOENT, /sbin/request-key never runs): '
+          + 'containers with their own user namespace get no kernel request-key or dns_resolver upcall at all, through the broker or not',
+        run: () => probeUsernsRequestKey({ timeoutMs: Math.min(PROBE_TIMEOUT_MS, 20_000), track: (stop) => this.targets.add(stop) }) },
     ];
+  }
+
+  private initProbe(): Promise<string> {
+    return this.withTarget((pid) => {
+      using pidfd = Pidfd.open(this.libc, pid);
+      using pidns = pidfd.namespace('pid');
+      const init = pidns.pidFromPidns(1, [pid]);
+      if (init !== pid) throw new Error(`pid 1 of the probe namespace maps to ${init}, expected ${pid}`);
+      return `pid 1 of the probe's pid namespace is pid ${init} here`;
+    });
   }
 
   private nsIoctl(which: 'owner' | 'type' | 'ownerUid'): string {
@@ -130,19 +193,23 @@ export class Doctor {
     const dir = mkdtempSync(join(tmpdir(), 'ub-doctor-'));
     const path = join(dir, 'probe.sock');
     const server = createServer();
+    let client: Socket | undefined;
+    let sock: Socket | undefined;
     try {
       const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
       await new Promise<void>((resolve) => server.listen(path, resolve));
-      const client = connect(path);
-      const sock = await accepted;
+      client = connect(path);
+      sock = await accepted;
       const fd = socketFd(sock);
       const cred = peerCred(this.libc, fd);
       using pidfd = peerPidfd(this.libc, fd);
-      client.destroy();
-      sock.destroy();
       if (cred.pid !== process.pid || pidfd.info().pid !== process.pid) throw new Error('peer is not this process');
       return `peer pid ${cred.pid} uid ${cred.uid}, pidfd ${pidfd.fd}`;
     } finally {
+      // Both ends, whatever happened: on 6.1 SO_PEERPIDFD threw before they were closed,
+      // and the open connection kept doctor's event loop alive forever (issue 14's hang).
+      client?.destroy();
+      sock?.destroy();
       server.close();
       rmSync(dir, { recursive: true, force: true });
     }
@@ -151,6 +218,7 @@ export class Doctor {
   /** Run `fn` against a process in a fresh set of all eight namespaces, then kill it. */
   private async withTarget(fn: (pid: number) => Promise<string> | string): Promise<string> {
     const target = await startProbeTarget();
+    this.targets.add(target.stop);
     try {
       return await fn(target.pid);
     } finally {
@@ -182,5 +250,18 @@ function readChild(pid: number | undefined): number | null {
     return text === '' ? null : Number(text.split(' ')[0]);
   } catch {
     return null;
+  }
+}
+
+/** `p`, or a rejection naming the probe once `ms` have passed. */
+async function withTimeout<T>(p: Promise<T>, ms: number, name: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new BrokerError('E_UPCALL_TIMEOUT', `${name}: no answer in ${ms} ms (probe abandoned, its processes killed)`)), ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
