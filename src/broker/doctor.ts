@@ -30,6 +30,12 @@ export interface Feature {
 class Degraded {
   constructor(readonly detail: string, readonly cost: string) {}
 }
+/** Thrown by a native probe that finds only part of a feature (PIDFD_GET_INFO without PIDFD_INFO_EXIT). */
+class DegradedError extends Error {
+  constructor(message: string, readonly cost: string) {
+    super(message);
+  }
+}
 type Probe = { name: string; impact: string; run: () => Promise<string | Degraded> | string | Degraded };
 
 /**
@@ -77,7 +83,14 @@ export class Doctor {
   private compat(f: CompatFeature, native: () => string | Promise<string>, fallback: () => string | Promise<string>): () => Promise<string | Degraded> {
     return async () => {
       const compat = kernelCompat(this.libc);
-      if (compat.has(f)) return native();
+      if (compat.has(f)) {
+        try {
+          return await native();
+        } catch (err) {
+          if (err instanceof DegradedError) return new Degraded(err.message, err.cost);
+          throw err;
+        }
+      }
       const info = COMPAT_FEATURES[f];
       const detail = await fallback();
       return new Degraded(`${compat.state(f)}: ${info.what}; instead ${info.fallback} (${detail})`, info.cost);
@@ -112,10 +125,10 @@ export class Doctor {
       { name: 'NS_GET_USERNS', impact: 'cannot find the owner of a pid namespace: the walk rule cannot run', run: () => this.nsIoctl('owner') },
       { name: 'NS_GET_NSTYPE', impact: 'cannot check namespace fd types', run: () => this.nsIoctl('type') },
       { name: 'NS_GET_OWNER_UID', impact: 'cannot report who created a user namespace', run: () => this.nsIoctl('ownerUid') },
-      { name: 'PIDFD_GET_INFO', impact: 'cannot read the exit status of a re-parented upcall child (Linux 6.13/6.15)', run: this.compat('pidfd-info', () => {
+      { name: 'PIDFD_GET_INFO', impact: 'cannot read the exit status of a re-parented upcall child (Linux 6.13/6.15)', run: this.compat('pidfd-info', async () => {
         using p = self();
         const info = p.info();
-        return `pid ${info.pid}, ppid ${info.ppid}, euid ${info.euid}`;
+        return `pid ${info.pid}, ppid ${info.ppid}, euid ${info.euid}; ${await this.exitStatusProbe()}`;
       }, () => {
         using p = self();
         const info = p.info();
@@ -167,6 +180,25 @@ export class Doctor {
           + 'containers with their own user namespace get no kernel request-key or dns_resolver upcall at all, through the broker or not',
         run: () => probeUsernsRequestKey({ timeoutMs: Math.min(PROBE_TIMEOUT_MS, 20_000), track: (stop) => this.targets.add(stop) }) },
     ];
+  }
+
+  /** PIDFD_INFO_EXIT (6.15): the exit status of a reaped process through a pidfd. 6.13 and 6.14 answer ESRCH. */
+  private async exitStatusProbe(): Promise<string> {
+    const child = spawn('/bin/sh', ['-c', 'exit 7'], { stdio: 'ignore' });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    using p = Pidfd.open(this.libc, child.pid!); // a zombie until Node reaps it: still openable
+    await exited;
+    let code: number | null = null;
+    try {
+      code = p.info().exitCode;
+    } catch {
+      // ESRCH: the kernel forgets a reaped process's status
+    }
+    if (code !== 7 << 8) {
+      const info = COMPAT_FEATURES['pidfd-info'];
+      throw new DegradedError(`PIDFD_INFO_EXIT (Linux 6.15) missing: exit status from /proc while the upcall is a zombie`, info.cost);
+    }
+    return 'PIDFD_INFO_EXIT gives a reaped child\'s status';
   }
 
   private initProbe(): Promise<string> {
