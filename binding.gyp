@@ -44,6 +44,13 @@
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
     },
     {
+      "target_name": "upcall-mount-in",
+      "type": "executable",
+      "sources": ["native-bindings/mount-in.c"],
+      "include_dirs": ["native-bindings"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+    },
+    {
       "target_name": "ub-mount-helper",
       "type": "executable",
       "dependencies": ["ub-client"],

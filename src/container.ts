@@ -8,6 +8,8 @@ import { ExecOps } from './broker/exec-ops.js';
 import { RequestKeyOps } from './broker/request-key-ops.js';
 import { KeyRouter } from './broker/key-router.js';
 import { MountHelperRoutes } from './broker/mount-helper-routes.js';
+import { MountOps } from './broker/mount-ops.js';
+import { MountWatcher } from './broker/mount-watcher.js';
 import { NamespaceWalker } from './broker/namespace-walker.js';
 import { RegistrationOps } from './broker/registration-ops.js';
 import { RegistrationRestorer } from './broker/registration-restorer.js';
@@ -89,6 +91,8 @@ export function brokerModule(): ContainerModule {
     bind(RequestKeyOps).toSelf().inSingletonScope();
     bind(KeyRouter).toSelf().inSingletonScope();
     bind(MountHelperRoutes).toSelf().inSingletonScope();
+    bind(MountOps).toSelf().inSingletonScope();
+    bind(MountWatcher).toSelf().inSingletonScope();
     bind(ResolveOps).toSelf().inSingletonScope();
     bind(StatusOps).toSelf().inSingletonScope();
     bind(UpcallSlots).toSelf().inSingletonScope();

@@ -5,6 +5,8 @@ import { RequestHandlers } from '../server/request-handlers.js';
 import { SocketServer } from '../server/socket-server.js';
 import { ContextTable } from './context-table.js';
 import { ExecOps } from './exec-ops.js';
+import { MountOps } from './mount-ops.js';
+import { MountWatcher } from './mount-watcher.js';
 import { RequestKeyOps } from './request-key-ops.js';
 import { ResolveOps } from './resolve-ops.js';
 import { StatusOps } from './status-ops.js';
@@ -34,6 +36,8 @@ export class BrokerService {
     @inject(RequestKeyOps) _requestKeyOps: RequestKeyOps,
     @inject(ResolveOps) _resolveOps: ResolveOps,
     @inject(StatusOps) _statusOps: StatusOps,
+    @inject(MountOps) _mountOps: MountOps,
+    @inject(MountWatcher) private readonly mounts: MountWatcher,
     @inject(MetricsServer) private readonly metricsServer: MetricsServer,
     @inject(SdNotify) private readonly sd: SdNotify,
     @inject(Registry) private readonly registry: Registry,
@@ -68,6 +72,7 @@ export class BrokerService {
     this.relays.close();
     await this.runner.stop();
     await this.store.close(); // what was acknowledged is on disk already; this waits for a compaction and closes the journal
+    this.mounts.stop();
     this.contexts.stop();
     this.log.info('stopped');
   }

@@ -41,6 +41,7 @@ export function selectorOf(mount: string | number): Selector {
 export class Registry {
   private readonly byId = new Map<string, Registration>();
   private readonly log: Logger;
+  private readonly registeredListeners: Array<(reg: Registration, mounter: Pidfd) => void> = [];
 
   constructor(
     @inject(Libc) private readonly libc: Libc,
@@ -81,7 +82,13 @@ export class Registry {
       mounterUid: req.cred.uid, context: context.id, initPid: context.initPid, pidns: context.pidnsId.ino,
       userns: context.usernsId.ino, durationMs: Math.round((this.clock.monotonic() - started) * 1000) / 1000,
     });
+    for (const l of this.registeredListeners) l(reg, req.mounter);
     return reg;
+  }
+
+  /** Called once a registration is saved, with the mounter (its pidfd is closed after the call). */
+  onRegistered(listener: (reg: Registration, mounter: Pidfd) => void): void {
+    this.registeredListeners.push(listener);
   }
 
   /** Removed once the state on disk no longer has it; a failed save keeps it registered (E_IO), as the disk does. */

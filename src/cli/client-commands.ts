@@ -50,11 +50,16 @@ export function addClientCommands(program: Command): void {
     .requiredOption('-m, --mount <path>', 'the mountpoint, as this process sees it')
     .option('-t, --fstype <type>', 'filesystem type (default: from mountinfo)')
     .option('-S, --source <source>', 'mount source (default: from mountinfo)')
-    .action((opts: CommonOptions & { mount: string; fstype?: string; source?: string }) => withClient(opts, async (c) => {
+    .option('-p, --for-pid <pid>', '(host root, admin socket) register for the container of this process, as it sees PATH')
+    .action((opts: CommonOptions & { mount: string; fstype?: string; source?: string; forPid?: string }) => withClient(opts, async (c) => {
       const params: Record<string, unknown> = { mountpoint: opts.mount };
+      if (opts.forPid !== undefined) {
+        if (!/^\d+$/.test(opts.forPid) || Number(opts.forPid) <= 0) throw new BrokerError('E_BAD_REQUEST', `--for-pid must be a positive integer: ${opts.forPid}`);
+        params['pid'] = Number(opts.forPid);
+      }
       if (opts.fstype !== undefined) params['fstype'] = opts.fstype;
       if (opts.source !== undefined) params['source'] = opts.source;
-      const r = await c.request<RegistrationInfo>('register', params);
+      const r = await c.request<RegistrationInfo>(opts.forPid !== undefined ? 'register-for' : 'register', params);
       printResult(opts.json === true, r, () => r.id);
     }));
 

@@ -25,6 +25,7 @@ addStatusCommand(program);
 addSystemdCommand(program);
 addConfigCommand(program);
 (await import('./request-key-command.js')).addRequestKeyCommand(program);
+(await import('./mount-command.js')).addMountCommand(program);
 
 try {
   await program.parseAsync(process.argv);

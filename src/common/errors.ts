@@ -18,6 +18,7 @@ export const ErrorCodes = {
   E_CONFIG: 12,
   E_PROTOCOL: 13,
   E_NO_PROCESS: 14,
+  E_MOUNT_FAILED: 16,
   E_IO: 74,
   E_INTERNAL: 70,
 } as const;
