@@ -300,6 +300,11 @@ static int stat_start_time(const char *stat, unsigned long long *out)
 	return field == 22 ? parse_ull(p, 10, out, NULL) : -1;
 }
 
+int ub_proc_start_time(const char *stat, unsigned long long *out)
+{
+	return stat_start_time(stat, out);
+}
+
 /* ------------------------------------------------------------------------
  * kernel features newer than Linux 6.1, and their fallbacks
  */

@@ -125,6 +125,9 @@ int ub_ctx_seal(struct ub_context *c, struct ub_ctx_error *e);
  * searched in path (NULL: UB_CTX_DEFAULT_PATH).  Returns only on failure. */
 int ub_ctx_exec(char *const argv[], char *const envp[], const char *path, struct ub_ctx_error *e);
 
+/* Field 22 (starttime) of a /proc/<pid>/stat text. */
+int ub_proc_start_time(const char *stat, unsigned long long *out);
+
 /* True once the process behind pidfd has exited (polls readable). */
 int ub_ctx_target_exited(int pidfd);
 

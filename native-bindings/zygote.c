@@ -18,7 +18,8 @@
  * the zygote tell C to go on (the 'G' byte), so the "started" event means "a
  * child of init".  C's exit comes from its pidfd (POLLIN), its status from
  * PIDFD_GET_INFO + PIDFD_INFO_EXIT once init reaped it, or from field 52 of
- * /proc/<pid>/stat while it is a zombie (an init that never reaps).
+ * /proc/<pid>/stat while it is a zombie (an init that never reaps).  Before
+ * Linux 6.15 (no PIDFD_INFO_EXIT) the proc connector's exit event gives it.
  *
  * Messages on the socketpair, one per datagram, first byte the kind:
  *   P (+ SCM_RIGHTS fd)  B -> zygote  C's pidfd
@@ -33,7 +34,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/cn_proc.h>
+#include <linux/connector.h>
 #include <linux/keyctl.h>
+#include <linux/netlink.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
@@ -154,6 +158,7 @@ struct req {
 	int cpidfd;
 	pid_t cpid;
 	int got_r, started, c_exited, have_status, status;
+	long long cpid_at_ns;           /* CLOCK_MONOTONIC when C's pid was learned (C alive then) */
 	char *fields, *error;
 	long long deadline, grace_deadline;
 	int timed_out, emitted;
@@ -612,11 +617,22 @@ static int slurp(int dirfd, const char *name, char *out, size_t cap)
 	return 0;
 }
 
+/* In T: the target is pid 1 of T's own pid namespace (B checked it before
+ * forking T), for as long as it lives. */
+static int in_template;
+
 /* init's pid as the caller's pid namespace numbers it (B is inside: 1).
- * Before 6.13 it comes from the host /proc that A opened (snap.hostproc):
- * B and T are chrooted into the container by then. */
+ * Before 6.13 it comes from the host /proc that A opened (snap.hostproc): B
+ * is chrooted into the container by then; T has closed that fd, and knows. */
 static pid_t target_vpid(int pidfd)
 {
+	if (in_template && !ub_compat_has(UB_COMPAT_PIDFD_INFO)) {
+		if (ub_ctx_target_exited(pidfd)) {
+			errno = ESRCH;
+			return -1;
+		}
+		return 1;
+	}
 	return ub_pidfd_vpid(snap.hostproc > 0 ? snap.hostproc : -1, pidfd);
 }
 
@@ -1044,6 +1060,7 @@ static void __attribute__((noreturn)) run_template(struct ub_context *ctx, const
 		child_fail_errno(ub_ctx_target_exited(ctx->pidfd) ? "E_INIT_EXITED" : "E_FORK", "fork (template)", errno);
 	if (t > 0)
 		_exit(0); /* B' */
+	in_template = 1;
 	/* T: wait until B' is gone and init is our parent (then CLONE_PARENT makes init's children) */
 	for (i = 0; getppid() != 1; i++) {
 		int pfd = (int)syscall(UB_NR_pidfd_open, getppid(), 0);
@@ -1069,6 +1086,7 @@ static void __attribute__((noreturn)) run_template(struct ub_context *ctx, const
 	if (slurp(snap.hostproc, "self/cgroup", snap.cgroup, sizeof(snap.cgroup)) < 0 || !check_context(ctx, why, sizeof(why)))
 		_exit(0); /* not cacheable: the zygote sees EOF and forgets us */
 	close(snap.hostproc);
+	snap.hostproc = -1;
 	self = (int)syscall(UB_NR_pidfd_open, getpid(), 0);
 	n = snprintf(msg, sizeof(msg), "T%s", fields);
 	if (self < 0 || n >= (int)sizeof(msg))
@@ -1691,6 +1709,7 @@ static void drop_attempt(struct req *r)
 	r->out.truncated = r->err.truncated = 0;
 	r->cpid = 0;
 	r->got_r = r->b_exited = r->c_exited = r->have_status = r->stale = r->checked = 0;
+	r->cpid_at_ns = 0;
 	r->in_off = 0;
 	r->tmpl = NULL;
 	r->via_tmpl = r->becomes_tmpl = 0;
@@ -1979,6 +1998,124 @@ static void handle_frame(const char *body, size_t len)
 	}
 }
 
+/* ------------------------------------------------------------------------
+ * exit statuses before Linux 6.15: the proc connector
+ *
+ * Without PIDFD_INFO_EXIT a non-parent learns C's status only while C is a
+ * zombie, and most inits reap at once.  The proc connector (cn_proc,
+ * CONFIG_PROC_EVENTS; listening needs CAP_NET_ADMIN in the initial user and
+ * pid namespaces) sends every task's exit with its wait() status, from
+ * do_exit() right after exit_notify() (which wakes the pidfd): when C's
+ * pidfd polls readable its event is queued here or about to be, so a missing
+ * one is waited for, briefly (CN_WAIT_MS).  An event is taken for C only if it is newer than the
+ * moment we learned C's pid: C was alive then and holds the pid until reaped.
+ * An overflowing socket (ENOBUFS on a busy host) loses events: then field 52.
+ */
+
+static int cn_fd = -1;
+#define CN_WAIT_MS 200
+
+static long long mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* PIDFD_INFO_EXIT works here: a child of ours, reaped, still has a status. */
+static int kernel_has_exit_info(void)
+{
+	struct pidfd_info_v0 info = { .mask = UB_PIDFD_INFO_EXIT };
+	pid_t pid;
+	int pidfd, ok;
+
+	if (!ub_compat_has(UB_COMPAT_PIDFD_INFO))
+		return 0;
+	pid = fork();
+	if (pid < 0)
+		return 1; /* cannot tell: no listener */
+	if (pid == 0)
+		_exit(0);
+	pidfd = (int)syscall(UB_NR_pidfd_open, pid, 0);
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	if (pidfd < 0)
+		return 1;
+	ok = ioctl(pidfd, UB_PIDFD_GET_INFO, &info) == 0 && (info.mask & UB_PIDFD_INFO_EXIT);
+	close(pidfd);
+	return ok;
+}
+
+static void cn_open(void)
+{
+	struct sockaddr_nl sa = { .nl_family = AF_NETLINK, .nl_groups = CN_IDX_PROC };
+	struct {
+		struct nlmsghdr nl;
+		struct cn_msg cn;
+		uint32_t op;
+	} __attribute__((packed)) msg;
+	int fd, size = 8 << 20;
+
+	if (kernel_has_exit_info())
+		return;
+	fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_CONNECTOR);
+	if (fd < 0)
+		return;
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	memset(&msg, 0, sizeof(msg));
+	msg.nl.nlmsg_len = sizeof(msg);
+	msg.nl.nlmsg_type = NLMSG_DONE;
+	msg.cn.id.idx = CN_IDX_PROC;
+	msg.cn.id.val = CN_VAL_PROC;
+	msg.cn.len = sizeof(msg.op);
+	msg.op = PROC_CN_MCAST_LISTEN;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || send(fd, &msg, sizeof(msg), 0) != (ssize_t)sizeof(msg)) {
+		close(fd);
+		return;
+	}
+	cn_fd = fd;
+}
+
+static void cn_record(pid_t pid, uint32_t status, long long ts)
+{
+	size_t i;
+
+	for (i = 0; i < MAX_INFLIGHT; i++) {
+		struct req *r = &reqs[i];
+
+		if (r->used && !r->emitted && !r->have_status && r->cpid == pid && r->cpid_at_ns && ts > r->cpid_at_ns) {
+			r->status = (int)status;
+			r->have_status = 1;
+		}
+	}
+}
+
+static void cn_drain(void)
+{
+	char buf[16384] __attribute__((aligned(NLMSG_ALIGNTO)));
+	ssize_t n;
+
+	while (cn_fd >= 0 && ((n = recv(cn_fd, buf, sizeof(buf), 0)) > 0 || (n < 0 && errno == ENOBUFS))) {
+		const struct nlmsghdr *h;
+		int len = (int)n;
+
+		if (n < 0)
+			continue; /* overflowed: some events are lost */
+		for (h = (const struct nlmsghdr *)buf; NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+			const struct cn_msg *cn = NLMSG_DATA(h);
+			const struct proc_event *ev = (const struct proc_event *)cn->data;
+
+			if (cn->id.idx != CN_IDX_PROC || cn->len < sizeof(*ev) || ev->what != PROC_EVENT_EXIT)
+				continue;
+			/* the thread group leader's exit carries the process's status */
+			if (ev->event_data.exit.process_pid == ev->event_data.exit.process_tgid)
+				cn_record(ev->event_data.exit.process_pid, ev->event_data.exit.exit_code, (long long)ev->timestamp_ns);
+		}
+	}
+}
+
 /* C's exit status once init has reaped it: PIDFD_INFO_EXIT (Linux 6.15). */
 static int reaped_status(int pidfd, int *status)
 {
@@ -1998,7 +2135,8 @@ static void read_status(struct req *r)
 {
 	int tries;
 
-	for (tries = 0; tries < 3; tries++) {
+	cn_drain(); /* C's exit event, if a listener is open, is queued by now */
+	for (tries = 0; tries < 3 && !r->have_status; tries++) {
 		char path[64], *p, *stat = NULL;
 		int fd, field = 2;
 		ssize_t n;
@@ -2030,6 +2168,13 @@ static void read_status(struct req *r)
 			}
 		}
 		free(stat);
+	}
+	/* reaped at once: its exit event follows the pidfd's wake-up */
+	for (tries = 0; cn_fd >= 0 && !r->have_status && tries < CN_WAIT_MS / 10; tries++) {
+		struct pollfd p = { cn_fd, POLLIN, 0 };
+
+		if (poll(&p, 1, 10) > 0)
+			cn_drain();
 	}
 }
 
@@ -2074,10 +2219,32 @@ static char *request_fields(struct req *r)
 	return out.p;
 }
 
+/* Is the request's init gone (its pid freed, or now another process's)? */
+static int init_gone(const struct req *r)
+{
+	char path[64], st[1024];
+	unsigned long long start;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)r->a.target.pid);
+	if (slurp(AT_FDCWD, path, st, sizeof(st)) < 0 || ub_proc_start_time(st, &start) < 0)
+		return 1;
+	return r->a.target.start_time && start != r->a.target.start_time;
+}
+
 static void maybe_start(struct req *r)
 {
 	char json[200], *f;
 	long ppid = 0;
+
+	/* Before 6.15 the status of a C that died before its go (killed with its
+	 * pid namespace as init died) is lost: it never ran, so say why, as the
+	 * cold path would have, instead of an exit without a status. */
+	if (!r->started && !r->error && r->cpidfd >= 0 && !ub_compat_has(UB_COMPAT_PIDFD_INFO) &&
+	    ub_ctx_target_exited(r->cpidfd) && !r->have_status) {
+		r->error = strdup(init_gone(r) ? "{\"code\":\"E_INIT_EXITED\",\"step\":\"the upcall was killed before it started: init exited\",\"errno\":3}"
+					   : "{\"code\":\"E_SPAWN\",\"step\":\"the upcall was killed before it started\",\"errno\":3}");
+		return;
+	}
 
 	if (r->started || r->cpidfd < 0 || !r->b_exited || (r->via_tmpl && !r->checked) || r->stale || r->error || r->timed_out ||
 	    r->emitted)
@@ -2135,8 +2302,10 @@ static void on_message(struct req *r, const char *msg, size_t n, const int *fds,
 		r->b_exited = nfds == 1 || ub_ctx_target_exited(r->bpidfd); /* often gone already */
 		PROF(r - reqs, PF_Z_GOT_P);
 		cpid = ub_pidfd_pid(r->cpidfd);
-		if (cpid > 0)
+		if (cpid > 0) {
 			r->cpid = cpid; /* C waits for 'G': alive, so the pid is known */
+			r->cpid_at_ns = mono_ns();
+		}
 		if (r->timed_out || r->emitted)
 			kill_tree(r);
 		return;
@@ -2390,7 +2559,7 @@ static void __attribute__((noreturn)) shut_down(void)
 	exit(0);
 }
 
-enum kind { W_SOCK, W_IN, W_OUT, W_ERR, W_CPID, W_APID, W_BPID, W_TCTL, W_TPID };
+enum kind { W_SOCK, W_IN, W_OUT, W_ERR, W_CPID, W_APID, W_BPID, W_TCTL, W_TPID, W_CN };
 
 struct watch {
 	struct req *r;
@@ -2409,6 +2578,8 @@ static int build_poll(struct pollfd *pfd, struct watch *w, long long now, int *t
 		WATCH(0, POLLIN, NULL, NULL, W_SOCK);
 	if (outq.len > outq_off)
 		WATCH(1, POLLOUT, NULL, NULL, W_IN);
+	if (cn_fd >= 0)
+		WATCH(cn_fd, POLLIN, NULL, NULL, W_CN);
 	for (i = 0; i < MAX_INFLIGHT; i++) {
 		struct req *r = &reqs[i];
 		long long due;
@@ -2468,6 +2639,10 @@ static void dispatch(const struct pollfd *p, const struct watch *w)
 			forget_template(w->t);
 		else if (w->t->ctl >= 0)
 			on_template_ctl(w->t);
+		return;
+	}
+	if (w->kind == W_CN) {
+		cn_drain();
 		return;
 	}
 	if (!r) {
@@ -2530,8 +2705,8 @@ static int usage(FILE *to, int status)
 
 int main(int argc, char **argv)
 {
-	static struct pollfd pfd[2 + MAX_INFLIGHT * 7 + TEMPLATE_SLOTS * 2];
-	static struct watch w[2 + MAX_INFLIGHT * 7 + TEMPLATE_SLOTS * 2];
+	static struct pollfd pfd[3 + MAX_INFLIGHT * 7 + TEMPLATE_SLOTS * 2];
+	static struct watch w[3 + MAX_INFLIGHT * 7 + TEMPLATE_SLOTS * 2];
 	size_t i;
 	int k;
 
@@ -2568,6 +2743,7 @@ int main(int argc, char **argv)
 	signal(SIGCHLD, SIG_DFL);
 	zygote_pid = getpid();
 	ub_compat_init(); /* probed once here; every A, B and T inherits the answers */
+	cn_open();
 #ifdef UB_ZYGOTE_PROFILE
 	prof_init();
 #endif

@@ -196,7 +196,7 @@ export class Doctor {
     }
     if (code !== 7 << 8) {
       const info = COMPAT_FEATURES['pidfd-info'];
-      throw new DegradedError(`PIDFD_INFO_EXIT (Linux 6.15) missing: exit status from /proc while the upcall is a zombie`, info.cost);
+      throw new DegradedError('PIDFD_INFO_EXIT (Linux 6.15) missing: exit statuses from the proc connector, else from /proc while the upcall is a zombie', info.cost);
     }
     return 'PIDFD_INFO_EXIT gives a reaped child\'s status';
   }

@@ -24,8 +24,8 @@ export const COMPAT_FEATURES = {
   },
   'pidfd-info': {
     what: 'PIDFD_GET_INFO (Linux 6.13; PIDFD_INFO_EXIT 6.15)',
-    fallback: 'the pid from "Pid:" of /proc/self/fdinfo/<pidfd>, the exit status from field 52 of /proc/<pid>/stat while the upcall is a zombie',
-    cost: 'an upcall whose container init reaps it before the zygote reads /proc reports no exit status (code null)',
+    fallback: 'the pid from "Pid:" of /proc/self/fdinfo/<pidfd>; an upcall\'s exit status from the proc connector\'s exit event (root in the initial namespaces), else from field 52 of /proc/<pid>/stat while it is a zombie',
+    cost: 'no security cost; without the proc connector (or when its queue overflows on a busy host) an upcall reaped at once by its init reports no exit status (code null), and request-key programs then count as failed',
   },
   peerpidfd: {
     what: 'SO_PEERPIDFD (Linux 6.5)',

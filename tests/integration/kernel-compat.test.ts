@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -178,5 +178,32 @@ describe('the C programs take the same forced fallbacks', () => {
     });
     assert.match(out.fields['namespaces'] ?? '', /found via \/proc\/<pid>\/ns/);
     assert.equal(out.code, 3, 'the testbed init does not reap: the zombie\'s field 52 gives the status');
+  });
+
+  test('an init that reaps at once: the exit status comes from the proc connector', async () => {
+    // sh as pid 1 reaps every child it inherits (the testbed's node init does not)
+    const holder = spawn('unshare', ['--user', '--map-root-user', '--pid', '--mount', '--net', '--fork', '--kill-child', '--mount-proc',
+      'sh', '-c', 'while :; do sleep 1; done'], { stdio: 'ignore' });
+    try {
+      let initPid = 0;
+      for (let i = 0; i < 200 && initPid === 0; i++) {
+        await new Promise((r) => setTimeout(r, 10));
+        try {
+          initPid = Number(readFileSync(`/proc/${holder.pid}/task/${holder.pid}/children`, 'utf8').trim().split(' ')[0]) || 0;
+        } catch {
+          // not yet
+        }
+      }
+      assert.ok(initPid > 0, 'unshare started its init');
+      const startTime = Number(readFileSync(`/proc/${initPid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19]);
+      const pidnsIno = statSync(`/proc/${initPid}/ns/pid`).ino;
+      const runner = zygoteRunner(runners);
+      for (const [argv, code, signal] of [[['/bin/sh', '-c', 'exit 5'], 5, null], [['/bin/sh', '-c', 'kill -TERM $$'], null, 'SIGTERM']] as const) {
+        const out = await runner.run({ target: { initPid, initStartTime: startTime, pidnsIno, host: false }, mode: 'exec', argv, timeoutMs: 10_000, outputCap: 4096 });
+        assert.deepEqual([out.code, out.signal], [code, signal], argv.join(' '));
+      }
+    } finally {
+      holder.kill('SIGKILL'); // --kill-child: its init dies with it
+    }
   });
 });
