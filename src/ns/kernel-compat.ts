@@ -29,8 +29,8 @@ export const COMPAT_FEATURES = {
   },
   peerpidfd: {
     what: 'SO_PEERPIDFD (Linux 6.5)',
-    fallback: 'SO_PEERCRED, pidfd_open(pid), and the process must have started before the connection was accepted',
-    cost: 'residual race (docs/security.md): a peer that exits between connect() and accept, whose pid is reused by a process started within that window, is taken for that process',
+    fallback: 'SO_PEERCRED, pidfd_open(pid); the process must have started before the connection was accepted and hold the connection\'s other end (sock_diag, /proc/<pid>/fd)',
+    cost: 'residual (docs/security.md): a peer that hands its end of the connection to a process and exits, and whose pid that very process then gets, is taken for it; a client that closes its end before the broker looks is refused',
   },
   'mnt-id-unique': {
     what: 'STATX_MNT_ID_UNIQUE (Linux 6.8)',

@@ -21,6 +21,11 @@ export interface Libc {
   statx(dirfd: number, path: string, flags: number, mask: number, buf: Buffer): number;
   /** A close-on-exec AF_UNIX datagram socket (sd_notify: Node has no unix datagram sockets). */
   unixDgramSocket(): number;
+  /** A close-on-exec AF_NETLINK datagram socket of `protocol` (sock_diag: a unix socket's peer). */
+  netlinkSocket(protocol: number): number;
+  /** setns(2) of the calling thread; only CLONE_NEWNET is used (a multi-threaded process may change it). */
+  setns(fd: number, nstype: number): number;
+  recv(fd: number, buf: Buffer): number;
   sendto(fd: number, data: Buffer, addr: Buffer): number;
   errno(): number;
 }
@@ -56,6 +61,8 @@ function bind(koffi: KoffiModule, lib: ReturnType<KoffiModule['load']>): Libc {
   const getsockopt = lib.func('int getsockopt(int fd, int level, int name, _Inout_ uint8_t *val, _Inout_ uint32_t *len)');
   const poll = lib.func('int poll(_Inout_ uint8_t *fds, unsigned long nfds, int timeout)');
   const socket = lib.func('int socket(int domain, int type, int protocol)');
+  const setns = lib.func('int setns(int fd, int nstype)');
+  const recv = lib.func('long recv(int fd, _Out_ uint8_t *buf, unsigned long len, int flags)');
   const sendto = lib.func('long sendto(int fd, const uint8_t *buf, unsigned long len, int flags, const uint8_t *addr, unsigned int addrlen)');
   const statx = lib.func('int statx(int dirfd, const char *path, int flags, unsigned int mask, _Inout_ uint8_t *buf)');
   const PIDFD_OPEN = 434; // UB_NR_pidfd_open
@@ -74,6 +81,9 @@ function bind(koffi: KoffiModule, lib: ReturnType<KoffiModule['load']>): Libc {
     openat2: (dirfd, path, how) => Number(syscall(OPENAT2, 'int', dirfd, 'const char *', path, 'uint8_t *', how, 'size_t', how.length)),
     statx: (dirfd, path, flags, mask, buf) => statx(dirfd, path, flags, mask, buf) as number,
     unixDgramSocket: () => socket(1 /* AF_UNIX */, 2 | 0x80000 /* SOCK_DGRAM | SOCK_CLOEXEC */, 0) as number,
+    netlinkSocket: (protocol) => socket(16 /* AF_NETLINK */, 2 | 0x80000 /* SOCK_DGRAM | SOCK_CLOEXEC */, protocol) as number,
+    setns: (fd, nstype) => setns(fd, nstype) as number,
+    recv: (fd, buf) => Number(recv(fd, buf, buf.length, 0)),
     sendto: (fd, data, addr) => Number(sendto(fd, data, data.length, 0x4000 /* MSG_NOSIGNAL */, addr, addr.length)),
     errno: () => koffi.errno(),
   };

@@ -6,6 +6,7 @@ import { K } from './kernel-constants.js';
 import type { Libc } from './libc.js';
 import { Pidfd } from './pidfd.js';
 import { startTimeOf } from './proc-info.js';
+import { holdsSocket, unixPeerInode } from './unix-peer.js';
 
 const ENOPROTOOPT = 92;
 
@@ -55,12 +56,15 @@ export function peerPidfd(libc: Libc, fd: number): Pidfd {
 
 /**
  * Before Linux 6.5: SO_PEERCRED's pid (recorded by the kernel at connect()),
- * pidfd_open, and a start-time check. The peer connected before we got here, so
- * a process that started after `now` cannot be it: that catches a pid reused
- * after the peer exited, except by a process started between the peer's
- * connect() and `now` (the residual race, docs/security.md, and the reason doctor
- * reports this as degraded). `now` is read before pidfd_open, or given by a
- * caller that noted when it accepted the connection.
+ * pidfd_open, and two checks that the process is the peer and not a later
+ * owner of its pid:
+ * - it started no later than `now` (the peer connected before we got here);
+ * - it holds the other end of this connection (sock_diag names the peer socket,
+ *   /proc/<pid>/fd must link to it), checked alive afterwards.
+ * Left (docs/security.md): a peer that handed its end to the process that later
+ * got its pid, and a peer that closed its end before we looked (refused).
+ * `now` is read before pidfd_open, or given by a caller that noted when it
+ * accepted the connection.
  */
 export function peerPidfdByCred(libc: Libc, fd: number, now = uptimeTicks()): Pidfd {
   const cred = peerCred(libc, fd);
@@ -70,6 +74,15 @@ export function peerPidfdByCred(libc: Libc, fd: number, now = uptimeTicks()): Pi
     const started = startTimeOf(pidfd);
     if (started > now) {
       throw new BrokerError('E_NO_PROCESS', `socket peer ${cred.pid} exited and its pid was reused (started at ${started}, after ${now})`);
+    }
+    let peer: number | null = null;
+    try {
+      peer = unixPeerInode(libc, fd, cred.pid);
+    } catch {
+      // not found from its network namespace: not the process that connected
+    }
+    if (peer === null || !holdsSocket(cred.pid, peer) || !pidfd.isAlive()) {
+      throw new BrokerError('E_NO_PROCESS', `socket peer ${cred.pid} does not hold its end of the connection: it exited (its pid may have been reused) or closed it`);
     }
     return pidfd;
   } catch (err) {

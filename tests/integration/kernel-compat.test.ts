@@ -18,6 +18,7 @@ import { resolveMountOf } from '../../src/ns/mount-resolver.js';
 import { sameNs } from '../../src/ns/namespace-fd.js';
 import { peerPidfd, peerPidfdByCred, socketFd, uptimeTicks } from '../../src/ns/peer.js';
 import { Pidfd, pidOfPidfd } from '../../src/ns/pidfd.js';
+import { holdsSocket, unixPeerInode } from '../../src/ns/unix-peer.js';
 import { realLibc, realSpawner, zygoteRunner } from '../helpers/native.js';
 import { takePid } from '../helpers/pid-reuse.js';
 import { Testbed, type TestContainer } from '../testbed/index.js';
@@ -152,9 +153,24 @@ describe('SO_PEERCRED + pidfd_open + start time (no SO_PEERPIDFD)', () => {
       const holder = await takePid(pid);
       try {
         assert.throws(() => peerPidfdByCred(forced, socketFd(sock), acceptedAt), isCode('E_NO_PROCESS'));
+        // Even were its start time not caught (the broker stopped before it accepted: the impostor
+        // started first, as in security-hostile's T9), it does not hold the connection's other end.
+        assert.throws(() => peerPidfdByCred(forced, socketFd(sock), uptimeTicks() + 1_000_000), isCode('E_NO_PROCESS'));
       } finally {
         holder.kill();
       }
+    } finally {
+      sock.destroy();
+    }
+  });
+
+  test('sock_diag names the peer\'s socket, which the peer holds and nobody else does', async () => {
+    const { sock, pid } = await acceptFrom(true);
+    try {
+      const peer = unixPeerInode(native, socketFd(sock));
+      assert.ok(peer !== null && peer > 0);
+      assert.equal(holdsSocket(pid, peer), true);
+      assert.equal(holdsSocket(process.pid, peer), false, 'we hold our own end only');
     } finally {
       sock.destroy();
     }

@@ -65,12 +65,12 @@ function oldKernelLibc(errno: number): Libc {
     pidfdSendSignal: fail,
     ioctl: fail, ioctlInt: fail, ioctlPtr: fail, getsockopt: fail,
     poll: () => 0, openat2: fail, unixDgramSocket: () => -1, sendto: fail,
-    statx: (_d, _p, _f, _m, buf) => {
+    statx: (_d: number, _p: string, _f: number, _m: number, buf: Buffer) => {
       buf.writeUInt32LE(K.UB_STATX_MNT_ID, 0); // a 6.1 kernel leaves STATX_MNT_ID_UNIQUE unset
       return 0;
     },
     errno: () => last,
-  } as Libc;
+  } as unknown as Libc;
 }
 
 test('the real probes read ENOTTY/EINVAL as "the kernel lacks it", anything else as "it exists"', async () => {
