@@ -60,7 +60,9 @@ export class KeyRouter {
         helperContext: kernelThread ? null : this.helpers.contextOf(requester.pid),
         requesterNetns: kernelThread || type !== 'dns_resolver' ? null : this.netnsOfProcess(requester),
         hostNetns: this.hostNetns,
-        registrations: live.map((r): RouteRegistration => ({ contextId: r.context.id, fstype: r.fstype, source: r.source })),
+        // A source a tenant typed in names no server for sure: only the kernel's or host root's route kernel threads.
+        registrations: live.filter((r) => r.sourceFrom === 'kernel' || r.sourceFrom === 'agent')
+          .map((r): RouteRegistration => ({ contextId: r.context.id, fstype: r.fstype, source: r.source })),
         contexts: type === 'dns_resolver' && !kernelThread ? this.knownContexts(live.map((r) => r.context)) : [],
       }, () => {
         walked = this.contextFor(requester);

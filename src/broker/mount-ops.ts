@@ -83,7 +83,7 @@ export class MountOps {
     const p = parseParams(RegisterForParams, params);
     this.assertHostRoot(peer, 'register-for', p.pid);
     using target = Pidfd.open(this.libc, p.pid);
-    const reg = await this.registry.register({ mounter: target, cred: peer.cred, mountpoint: p.mountpoint, fstype: p.fstype, source: p.source });
+    const reg = await this.registry.register({ mounter: target, cred: peer.cred, mountpoint: p.mountpoint, fstype: p.fstype, source: p.source, agent: true });
     this.watcher.watch(reg, target);
     this.log.audit('registered-for', { id: reg.id, forPid: p.pid, agentPid: peer.cred.pid, mountpoint: p.mountpoint, context: reg.context.id });
     return toInfo(reg);
@@ -120,7 +120,7 @@ export class MountOps {
     const seen = resolveMountOf(this.libc, target, p.mountpoint);
     if (!seen.isMountRoot) throw new BrokerError('E_MOUNT_FAILED', `mount(8) succeeded but nothing is mounted at ${p.mountpoint} as process ${p.pid} sees it`);
     try {
-      return await this.registry.register({ mounter: target, cred: peer.cred, mountpoint: p.mountpoint, fstype: p.fstype, source: p.source });
+      return await this.registry.register({ mounter: target, cred: peer.cred, mountpoint: p.mountpoint, fstype: p.fstype, source: p.source, agent: true });
     } catch (err) {
       // Registered nothing: take the mount away again, so nothing runs unrecorded.
       const undo = await this.runHelper(target, null, ['umount', '--', p.mountpoint], 10_000).catch(() => null);

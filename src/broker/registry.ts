@@ -15,6 +15,12 @@ export type Registration = Omit<RegistrationInfo, 'state' | 'context'> & {
   context: Context;
   /** Set once its mount is gone (MountWatcher); in memory only: a restart checks again. */
   unmounted?: boolean;
+  /**
+   * Who named the source: the kernel (mountinfo), host root (`register --for-pid`, `mount --for-pid`), or
+   * a tenant overriding it. Only the first two route kernel-thread requests (docs/walk-rule.md, case 6):
+   * a container must not be able to claim a server name. Absent in records saved before it existed.
+   */
+  sourceFrom?: 'kernel' | 'agent' | 'caller';
 };
 
 export interface RegisterRequest {
@@ -23,6 +29,8 @@ export interface RegisterRequest {
   mountpoint: string;
   fstype?: string | undefined;
   source?: string | undefined;
+  /** Host root registers for a container (`register-for`, `mount-for`): its source is trusted. */
+  agent?: boolean;
 }
 
 export type Selector = { id: string } | { mountId: number } | { path: string };
@@ -65,6 +73,7 @@ export class Registry {
       mountIdKind: mount.mountIdKind,
       fstype: req.fstype ?? mount.fstype,
       source: req.source ?? mount.source,
+      sourceFrom: req.agent === true ? 'agent' : req.source === undefined || req.source === mount.source ? 'kernel' : 'caller',
       mounter: req.cred,
       createdAt: new Date(this.clock.now()).toISOString(),
       context,
@@ -153,7 +162,7 @@ export class Registry {
 }
 
 export function toInfo(reg: Registration): RegistrationInfo {
-  const { context, unmounted, ...rest } = reg;
+  const { context, unmounted, sourceFrom: _from, ...rest } = reg;
   return { ...rest, state: unmounted === true ? 'unmounted' : context.state, context: context.info() };
 }
 

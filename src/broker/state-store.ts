@@ -12,6 +12,7 @@ export const StoredRegistrationSchema = z.object({
   mountIdKind: z.enum(['unique', 'legacy']),
   fstype: z.string().nullable(),
   source: z.string().nullable(),
+  sourceFrom: z.enum(['kernel', 'agent', 'caller']).optional(),
   mounter: z.object({ pid: z.number().int(), uid: z.number().int(), gid: z.number().int() }),
   createdAt: z.string(),
   context: z.object({

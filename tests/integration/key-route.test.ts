@@ -120,17 +120,22 @@ before(async () => {
       ],
     }),
   ]);
+  /** As an agent does for a mount it made (host root: its source routes kernel threads). */
   const registerAs = async (x: TestContainer, path: string, source: string) => {
     await mountTmpfs(x, path);
-    const r = await cliIn<RegistrationInfo>(x, ['register', '--socket', broker.tenantSocket, '--mount', path, '--fstype', 'cifs', '--source', source]);
-    assert.equal(r.code, 0, JSON.stringify(r.json));
-    return r.json;
+    const r = await runCli(['register', '--socket', broker.adminSocket, '--for-pid', String(x.initPid), '--mount', path, '--fstype', 'cifs', '--source', source, '--json']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    return JSON.parse(r.stdout) as RegistrationInfo;
   };
   reg = await registerAs(c, '/mnt/files', `//${name('files')}/share`);
   await registerAs(c, '/mnt/shared', `//${name('shared')}/share`);
   await registerAs(d, '/mnt/shared', `//${name('shared')}/share`);
   await registerAs(c, '/mnt/split', `//${name('split')}/share`);
   await registerAs(d, '/mnt/split', `//${name('split')}/share`);
+  // A tenant typing in a source that names another container's server: it must route nothing.
+  await mountTmpfs(d, '/mnt/claim');
+  const claim = await cliIn<RegistrationInfo>(d, ['register', '--socket', broker.tenantSocket, '--mount', '/mnt/claim', '--fstype', 'cifs', '--source', `//${name('files')}/share`]);
+  assert.equal(claim.code, 0, JSON.stringify(claim.json));
 });
 
 after(async () => {
@@ -188,7 +193,7 @@ describe('dns_resolver keys are answered by the context that owns the network na
 describe('kernel-thread requesters are routed by the registrations whose source names the host', () => {
   const KTHREADD = 2;
 
-  test('one context\'s registration: its answer, with the expiry capped at 10 s', async () => {
+  test('one context\'s registration: its answer, with the expiry capped at 10 s (a tenant\'s typed-in source naming that host counts for nothing)', async () => {
     const decision = await askBroker(KTHREADD, name('files'));
     assert.equal(decision.action, 'instantiate', JSON.stringify(decision));
     assert.equal(decision.route, 'kthread-registration');
