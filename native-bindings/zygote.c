@@ -2013,7 +2013,7 @@ static void handle_frame(const char *body, size_t len)
  */
 
 static int cn_fd = -1;
-#define CN_WAIT_MS 200
+#define CN_WAIT_MS 50 /* the exiting task sends it a few instructions after the wake-up; the loop waits meanwhile */
 
 static long long mono_ns(void)
 {
@@ -2170,10 +2170,10 @@ static void read_status(struct req *r)
 		free(stat);
 	}
 	/* reaped at once: its exit event follows the pidfd's wake-up */
-	for (tries = 0; cn_fd >= 0 && !r->have_status && tries < CN_WAIT_MS / 10; tries++) {
+	for (tries = 0; cn_fd >= 0 && !r->have_status && tries < CN_WAIT_MS / 5; tries++) {
 		struct pollfd p = { cn_fd, POLLIN, 0 };
 
-		if (poll(&p, 1, 10) > 0)
+		if (poll(&p, 1, 5) > 0)
 			cn_drain();
 	}
 }
