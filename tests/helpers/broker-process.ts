@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../../src/common/paths.js';
+import { scaled } from '../testbed/time-scale.js';
 
 export const CLI = join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js');
 
@@ -20,7 +21,7 @@ export function runCli(args: string[], options: { timeoutMs?: number } = {}): Pr
     let stderr = '';
     child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
     child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? scaled(60_000));
     child.once('error', reject);
     child.once('close', (code) => {
       clearTimeout(timer);
@@ -72,7 +73,7 @@ export class BrokerProcess {
     const child = spawn(cmd!, cmdArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`broker not ready in 15 s:\n${this.output}`)), 15_000);
+      const timer = setTimeout(() => reject(new Error(`broker not ready in ${scaled(15)} s:\n${this.output}`)), scaled(15_000));
       // Only until ready is the output searched, and only this start's (a restart must see its own
       // ready line): searching all of it for every chunk made a long-running bench's client spend
       // a whole core on a broker logging 1,000 lines a second.

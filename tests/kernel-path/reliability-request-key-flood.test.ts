@@ -19,14 +19,15 @@ import { mountTmpfs } from '../helpers/in-container.js';
 import { pidsWithArgv, until } from '../helpers/reliability.js';
 import { Testbed, type TestContainer } from '../testbed/index.js';
 import { removeOnExit } from '../helpers/remove-on-exit.js';
+import { scaled } from '../testbed/time-scale.js';
 
 const RUN = `ubf${process.pid}${randomBytes(3).toString('hex')}`;
 const RULE_FILE = `/etc/request-key.d/ub-test-${process.pid}-${randomBytes(4).toString('hex')}.conf`;
 /**
- * A's program sleeps this long (1 to 2 s, well inside the handler's 3 s budget): a unique
- * argument, so the test can count them.
+ * A's program sleeps this long (1 to 2 s, well inside the handler's 3 s budget; both
+ * scaled to the machine's speed): a unique argument, so the test can count them.
  */
-const SLOW = `1.${String(process.pid).padStart(7, '0')}`;
+const SLOW = `${scaled(1)}.${String(process.pid).padStart(7, '0')}`;
 
 const removeRuleFile = removeOnExit(RULE_FILE);
 
@@ -38,11 +39,11 @@ let b: TestContainer;
 before(async () => {
   const config = join(broker.dir, 'config.json');
   writeFileSync(config, JSON.stringify({
-    requestKey: { rules: [{ type: 'user', description: `${RUN}:*`, program: '/mnt/rk/prog', args: ['%d'], timeoutMs: 5000 }] },
+    requestKey: { rules: [{ type: 'user', description: `${RUN}:*`, program: '/mnt/rk/prog', args: ['%d'], timeoutMs: scaled(5000) }] },
   }));
   await broker.start(['--config', config]);
   const install = await runCli(['request-key', 'install', '--socket', broker.adminSocket, '--types', 'user',
-    '--match', `${RUN}*`, '--file', RULE_FILE, '--json']);
+    '--match', `${RUN}*`, '--file', RULE_FILE, '--timeout-ms', String(scaled(3000)), '--json']);
   assert.equal(install.code, 0, install.stdout + install.stderr);
   a = await bed.create({ name: 'rkfa' });
   b = await bed.create({ name: 'rkfb' });
@@ -68,13 +69,13 @@ const FLOOD = 'for i in $(seq 1 "$1"); do (keyctl request2 user "$0$i" x @s >/de
 const SERIES = 'for i in $(seq 1 "$1"); do s=$(date +%s%N); if keyctl request2 user "$0$i" x @s >/dev/null 2>&1; then r=ok; else r=fail; fi; echo "$r $(( ($(date +%s%N) - s) / 1000000 ))"; done';
 
 test('container A asks for 100 slow keys (1-2 s each) at once; container B\'s keys are built meanwhile at their usual speed', async () => {
-  const baseline = await b.exec(['keyctl', 'session', '-', 'sh', '-c', SERIES, `${RUN}:base`, '5'], { timeoutMs: 30_000 });
+  const baseline = await b.exec(['keyctl', 'session', '-', 'sh', '-c', SERIES, `${RUN}:base`, '5'], { timeoutMs: scaled(30_000) });
   const baseMs = baseline.stdout.trim().split('\n').map((l) => l.split(' '));
   assert.ok(baseMs.every(([r]) => r === 'ok'), `B's keys work before the flood: ${baseline.stdout}${baseline.stderr}`);
 
-  const flood = a.exec(['keyctl', 'session', '-', 'sh', '-c', FLOOD, `${RUN}:slow`, '100'], { timeoutMs: 60_000 });
-  await until('A\'s programs to be running', () => pidsWithArgv(['sleep', SLOW]).length >= 10, 15_000);
-  const during = await b.exec(['keyctl', 'session', '-', 'sh', '-c', SERIES, `${RUN}:fast`, '10'], { timeoutMs: 60_000 });
+  const flood = a.exec(['keyctl', 'session', '-', 'sh', '-c', FLOOD, `${RUN}:slow`, '100'], { timeoutMs: scaled(60_000) });
+  await until('A\'s programs to be running', () => pidsWithArgv(['sleep', SLOW]).length >= 10, scaled(15_000));
+  const during = await b.exec(['keyctl', 'session', '-', 'sh', '-c', SERIES, `${RUN}:fast`, '10'], { timeoutMs: scaled(60_000) });
   const runningMeanwhile = pidsWithArgv(['sleep', SLOW]).length;
   const floodOut = (await flood).stdout.trim().split('\n');
 
@@ -83,7 +84,7 @@ test('container A asks for 100 slow keys (1-2 s each) at once; container B\'s ke
   assert.deepEqual(lines.map(([r]) => r), Array(10).fill('ok'), `every key of B was built: ${during.stdout}${during.stderr}`);
   const worstBase = Math.max(...baseMs.map(([, t]) => Number(t)));
   console.log(`# B's keys: before the flood ${baseMs.map(([, t]) => t).join(' ')} ms; during it ${ms.join(' ')} ms`);
-  assert.ok(ms.at(-1)! < Math.max(500, 5 * worstBase), `B's slowest key took ${ms.at(-1)} ms under A's flood (before it: at most ${worstBase} ms)`);
+  assert.ok(ms.at(-1)! < Math.max(scaled(500), 5 * worstBase), `B's slowest key took ${ms.at(-1)} ms under A's flood (before it: at most ${worstBase} ms)`);
   assert.ok(runningMeanwhile > 0, 'A\'s flood was still running when B finished');
   const okA = floodOut.filter((l) => l === 'ok').length;
   assert.equal(floodOut.length, 100);

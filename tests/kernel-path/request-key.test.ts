@@ -21,12 +21,13 @@ import { BrokerProcess, runCli } from '../helpers/broker-process.js';
 import { cliIn, mountTmpfs } from '../helpers/in-container.js';
 import { Testbed, type TestContainer } from '../testbed/index.js';
 import { removeOnExit } from '../helpers/remove-on-exit.js';
+import { scaled } from '../testbed/time-scale.js';
 
 const RUN = `ubt${process.pid}${randomBytes(3).toString('hex')}`;
 const RULE_FILE = `/etc/request-key.d/ub-test-${process.pid}-${randomBytes(4).toString('hex')}.conf`;
 const MATCH = `${RUN}*`;
 const HANDLER = join(DEFAULT_NATIVE_DIR, 'upcall-request-key');
-const BUDGET_MS = 3000; // the handler's default --timeout-ms
+const BUDGET_MS = scaled(3000); // the handler's default --timeout-ms, scaled to this machine
 
 /**
  * Rule files of earlier runs that were SIGKILLed (their after() never ran): the
@@ -101,7 +102,7 @@ grep -F -- "$2" /proc/keys | sed 's/^/PROC=/'
 
 async function requestIn(c: TestContainer, type: string, description: string, callout = ''): Promise<KeyOutcome> {
   const started = performance.now();
-  const r = await c.exec(['keyctl', 'session', '-', 'sh', '-c', SCRIPT, 'sh', type, description, callout], { timeoutMs: 20_000 });
+  const r = await c.exec(['keyctl', 'session', '-', 'sh', '-c', SCRIPT, 'sh', type, description, callout], { timeoutMs: scaled(20_000) });
   const ms = performance.now() - started;
   const field = (k: string) => r.stdout.split('\n').filter((l) => l.startsWith(`${k}=`)).map((l) => l.slice(k.length + 1));
   const rc = Number(field('RC')[0]);
@@ -119,7 +120,7 @@ async function requestIn(c: TestContainer, type: string, description: string, ca
 
 /** The broker's audit line for a key request, by description (its log reaches us a little after the key). */
 async function auditFor(description: string): Promise<Record<string, unknown> | undefined> {
-  for (let i = 0; i < 40; i++) {
+  for (let i = 0; i < scaled(40); i++) {
     const found = broker.output.split('\n').filter((l) => l.includes('"message":"request-key"'))
       .map((l) => JSON.parse(l) as Record<string, unknown>).reverse().find((l) => l['description'] === description);
     if (found) return found;
@@ -179,15 +180,15 @@ before(async () => {
   writeFileSync(config, JSON.stringify({
     requestKey: {
       rules: [
-        { type: 'user', description: `${RUN}:*`, program: '/mnt/rk/answer', args: ['%d', '%c', '%u'], timeoutMs: 2000 },
+        { type: 'user', description: `${RUN}:*`, program: '/mnt/rk/answer', args: ['%d', '%c', '%u'], timeoutMs: scaled(2000) },
         { type: 'user', description: `${RUN}:big*`, program: '/mnt/rk/answer', args: ['big'], maxPayloadBytes: 16 },
-        { type: 'user', description: `${RUN}:slow*`, program: '/mnt/rk/answer', args: ['slow'], timeoutMs: 300 },
+        { type: 'user', description: `${RUN}:slow*`, program: '/mnt/rk/answer', args: ['slow'], timeoutMs: scaled(300) },
       ],
     },
   }));
   await broker.start(brokerArgs());
   const install = await runCli(['request-key', 'install', '--socket', broker.adminSocket, '--types', 'dns_resolver,user',
-    '--match', MATCH, '--file', RULE_FILE, '--json']);
+    '--match', MATCH, '--file', RULE_FILE, '--timeout-ms', String(BUDGET_MS), '--json']);
   assert.equal(install.code, 0, install.stdout + install.stderr);
   [a, b] = await Promise.all([
     bed.create({
@@ -261,14 +262,14 @@ describe('generic key types: a rule\'s program runs inside the requester\'s cont
     assert.equal(big.errno, 'EMSGSIZE', big.stderr);
     const slow = await requestIn(a, 'user', `${RUN}:slow`, 'x');
     assert.equal(slow.errno, 'ETIMEDOUT', slow.stderr);
-    assert.ok(slow.ms < 2500, `killed after the rule's 300 ms (${Math.round(slow.ms)} ms)`);
+    assert.ok(slow.ms < scaled(2500), `killed after the rule's ${scaled(300)} ms (${Math.round(slow.ms)} ms)`);
     const sleepers = (await a.exec(['sh', '-c', 'for p in /proc/[0-9]*; do cat $p/cmdline 2>/dev/null | tr "\\0" " "; echo; done'])).stdout;
     assert.doesNotMatch(sleepers, /sleep 30/, 'the slow program was killed');
   });
 
   test('a host process\'s request is declined (hostRequests: decline): no fallback for user keys, so ENOKEY', async () => {
     const { spawnSync } = await import('node:child_process');
-    const r = spawnSync('keyctl', ['session', '-', 'keyctl', 'request2', 'user', `${RUN}:host`, 'x', '@s'], { encoding: 'utf8', timeout: 10_000 });
+    const r = spawnSync('keyctl', ['session', '-', 'keyctl', 'request2', 'user', `${RUN}:host`, 'x', '@s'], { encoding: 'utf8', timeout: scaled(10_000) });
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /Required key not available/);
     assert.equal((await auditFor(`${RUN}:host`))?.['action'], 'decline');
@@ -357,7 +358,7 @@ describe('the broker down or hung', () => {
     try {
       const r = await probe(a, 'down');
       assert.equal(r.errno, 'EAGAIN', r.stderr);
-      assert.ok(r.ms < 1500, `no waiting when nothing listens (${Math.round(r.ms)} ms)`);
+      assert.ok(r.ms < scaled(1500), `no waiting when nothing listens (${Math.round(r.ms)} ms)`);
       assert.ok(r.key!.expiry.maxSeconds <= 2, `a short negative key: ${r.key!.expiry.text}`);
       assert.deepEqual(handlerProcesses(), []);
     } finally {
@@ -378,7 +379,7 @@ describe('the broker down or hung', () => {
       process.kill(pid, 'SIGCONT');
     }
     assert.equal(r.errno, 'EAGAIN', r.stderr);
-    assert.ok(r.ms >= BUDGET_MS - 500 && r.ms < BUDGET_MS + 1500, `failed after the ${BUDGET_MS} ms budget (${Math.round(r.ms)} ms)`);
+    assert.ok(r.ms >= BUDGET_MS - scaled(500) && r.ms < BUDGET_MS + scaled(1500), `failed after the ${BUDGET_MS} ms budget (${Math.round(r.ms)} ms)`);
     await sleep(100);
     assert.deepEqual(handlerProcesses(), []);
     // The timed-out handler's connection is still queued at the broker: it must survive accepting it.
@@ -391,7 +392,7 @@ describe('the broker down or hung', () => {
 describe('install', () => {
   test('install is idempotent and the file carries its header', async () => {
     const again = await runCli(['request-key', 'install', '--socket', broker.adminSocket, '--types', 'dns_resolver,user',
-      '--match', MATCH, '--file', RULE_FILE, '--json']);
+      '--match', MATCH, '--file', RULE_FILE, '--timeout-ms', String(BUDGET_MS), '--json']);
     assert.equal(again.code, 0, again.stderr);
     assert.equal((JSON.parse(again.stdout) as { changed: boolean }).changed, false);
     const text = readFileSync(RULE_FILE, 'utf8');

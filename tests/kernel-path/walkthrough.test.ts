@@ -4,6 +4,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { PACKAGE_ROOT } from '../../src/common/paths.js';
+import { scaled } from '../testbed/time-scale.js';
 
 const rules = `/etc/request-key.d/ub-walkthrough-test-${process.pid}.conf`;
 after(() => rmSync(rules, { force: true })); // even if the script died before its own cleanup
@@ -17,7 +18,7 @@ test('the README walkthrough runs as written and shows two containers\' differen
     let text = '';
     child.stdout.on('data', (b: Buffer) => (text += b.toString()));
     child.stderr.on('data', (b: Buffer) => (text += b.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), scaled(60_000));
     child.once('close', (code) => {
       clearTimeout(timer);
       resolve({ code, text });

@@ -17,8 +17,9 @@
 import { rmdirSync } from 'node:fs';
 import { mkdir, readFile, readdir, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { scaled } from './time-scale.js';
 
-const REMOVE_TIMEOUT_MS = 5_000;
+const REMOVE_TIMEOUT_MS = scaled(5_000);
 
 interface Hierarchy {
   /** Mount point of the hierarchy, e.g. /sys/fs/cgroup/memory. */

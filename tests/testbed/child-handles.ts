@@ -8,6 +8,7 @@ import { STOP_THEN_EXEC, collect, requireNsPids, spawnStopped } from './nsenter.
 import type { ExecOptions, ExecResult } from './nsenter.js';
 import { childrenOf, cmdline, identify, signalIfSame, stillExists, waitFor } from './procfs.js';
 import type { ProcIdentity } from './procfs.js';
+import { scaled } from './time-scale.js';
 
 export interface ChildHandle {
   /** Host pid of the process itself (never of nsenter/unshare around it). */
@@ -24,7 +25,7 @@ export interface ChildHandle {
   kill(signal?: NodeJS.Signals): Promise<boolean>;
 }
 
-const DISCOVERY_TIMEOUT_MS = 5_000;
+const DISCOVERY_TIMEOUT_MS = scaled(5_000);
 export const DEFAULT_PROBE_ARGV: readonly string[] = ['sleep', 'infinity'];
 
 /** Something that wants every process we start, so teardown can wait for it. */

@@ -26,6 +26,7 @@ import type { NsInodes } from './procfs.js';
 import { teardown } from './teardown.js';
 import { resolveUnusual, unusualExecPrefix } from './unusual.js';
 import type { ResolvedUnusual, UnusualInit } from './unusual.js';
+import { scaled } from './time-scale.js';
 
 export interface ContainerSpec {
   /** Hostname and label in paths/errors; must be unique per Testbed. */
@@ -108,7 +109,7 @@ export class TestContainer {
       const hold = cgroups ? cgroups.enter.bind(cgroups) : undefined;
       const execPrefix = unusual ? unusualExecPrefix(unusual, hold !== undefined) : [];
       const addresses = spec.addresses ?? DEFAULT_ADDRESSES;
-      const timeoutMs = spec.readyTimeoutMs ?? 10_000;
+      const timeoutMs = spec.readyTimeoutMs ?? scaled(10_000);
       launched = await launch({ name, dir, uidBase, addresses, timeoutMs, execPrefix, ...(hold && { hold }) });
       const ns = await nsInodes(launched.init.pid);
       return new TestContainer(name, dir, uidBase, launched, ns, unusual, cgroups);
@@ -185,7 +186,7 @@ export class TestContainer {
   /** Queries the container's DNS server from inside the container's network namespace. */
   async queryDns(name: string, type = 'A', opts: DnsQueryOptions = {}): Promise<DnsQueryResult> {
     const args = [name, type, `--transport=${opts.transport ?? 'udp'}`, `--server=${opts.server ?? '127.0.0.1'}`];
-    args.push(`--port=${opts.port ?? 53}`, `--timeout=${opts.timeoutMs ?? 2000}`);
+    args.push(`--port=${opts.port ?? 53}`, `--timeout=${opts.timeoutMs ?? scaled(2000)}`);
     return JSON.parse(await this.check([process.execPath, DNS_QUERY_JS, ...args])) as DnsQueryResult;
   }
 

@@ -12,6 +12,7 @@ import { STOP_THEN_EXEC } from './nsenter.js';
 import type { ExecResult } from './nsenter.js';
 import { CONTAINER_ENV } from './launch.js';
 import { childrenOf, identify, nsPids, procStat, waitFor } from './procfs.js';
+import { scaled } from './time-scale.js';
 
 export interface InitRunOptions {
   readonly env?: Readonly<Record<string, string>>;
@@ -21,7 +22,7 @@ export interface InitRunOptions {
   readonly inheritCwd?: boolean;
 }
 
-const START_TIMEOUT_MS = 5_000;
+const START_TIMEOUT_MS = scaled(5_000);
 
 export class InitClient {
   private nextId = 1;

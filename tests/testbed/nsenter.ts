@@ -12,6 +12,7 @@ import type { ChildProcess } from 'node:child_process';
 import { CONTAINER_ENV } from './launch.js';
 import { childrenOf, identify, nsPids, procStat, signalIfSame, waitFor } from './procfs.js';
 import type { ProcIdentity } from './procfs.js';
+import { scaled } from './time-scale.js';
 
 export interface ExecOptions {
   /** Written to the program's stdin, which is then closed. */
@@ -31,7 +32,7 @@ export interface ExecResult {
   readonly stderr: string;
 }
 
-const DEFAULT_EXEC_TIMEOUT_MS = 30_000;
+const DEFAULT_EXEC_TIMEOUT_MS = scaled(30_000);
 const PID_DISCOVERY_TIMEOUT_MS = 5_000;
 const NSENTER_EXIT_GRACE_MS = 1_000;
 
