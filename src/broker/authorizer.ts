@@ -4,10 +4,19 @@ import { LoggerFactory, type Logger } from '../common/tokens.js';
 import { Libc } from '../ns/libc.js';
 import { type NsIdentity, sameNs } from '../ns/namespace-fd.js';
 import { Pidfd } from '../ns/pidfd.js';
-import { hasSysAdmin, rootUidOf } from '../ns/proc-info.js';
+import { rootUidOf } from '../ns/proc-info.js';
 import type { PeerIdentity } from '../server/peer-identity.js';
 import type { Context } from './context-table.js';
 import { NamespaceWalker } from './namespace-walker.js';
+
+/**
+ * The one answer for a registration the peer cannot see, whether it was never
+ * issued or belongs to another context (docs/security.md T2): same code, same
+ * message, no details, so neither its existence nor the caller's input leaks.
+ */
+export function notFoundError(): BrokerError {
+  return new BrokerError('E_NOT_FOUND', 'no such registration');
+}
 
 export interface Viewer {
   hostRoot: boolean;
@@ -56,9 +65,13 @@ export class Authorizer {
     }
   }
 
+  /**
+   * CAP_SYS_ADMIN as the peer held it with its connect-time uid (the uid the
+   * registration records): PeerIdentity.sysAdmin, read once at accept.
+   */
   assertMayRegister(peer: PeerIdentity): void {
-    if (this.isHostRoot(peer) || hasSysAdmin(peer.pidfd)) return;
-    this.refuse(peer, 'register', 'peer lacks CAP_SYS_ADMIN in its user namespace (it could not have mounted)');
+    if (this.isHostRoot(peer) || peer.sysAdmin) return;
+    this.refuse(peer, 'register', 'peer lacks CAP_SYS_ADMIN in its user namespace with the credentials it connected with');
   }
 
   /** Work out once per request what the peer may see. */
@@ -79,9 +92,10 @@ export class Authorizer {
     this.refuse(peer, 'unregister', 'only the mounter or the container\'s root may unregister');
   }
 
+  /** A registration outside the peer's context: answered exactly as one that does not exist (notFoundError). */
   notFound(peer: PeerIdentity): BrokerError {
     this.log.audit('refused', { peerPid: peer.cred.pid, peerUid: peer.cred.uid, reason: 'registration outside the peer\'s context' });
-    return new BrokerError('E_NOT_FOUND', 'no such registration');
+    return notFoundError();
   }
 
   private refuse(peer: PeerIdentity, op: string, reason: string): never {

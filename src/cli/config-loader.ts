@@ -53,6 +53,9 @@ const FileSchema = z.object({
     maxMessageBytes: z.number().int().min(1024).max(16 * 1024 * 1024),
     globalConnections: z.number().int().positive(),
     contextUpcalls: z.number().int().positive(),
+    replyBufferBytes: z.number().int().min(4096).max(256 * 1024 * 1024),
+    idleTimeoutMs: z.number().int().min(100).max(86_400_000),
+    containerRegistrations: z.number().int().positive(),
   }).partial().strict().optional(),
   requestKey: RequestKeySchema.optional(),
   // relayReuseMs + the 60 s bound on one DNS upcall stay under the relay's 65 s zygote timeout.

@@ -4,7 +4,7 @@ import { BrokerError } from '../common/errors.js';
 export interface Limits {
   /** Requests being served at once, over all peers. */
   globalInFlight: number;
-  /** Requests being served at once for one tenant (one container: its user + pid namespace). */
+  /** Requests being served at once for one tenant (one container: its outermost pid namespace, src/server/tenant-key.ts). */
   tenantInFlight: number;
   /** Open connections per tenant. */
   tenantConnections: number;
@@ -23,6 +23,21 @@ export interface Limits {
    * only the context they run in tells one container's flood from another's.
    */
   contextUpcalls: number;
+  /**
+   * Reply bytes a connection may have queued for a peer that does not read:
+   * past it the broker reads no more of that connection's requests (the
+   * replies of those in flight still go out; idleTimeoutMs ends a peer that
+   * reads none).
+   */
+  replyBufferBytes: number;
+  /**
+   * A tenant connection with nothing in flight that sends nothing (or half a
+   * frame) for this long, or that reads none of its replies for this long, is
+   * closed. Host root on the admin socket is not timed out.
+   */
+  idleTimeoutMs: number;
+  /** Registrations per container (its outermost pid namespace: nested contexts share it). */
+  containerRegistrations: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -35,6 +50,9 @@ export const DEFAULT_LIMITS: Limits = {
   maxMessageBytes: 64 * 1024,
   globalConnections: 1024,
   contextUpcalls: 16,
+  replyBufferBytes: 64 * 1024,
+  idleTimeoutMs: 60_000,
+  containerRegistrations: 256,
 };
 
 /** A token bucket: `take()` is false when the peer is over its rate. */
@@ -58,19 +76,23 @@ export class TokenBucket {
 
 /**
  * Admission control shared by all connections: one counter per tenant and one
- * global. A request over a limit is answered E_BUSY at once, so a flooding
+ * per pool. A request over a limit is answered E_BUSY at once, so a flooding
  * container gets refusals while the others keep their share.
+ *
+ * Exempt tenants (host root on the admin socket: host tools and the kernel's
+ * request-key handler) have a pool of their own, of the global limits' size:
+ * tenants holding every connection or request slot cannot lock them out.
  */
 export class Admission {
-  private global = 0;
-  private connections = 0;
+  private readonly pools = { tenants: { inFlight: 0, connections: 0 }, exempt: { inFlight: 0, connections: 0 } };
   private readonly perTenant = new Map<string, { inFlight: number; connections: number }>();
 
-  /** `exempt`: tenants held only to the global limits (trusted host root on the admin socket). */
+  /** `exempt`: tenants held only to the global limits, in their own pool (trusted host root on the admin socket). */
   constructor(private readonly limits: Limits, private readonly exempt: ReadonlySet<string> = new Set()) {}
 
   connect(tenant: string): void {
-    if (this.connections >= this.limits.globalConnections) {
+    const pool = this.pool(tenant);
+    if (pool.connections >= this.limits.globalConnections) {
       throw new BrokerError('E_BUSY', `the broker is at its global connection limit (${this.limits.globalConnections})`);
     }
     const t = this.tenant(tenant);
@@ -79,35 +101,40 @@ export class Admission {
       throw new BrokerError('E_BUSY', `too many connections from this container (limit ${this.limits.tenantConnections})`);
     }
     t.connections++;
-    this.connections++;
+    pool.connections++;
   }
 
   disconnect(tenant: string): void {
     const t = this.tenant(tenant);
     t.connections--;
-    this.connections--;
+    this.pool(tenant).connections--;
     this.gc(tenant, t);
   }
 
-  /** Reserve a slot for one request; returns the release function. */
+  /** Reserve a slot for one request; returns the release function (idempotent). */
   admit(tenant: string): () => void {
     const t = this.tenant(tenant);
-    if (this.global >= this.limits.globalInFlight) throw new BrokerError('E_BUSY', 'the broker is at its global request limit');
+    const pool = this.pool(tenant);
+    if (pool.inFlight >= this.limits.globalInFlight) throw new BrokerError('E_BUSY', 'the broker is at its global request limit');
     if (t.inFlight >= this.limits.tenantInFlight && !this.exempt.has(tenant)) throw new BrokerError('E_BUSY', `this container is at its request limit (${this.limits.tenantInFlight})`);
-    this.global++;
+    pool.inFlight++;
     t.inFlight++;
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      this.global--;
+      pool.inFlight--;
       t.inFlight--;
       this.gc(tenant, t);
     };
   }
 
   get inFlight(): number {
-    return this.global;
+    return this.pools.tenants.inFlight + this.pools.exempt.inFlight;
+  }
+
+  private pool(tenant: string): { inFlight: number; connections: number } {
+    return this.exempt.has(tenant) ? this.pools.exempt : this.pools.tenants;
   }
 
   private tenant(key: string): { inFlight: number; connections: number } {

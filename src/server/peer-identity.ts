@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { PeerCred } from '../ns/peer.js';
 import type { Pidfd } from '../ns/pidfd.js';
 
@@ -12,4 +13,36 @@ export interface PeerIdentity {
   listener: Listener;
   cred: PeerCred;
   pidfd: Pidfd;
+  /**
+   * CAP_SYS_ADMIN (in the peer's own user namespace) as the peer held it with
+   * the credentials of `cred` (connectSysAdmin): what `register` checks, so the
+   * privilege and the uid it records come from one moment.
+   */
+  sysAdmin: boolean;
+}
+
+const CAP_SYS_ADMIN = 21n;
+
+/**
+ * Whether the peer holds CAP_SYS_ADMIN with the credentials the kernel recorded
+ * at connect() (SO_PEERCRED), read once when the connection is accepted. The
+ * capability is read from /proc/<pid>/status together with the effective uid,
+ * and counts only if that uid is still the connect-time one: a non-root process
+ * that connects and then execs a setuid-root program (keeping a copy of the
+ * socket to write on) has euid 0 by then, not the uid SO_PEERCRED holds, and so
+ * no privilege here. Read before the pidfd's liveness check, so a reused pid
+ * cannot answer for the peer (docs/security.md T11).
+ */
+export function connectSysAdmin(pidfd: Pidfd, uid: number): boolean {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pidfd.pid}/status`, 'utf8');
+  } catch {
+    return false;
+  }
+  if (!pidfd.isAlive()) return false;
+  const cap = /^CapEff:\s*([0-9a-f]+)$/m.exec(status);
+  const uids = /^Uid:\s*(\d+)\s+(\d+)/m.exec(status);
+  if (cap === null || uids === null || Number(uids[2]) !== uid) return false;
+  return ((BigInt(`0x${cap[1]}`) >> CAP_SYS_ADMIN) & 1n) === 1n;
 }

@@ -21,8 +21,21 @@ export function okResponse(id: RequestId, result: unknown): Response {
   return { v: PROTOCOL_VERSION, id, ok: true, result };
 }
 
+/** Longest error message sent, in characters: a message may quote what the caller sent. */
+export const MAX_ERROR_MESSAGE = 256;
+/** Longest error details sent, as JSON; longer details are dropped. */
+export const MAX_ERROR_DETAILS = 1024;
+
+/**
+ * An error answer. Messages and details may quote the caller's own input (a
+ * path, a field name): they are cut, so an error is never a way to make the
+ * broker hold and send back kilobytes per request.
+ */
 export function errorResponse(id: RequestId, err: unknown): Response {
-  return { v: PROTOCOL_VERSION, id, ok: false, error: BrokerError.from(err).toJSON() };
+  const json = BrokerError.from(err).toJSON();
+  if (json.message.length > MAX_ERROR_MESSAGE) json.message = `${json.message.slice(0, MAX_ERROR_MESSAGE - 1)}…`;
+  if (json.details !== undefined && JSON.stringify(json.details).length > MAX_ERROR_DETAILS) json.details = { truncated: true };
+  return { v: PROTOCOL_VERSION, id, ok: false, error: json };
 }
 
 /** Parse one frame body into a Request; what cannot be parsed is E_BAD_REQUEST with the id if we found one. */

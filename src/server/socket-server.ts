@@ -6,14 +6,29 @@ import { BrokerError } from '../common/errors.js';
 import { BrokerConfig, LoggerFactory, type Logger } from '../common/tokens.js';
 import { Libc } from '../ns/libc.js';
 import { peerPidfd, peerCred, socketFd } from '../ns/peer.js';
-import { encodeFrame, FrameDecoder } from './framing.js';
-import { Admission, DEFAULT_LIMITS, TokenBucket } from './limits.js';
-import type { Listener, PeerIdentity } from './peer-identity.js';
-import { errorResponse, okResponse, parseRequest, type Request } from './protocol.js';
+import { Connection } from './connection.js';
+import { encodeFrame } from './framing.js';
+import { Admission, DEFAULT_LIMITS, type Limits } from './limits.js';
+import { connectSysAdmin, type Listener, type PeerIdentity } from './peer-identity.js';
+import { errorResponse, okResponse, type Request, type Response } from './protocol.js';
 import { RequestHandlers } from './request-handlers.js';
+import { containerKey, containerPidns } from './tenant-key.js';
 
 const SD_LISTEN_FDS_START = 3;
 const ADMIN_TENANT = 'admin';
+
+/**
+ * One container, as far as fairness goes: the outermost pid namespace under the
+ * broker's own on the peer's way up (tenant-key.ts), so pid namespaces and
+ * nested containers made inside a container share its limits. Root on the admin
+ * socket (host tools, and the request-key handler the kernel starts once per
+ * upcall, for every container at once) is not a tenant: it has a pool of its own.
+ */
+function tenantKey(peer: PeerIdentity): string {
+  if (peer.listener === 'admin' && peer.cred.uid === 0) return ADMIN_TENANT;
+  using pid = peer.pidfd.namespace('pid');
+  return containerKey(containerPidns(pid));
+}
 
 /**
  * LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES from systemd: fds 3.. are listening
@@ -21,19 +36,6 @@ const ADMIN_TENANT = 'admin';
  * (unnamed: the first is admin, the second tenant). The variables are removed
  * so children do not inherit them, as sd_listen_fds(1) does.
  */
-/**
- * One container, as far as fairness goes: the peer's user and pid namespaces.
- * Root on the admin socket (host tools, and the request-key handler the kernel
- * starts once per upcall, for every container at once) is not a tenant: only
- * the global limits apply to it.
- */
-function tenantKey(peer: PeerIdentity): string {
-  if (peer.listener === 'admin' && peer.cred.uid === 0) return ADMIN_TENANT;
-  using user = peer.pidfd.namespace('user');
-  using pid = peer.pidfd.namespace('pid');
-  return `${user.identity().ino}:${pid.identity().ino}`;
-}
-
 export function activatedFds(env: NodeJS.ProcessEnv = process.env): Array<{ fd: number; listener: Listener }> {
   const n = Number(env['LISTEN_FDS'] ?? 0);
   if (Number(env['LISTEN_PID']) !== process.pid || !(n > 0)) return [];
@@ -57,8 +59,8 @@ export class SocketServer {
   private readonly log: Logger;
   private readonly servers: Array<{ server: Server; path: string }> = [];
   private readonly connections = new Set<Socket>();
-  private readonly limits;
-  private readonly admission;
+  private readonly limits: Limits;
+  private readonly admission: Admission;
 
   constructor(
     @inject(BrokerConfig) private readonly config: BrokerConfig,
@@ -91,7 +93,7 @@ export class SocketServer {
 
   /** A listening socket passed by systemd socket activation (sd_listen_fds(3)). */
   private async adopt(fd: number, listener: Listener): Promise<void> {
-    const server = createServer((socket) => this.accept(socket, listener));
+    const server = this.createServer(listener);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen({ fd }, () => resolve());
@@ -103,7 +105,7 @@ export class SocketServer {
   private async listen(path: string, listener: Listener, mode: number): Promise<void> {
     mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
     rmSync(path, { force: true }); // a stale socket from a crashed run
-    const server = createServer((socket) => this.accept(socket, listener));
+    const server = this.createServer(listener);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(path, () => resolve());
@@ -113,12 +115,30 @@ export class SocketServer {
     this.log.info('listening', { listener, path, mode: mode.toString(8) });
   }
 
+  /**
+   * A listener whose errors are logged, never thrown: an 'error' event nobody
+   * listens to kills the process, and with it every container's upcalls
+   * (accept() failing with EMFILE is one; net.Server keeps listening after it).
+   */
+  private createServer(listener: Listener): Server {
+    const server = createServer((socket) => this.accept(socket, listener));
+    server.on('error', (err) => this.log.error('listener error', { listener, error: String(err) }));
+    return server;
+  }
+
   private accept(socket: Socket, listener: Listener): void {
+    // First of all: a peer may reset the connection at any moment (ECONNRESET, EPIPE).
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      this.log.debug('connection error', { listener, error: err.code ?? String(err) });
+      socket.destroy();
+    });
     let peer: PeerIdentity;
     let tenant: string;
     try {
       const fd = socketFd(socket);
-      peer = { listener, cred: peerCred(this.libc, fd), pidfd: peerPidfd(this.libc, fd) };
+      const cred = peerCred(this.libc, fd);
+      const pidfd = peerPidfd(this.libc, fd);
+      peer = { listener, cred, pidfd, sysAdmin: connectSysAdmin(pidfd, cred.uid) };
     } catch (err) {
       this.log.warn('cannot identify peer; closing', { listener, error: BrokerError.from(err).toJSON() });
       socket.destroy();
@@ -137,8 +157,10 @@ export class SocketServer {
       this.admission.connect(tenant);
     } catch (err) {
       this.log.warn('connection refused: over limit', { peerPid: peer.cred.pid, tenant, reason: BrokerError.from(err).message });
-      socket.end(encodeFrame(errorResponse(null, err)));
       peer.pidfd.close();
+      // Answered, then closed once written: a refused peer that never reads holds nothing here.
+      socket.pause();
+      socket.end(encodeFrame(errorResponse(null, err)), () => socket.destroy());
       return;
     }
     this.connections.add(socket);
@@ -147,48 +169,13 @@ export class SocketServer {
       this.admission.disconnect(tenant);
       peer.pidfd.close();
     });
-    socket.on('error', () => socket.destroy());
-    this.serve(socket, peer, tenant);
+    new Connection(socket, this.limits, {
+      admit: () => this.admission.admit(tenant),
+      dispatch: (request) => this.dispatch(request, peer),
+    }, this.log, tenant !== ADMIN_TENANT);
   }
 
-  private serve(socket: Socket, peer: PeerIdentity, tenant: string): void {
-    const decoder = new FrameDecoder(this.limits.maxMessageBytes);
-    const bucket = new TokenBucket(this.limits.messagesPerSecond, this.limits.messageBurst, performance.now());
-    let inFlight = 0;
-    socket.on('data', (chunk: Buffer) => {
-      let frames: Buffer[];
-      try {
-        frames = decoder.push(chunk);
-      } catch (err) {
-        socket.end(encodeFrame(errorResponse(null, err)));
-        return;
-      }
-      for (const body of frames) {
-        const { id, request, error } = parseRequest(body);
-        if (!request) {
-          this.reply(socket, errorResponse(id, error));
-          continue;
-        }
-        let release: () => void;
-        try {
-          if (!bucket.take(performance.now())) throw new BrokerError('E_BUSY', 'message rate limit reached; slow down');
-          if (inFlight >= this.limits.connectionInFlight) throw new BrokerError('E_BUSY', 'too many requests in flight on this connection');
-          release = this.admission.admit(tenant);
-        } catch (err) {
-          this.reply(socket, errorResponse(id, err));
-          continue;
-        }
-        inFlight++;
-        void this.dispatch(request, peer).then((response) => {
-          inFlight--;
-          release();
-          this.reply(socket, response);
-        });
-      }
-    });
-  }
-
-  private async dispatch(request: Request, peer: PeerIdentity) {
+  private async dispatch(request: Request, peer: PeerIdentity): Promise<Response> {
     const entry = this.handlers.get(request.op);
     try {
       if (!entry) throw new BrokerError('E_BAD_REQUEST', `unknown op "${request.op}"`, { op: request.op });
@@ -201,9 +188,5 @@ export class SocketServer {
       if (e.code === 'E_INTERNAL') this.log.error('request failed', { op: request.op, error: e.toJSON(), stack: e.stack });
       return errorResponse(request.id, e);
     }
-  }
-
-  private reply(socket: Socket, response: unknown): void {
-    if (!socket.destroyed && socket.writable) socket.write(encodeFrame(response));
   }
 }
