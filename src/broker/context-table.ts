@@ -5,6 +5,7 @@ import type { ContextInfo, RegistrationState } from '../common/types.js';
 import { Libc } from '../ns/libc.js';
 import type { NsIdentity } from '../ns/namespace-fd.js';
 import { pollExited } from '../ns/pidfd.js';
+import { brokerPidns, containerKey, containerPidns } from '../server/tenant-key.js';
 import { type HeldNamespaces, releaseHeld } from './namespace-walker.js';
 
 /** How long a failed upcall waits to see whether its context's init is exiting (Context.explain). */
@@ -18,6 +19,11 @@ export class Context {
   readonly pidnsId: NsIdentity;
   readonly usernsId: NsIdentity;
   readonly initStartTime: number;
+  /**
+   * The container this context is part of (server/tenant-key.ts): contexts
+   * nested in one container share its upcall slots and registration quota.
+   */
+  readonly container: string;
 
   constructor(readonly id: string, private held: HeldNamespaces | null) {
     const h = held!;
@@ -25,6 +31,7 @@ export class Context {
     this.pidnsId = h.pidnsId;
     this.usernsId = h.usernsId;
     this.initStartTime = h.initStartTime;
+    this.container = containerKey(h.host ? brokerPidns() : containerPidns(h.p0));
   }
 
   /** The held fds while live; null once the init has exited (they are released then). */
@@ -124,6 +131,13 @@ export class ContextTable {
   /** Called when a context is let go because no registration refers to it any more. */
   onRelease(listener: (ctx: Context) => void): void {
     this.releaseListeners.push(listener);
+  }
+
+  /** Registrations held (live or not) by the contexts of one container (Context.container). */
+  registrationsIn(container: string): number {
+    let n = 0;
+    for (const ctx of this.all.values()) if (ctx.container === container) n += ctx.refs.size;
+    return n;
   }
 
   get liveCount(): number {

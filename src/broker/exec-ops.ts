@@ -68,7 +68,7 @@ export class ExecOps {
     let out: UpcallOutcome;
     try {
       // A host context (P0 is our own pid namespace) runs in the broker's own namespaces and credentials.
-      out = await this.slots.run(reg.context.pidnsId, () => this.runner.run({
+      out = await this.slots.run(reg.context, () => this.runner.run({
         target: { initPid: held.init.pid, initStartTime: held.initStartTime, pidnsIno: held.pidnsId.ino, host: held.host },
         mode: 'exec',
         argv: p.argv,

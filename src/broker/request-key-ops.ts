@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { inject, injectable, optional } from 'inversify';
 import { z } from 'zod';
 import { BrokerError, errnoError, errnoName } from '../common/errors.js';
+import { requestSignal } from '../common/request-signal.js';
 import { BrokerConfig, Clock, LoggerFactory, type Logger, type RequestKeyConfig } from '../common/tokens.js';
 import { Libc } from '../ns/libc.js';
 import { Pidfd } from '../ns/pidfd.js';
@@ -103,10 +104,15 @@ export class RequestKeyOps {
     }
     const started = this.clock.monotonic();
     const budget = p.timeoutMs ?? DEFAULT_BUDGET_MS;
-    const work = this.decide(p, budget);
+    // The budget's end also aborts the work (requestSignal): a lookup must not hold its slots past the handler.
+    const abort = new AbortController();
+    const work = requestSignal.run(abort.signal, () => this.decide(p, budget));
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<KeyDecision>((resolve) => {
-      timer = setTimeout(() => resolve(this.reject(E.EAGAIN, this.conf.retryTimeoutSeconds, `no answer within the handler's budget of ${budget} ms`)), budget);
+      timer = setTimeout(() => {
+        resolve(this.reject(E.EAGAIN, this.conf.retryTimeoutSeconds, `no answer within the handler's budget of ${budget} ms`));
+        abort.abort();
+      }, budget);
     });
     const decision = await Promise.race([work, deadline]).finally(() => clearTimeout(timer));
     work.catch(() => undefined);
@@ -180,7 +186,7 @@ export class RequestKeyOps {
       }
       const callout = p.calloutBase64 !== undefined ? Buffer.from(p.calloutBase64, 'base64') : Buffer.from(p.callout ?? '', 'utf8');
       // Held per context: every container's kernel upcalls come in as host root.
-      const d = await this.slots.run(ctx.pidnsId, () => p.type === 'dns_resolver'
+      const d = await this.slots.run(ctx, () => p.type === 'dns_resolver'
         ? this.dnsKey(ctx, p.description, callout.toString('utf8'))
         : this.ruleKey(ctx, p, callout, budgetMs));
       return { ...d, ...where };

@@ -41,7 +41,7 @@ export class ResolveOps {
     if (reg.context.state !== 'live') throw new BrokerError('E_INIT_EXITED', `the init of registration ${reg.id} has exited`, { id: reg.id });
     const started = performance.now();
     try {
-      const r = await this.slots.run(reg.context.pidnsId, () => this.dns.resolve(reg.context, p.description, p.callout ?? ''));
+      const r = await this.slots.run(reg.context, () => this.dns.resolve(reg.context, p.description, p.callout ?? ''));
       this.metrics.upcall('dns', 'ok', r.durationMs / 1000);
       this.log.audit('upcall', {
         kind: 'dns', id: reg.id, context: reg.context.id, peerPid: peer.cred.pid, description: p.description,

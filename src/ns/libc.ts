@@ -11,6 +11,8 @@ export const Libc = Symbol('Libc');
 export interface Libc {
   /** Each call returns the raw result; on -1, `errno()` holds the reason. */
   pidfdOpen(pid: number, flags: number): number;
+  /** pidfd_send_signal(2): a signal to the process a pidfd names, never to a reused pid. */
+  pidfdSendSignal(pidfd: number, signal: number, flags: number): number;
   ioctl(fd: number, request: number): number;
   ioctlInt(fd: number, request: number, arg: number): number;
   ioctlPtr(fd: number, request: number, buf: Buffer): number;
@@ -66,9 +68,11 @@ function bind(koffi: KoffiModule, lib: ReturnType<KoffiModule['load']>): Libc {
   const sendto = lib.func('long sendto(int fd, const uint8_t *buf, unsigned long len, int flags, const uint8_t *addr, unsigned int addrlen)');
   const statx = lib.func('int statx(int dirfd, const char *path, int flags, unsigned int mask, _Inout_ uint8_t *buf)');
   const PIDFD_OPEN = 434; // UB_NR_pidfd_open
+  const PIDFD_SEND_SIGNAL = 424; // UB_NR_pidfd_send_signal (K in kernel-constants.ts)
   const OPENAT2 = 437; // UB_NR_openat2
   return {
     pidfdOpen: (pid, flags) => Number(syscall(PIDFD_OPEN, 'int', pid, 'unsigned int', flags)),
+    pidfdSendSignal: (pidfd, sig, flags) => Number(syscall(PIDFD_SEND_SIGNAL, 'int', pidfd, 'int', sig, 'void *', null, 'unsigned int', flags)),
     // The third argument must be 0 where the request takes none: pidfs answers EINVAL otherwise.
     ioctl: (fd, req) => ioctl(fd, req, 'long', 0) as number,
     ioctlInt: (fd, req, arg) => ioctl(fd, req, 'long', arg) as number,

@@ -3,9 +3,12 @@ import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
-import { inject, injectable } from 'inversify';
+import { inject, injectable, optional } from 'inversify';
 import { BrokerError, isErrorCode } from '../common/errors.js';
 import { BrokerConfig, Clock, LoggerFactory, ProcessSpawner, type Logger } from '../common/tokens.js';
+import { K } from '../ns/kernel-constants.js';
+import { Libc, loadLibc } from '../ns/libc.js';
+import { Pidfd } from '../ns/pidfd.js';
 import { compatEnv } from '../ns/kernel-compat.js';
 import {
   DEFAULT_ZYGOTE_OPTIONS,
@@ -96,8 +99,15 @@ export interface UpcallRunner {
 /** How long past its own timeout a request may go unanswered before we give up on it. */
 const ANSWER_GRACE_MS = 10_000;
 const STOP_GRACE_MS = 5_000;
+const SIGKILL = 9;
 /** Active requests sent to the zygote at once (its slots free a moment after each event)... */
 const MAX_IN_FLIGHT = 64;
+/**
+ * ...except that a context with fewer than this many active upcalls may start
+ * one even when all MAX_IN_FLIGHT are taken (by other contexts' lookups that
+ * never get an answer, say): no context can hold every slot.
+ */
+const RESERVED_PER_CONTEXT = 2;
 /** ...and all of them, idle sessions included: the zygote accepts 512 (zygote.c MAX_INFLIGHT). */
 const ZYGOTE_CAPACITY = 480;
 /** Waiting beyond that; more is refused with E_BUSY. */
@@ -107,8 +117,8 @@ interface Pending {
   req: UpcallRequest;
   startedAt: number;
   pid: number;
-  /** Start time of `pid` (/proc field 22) when it was reported started: who to kill if the zygote dies. */
-  startTime: string | null;
+  /** A pidfd for `pid`, opened when it was reported started: who to kill if the zygote dies (killOrphan). */
+  pidfd: Pidfd | null;
   watchdog: NodeJS.Timeout;
   stdout: Readable | null;
   /** An idle session (setIdle): not counted against MAX_IN_FLIGHT. */
@@ -142,6 +152,9 @@ export class ZygoteRunner implements UpcallRunner {
   private readonly queue: Queued[] = [];
   /** Pending requests marked idle. */
   private idleCount = 0;
+  /** Active (sent, not idle) requests per context (fairKey). */
+  private readonly activeByContext = new Map<string, number>();
+  private readonly libc: Libc;
   /** The zygote's stdin is corked until the end of the tick: frames written in one tick go in one write. */
   private corked = false;
   private options: ZygoteOptions = DEFAULT_ZYGOTE_OPTIONS;
@@ -156,8 +169,10 @@ export class ZygoteRunner implements UpcallRunner {
     @inject(BrokerConfig) config: BrokerConfig,
     @inject(LoggerFactory) loggers: LoggerFactory,
     @inject(Clock) private readonly clock: Clock,
+    @inject(Libc) @optional() libc?: Libc,
   ) {
     this.log = loggers.get('upcall:ZygoteRunner');
+    this.libc = libc ?? loadLibc();
     this.path = join(config.nativeDir, 'upcall-zygote');
   }
 
@@ -237,21 +252,51 @@ export class ZygoteRunner implements UpcallRunner {
     if (!p || p.idle === idle) return;
     p.idle = idle;
     this.idleCount += idle ? 1 : -1;
+    this.countActive(p.req, idle ? -1 : 1);
     if (idle) this.pump();
   }
 
-  /** Send queued requests while fewer than MAX_IN_FLIGHT active ones are out; each one's clock starts when it is sent. */
+  /** Send queued requests, fairly between contexts (nextFair); each one's clock starts when it is sent. */
   private pump(): void {
-    while (this.queue.length > 0 && this.pending.size - this.idleCount < MAX_IN_FLIGHT && this.pending.size < ZYGOTE_CAPACITY) {
-      const { id, frame, req, stdout, held, resolve, reject } = this.queue.shift()!;
+    while (this.queue.length > 0 && this.pending.size < ZYGOTE_CAPACITY) {
+      const next = this.nextFair();
+      if (next < 0) return;
+      const { id, frame, req, stdout, held, resolve, reject } = this.queue.splice(next, 1)[0]!;
       const proc = this.ensureZygote();
       const watchdog = setTimeout(() => {
-        killOrphan(this.pending.get(id));
+        this.killOrphan(this.pending.get(id));
         this.settle(id, new BrokerError('E_UPCALL_TIMEOUT', `the upcall zygote did not answer request ${id} in time`, { id }));
       }, req.timeoutMs + ANSWER_GRACE_MS);
-      this.pending.set(id, { req, startedAt: this.clock.monotonic(), pid: 0, startTime: null, watchdog, stdout, idle: false, resolve, reject });
+      this.pending.set(id, { req, startedAt: this.clock.monotonic(), pid: 0, pidfd: null, watchdog, stdout, idle: false, resolve, reject });
+      this.countActive(req, 1);
       this.write(proc, held.length > 0 ? Buffer.concat([frame, ...held]) : frame);
     }
+  }
+
+  /**
+   * The queued request to send next, or -1: the oldest of the context with the
+   * fewest active upcalls, so contexts take turns rather than one FIFO; once
+   * MAX_IN_FLIGHT are active, only a context under RESERVED_PER_CONTEXT.
+   */
+  private nextFair(): number {
+    const full = this.pending.size - this.idleCount >= MAX_IN_FLIGHT;
+    let best = -1;
+    let fewest = Infinity;
+    for (let i = 0; i < this.queue.length && fewest > 0; i++) {
+      const n = this.activeByContext.get(fairKey(this.queue[i]!.req)) ?? 0;
+      if (n < fewest) {
+        best = i;
+        fewest = n;
+      }
+    }
+    return full && fewest >= RESERVED_PER_CONTEXT ? -1 : best;
+  }
+
+  private countActive(req: UpcallRequest, delta: number): void {
+    const key = fairKey(req);
+    const n = (this.activeByContext.get(key) ?? 0) + delta;
+    if (n > 0) this.activeByContext.set(key, n);
+    else this.activeByContext.delete(key);
   }
 
   private write(proc: ChildProcess, frame: Buffer): void {
@@ -321,7 +366,7 @@ export class ZygoteRunner implements UpcallRunner {
     this.proc = null;
     this.died = true;
     this.log.warn(why, { pid: proc.pid, inFlight: this.pending.size });
-    for (const p of this.pending.values()) killOrphan(p);
+    for (const p of this.pending.values()) this.killOrphan(p);
     this.failAll(new BrokerError('E_SPAWN', why));
   }
 
@@ -334,10 +379,55 @@ export class ZygoteRunner implements UpcallRunner {
     if (!p) return;
     this.pending.delete(id);
     if (p.idle) this.idleCount--;
+    else this.countActive(p.req, -1);
+    p.pidfd?.close();
     clearTimeout(p.watchdog);
     if (result instanceof BrokerError) p.reject(result);
     else p.resolve(result);
     queueMicrotask(() => this.pump());
+  }
+
+  /**
+   * A pidfd for a started upcall, if `pid` still names it: opened first, then
+   * its start time compared with the one the zygote read while the upcall
+   * waited for its go (so the pidfd cannot name a process that reused the pid).
+   */
+  private pin(pid: number, startTime: string | null): Pidfd | null {
+    let pidfd: Pidfd;
+    try {
+      pidfd = Pidfd.open(this.libc, pid);
+    } catch {
+      return null; // gone already: nothing to kill later
+    }
+    if (startTime !== null && procStartTime(pid) !== startTime) {
+      pidfd.close();
+      return null;
+    }
+    return pidfd;
+  }
+
+  /**
+   * An upcall whose zygote died (or stopped answering) is nobody's: it is a
+   * child of the container's init, and only the zygote would have killed it at
+   * its timeout. Kill it and the process group it leads (setsid) through its
+   * pidfd: pidfd_send_signal(PIDFD_SIGNAL_PROCESS_GROUP, Linux 6.9) never
+   * reaches a process that reused the pid. On older kernels the group is killed
+   * by number only while the leader is alive (its pid, the group's id, cannot
+   * be reused before it is reaped), and the leader through its pidfd.
+   * (tests/integration/reliability-faults.test.ts, "the upcall zygote dies")
+   */
+  private killOrphan(p: Pending | undefined): void {
+    const pidfd = p?.pidfd;
+    if (!pidfd || pidfd.closed) return;
+    if (this.libc.pidfdSendSignal(pidfd.fd, SIGKILL, K.UB_PIDFD_SIGNAL_PROCESS_GROUP) === 0) return;
+    if (pidfd.isAlive()) {
+      try {
+        process.kill(-pidfd.pid, 'SIGKILL');
+      } catch {
+        // not a group leader, or the group is gone
+      }
+    }
+    this.libc.pidfdSendSignal(pidfd.fd, SIGKILL, 0);
   }
 
   private onFrame(body: Buffer): void {
@@ -357,7 +447,7 @@ export class ZygoteRunner implements UpcallRunner {
       p.stdout?.push(Buffer.from(ev.dataBase64, 'base64'));
     } else if (ev.event === 'started') {
       p.pid = ev.pid;
-      p.startTime = ev.startTime ?? procStartTime(ev.pid); // the zygote reads it while the upcall waits for its go
+      p.pidfd = this.pin(ev.pid, ev.startTime ?? null);
       p.req.onStarted?.(ev.pid);
     } else if (ev.event === 'error') {
       const code = isErrorCode(ev.code) ? ev.code : 'E_SPAWN';
@@ -408,22 +498,8 @@ function toFrame(id: number, req: UpcallRequest, stream: boolean): SpawnFrame {
   };
 }
 
-/**
- * An upcall whose zygote died (or stopped answering) is nobody's: it is a
- * child of the container's init, and only the zygote would have killed it at
- * its timeout. Kill it and the process group it leads (setsid), if its pid
- * still names the process that was reported started (same start time).
- * (tests/integration/reliability-faults.test.ts, "the upcall zygote dies")
- */
-function killOrphan(p: Pending | undefined): void {
-  if (!p || p.pid <= 0 || p.startTime === null || procStartTime(p.pid) !== p.startTime) return;
-  for (const target of [-p.pid, p.pid]) {
-    try {
-      process.kill(target, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
+function fairKey(req: UpcallRequest): string {
+  return req.target.host ? 'host' : String(req.target.pidnsIno);
 }
 
 function procStartTime(pid: number): string | null {

@@ -1,6 +1,7 @@
 import { inject, injectable } from 'inversify';
 import type { Context } from '../../broker/context-table.js';
 import { BrokerError } from '../../common/errors.js';
+import { requestSignal } from '../../common/request-signal.js';
 import { Clock, LoggerFactory, type Logger } from '../../common/tokens.js';
 import { resolveDnsKey } from './dns-key.js';
 import type { DnsResolveResult, DnsService } from './dns-service.js';
@@ -32,8 +33,14 @@ export class DnsServiceImpl implements DnsService {
   async resolve(context: Context, description: string, callout: string): Promise<DnsResolveResult> {
     const started = this.clock.monotonic();
     let timer: NodeJS.Timeout | undefined;
+    // The request's own budget (requestSignal) ends the lookup too: its relay is stopped, its slots freed.
+    const signal = requestSignal.getStore();
+    let onAbort: (() => void) | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new BrokerError('E_UPCALL_TIMEOUT', `DNS upcall took over ${MAX_UPCALL_MS / 1000} s`)), MAX_UPCALL_MS);
+      onAbort = () => reject(new BrokerError('E_UPCALL_TIMEOUT', 'the request this DNS upcall was for has run out of time'));
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener('abort', onAbort, { once: true });
     });
     deadline.catch(() => undefined);
     const attempt = async (lease: RelayLease): Promise<DnsResolveResult> => {
@@ -47,7 +54,11 @@ export class DnsServiceImpl implements DnsService {
       }
     };
     try {
-      const lease = await this.relays.acquire(context);
+      const acquiring = this.relays.acquire(context);
+      const lease = await Promise.race([acquiring, deadline]).catch((err: unknown) => {
+        void acquiring.then((late) => late.release(false), () => undefined); // started after the deadline: stop it
+        throw err;
+      });
       try {
         return await attempt(lease);
       } catch (err) {
@@ -59,6 +70,7 @@ export class DnsServiceImpl implements DnsService {
       }
     } finally {
       clearTimeout(timer);
+      if (onAbort) signal?.removeEventListener('abort', onAbort);
     }
   }
 
