@@ -1,13 +1,16 @@
 import { inject, injectable } from 'inversify';
 import { z } from 'zod';
 import { BrokerError } from '../common/errors.js';
+import { BrokerConfig, LoggerFactory, type Logger } from '../common/tokens.js';
 import type { RegistrationInfo } from '../common/types.js';
+import { DEFAULT_LIMITS } from '../server/limits.js';
+import { containerKey, containerPidns } from '../server/tenant-key.js';
 import type { PeerIdentity } from '../server/peer-identity.js';
 import { JsonText } from '../server/framing.js';
 import { parseParams } from '../server/protocol.js';
 import { RequestHandlers } from '../server/request-handlers.js';
 import { Metrics } from '../service/metrics.js';
-import { Authorizer, type Viewer } from './authorizer.js';
+import { Authorizer, notFoundError, type Viewer } from './authorizer.js';
 import { ContextTable } from './context-table.js';
 import { type Registration, Registry, type Selector, toInfo } from './registry.js';
 
@@ -31,13 +34,20 @@ const ShowParams = z.union([
 /** The registration ops of docs/protocol.md, each authorised by the kernel's view of the peer. */
 @injectable()
 export class RegistrationOps {
+  private readonly quota: number;
+  private readonly log: Logger;
+
   constructor(
     @inject(Registry) private readonly registry: Registry,
     @inject(Authorizer) private readonly auth: Authorizer,
     @inject(ContextTable) private readonly contexts: ContextTable,
     @inject(Metrics) private readonly metrics: Metrics,
     @inject(RequestHandlers) handlers: RequestHandlers,
+    @inject(BrokerConfig) config: BrokerConfig,
+    @inject(LoggerFactory) loggers: LoggerFactory,
   ) {
+    this.quota = config.limits?.containerRegistrations ?? DEFAULT_LIMITS.containerRegistrations;
+    this.log = loggers.get('broker:RegistrationOps');
     handlers.add('register', (p, peer) => this.register(p, peer), { tenant: true });
     handlers.add('unregister', (p, peer) => this.unregister(p, peer), { tenant: true });
     handlers.add('list', (_p, peer) => this.list(peer), { tenant: true });
@@ -48,6 +58,10 @@ export class RegistrationOps {
     const p = parseParams(RegisterParams, params);
     try {
       this.auth.assertMayRegister(peer);
+      // Checked and then registered with no await in between: Registry.register
+      // counts the new registration before its first await, so concurrent
+      // requests cannot all pass the check.
+      if (!this.auth.isHostRoot(peer)) this.assertUnderQuota(peer);
       const reg = await this.registry.register({
         mounter: peer.pidfd, cred: peer.cred, mountpoint: p.mountpoint, fstype: p.fstype, source: p.source,
       });
@@ -60,10 +74,24 @@ export class RegistrationOps {
     }
   }
 
+  /**
+   * limits.containerRegistrations: each registration holds up to 5 KiB in
+   * memory and in the state journal, so one container may not fill the disk
+   * for everyone. Counted per container (nested contexts share its quota).
+   */
+  private assertUnderQuota(peer: PeerIdentity): void {
+    using pidns = peer.pidfd.namespace('pid');
+    const container = containerKey(containerPidns(pidns));
+    const held = this.contexts.registrationsIn(container);
+    if (held < this.quota) return;
+    this.log.audit('refused', { op: 'register', peerPid: peer.cred.pid, peerUid: peer.cred.uid, container, registrations: held, reason: 'registration quota' });
+    throw new BrokerError('E_QUOTA', `this container holds ${held} registrations, its quota (limits.containerRegistrations ${this.quota})`, { limit: this.quota });
+  }
+
   private async unregister(params: unknown, peer: PeerIdentity): Promise<{ id: string; removed: true }> {
     const { id } = parseParams(IdParams, params);
     const reg = this.registry.find({ id })[0];
-    if (!reg) throw new BrokerError('E_NOT_FOUND', `no registration ${id}`);
+    if (!reg) throw notFoundError();
     this.auth.assertMayUnregister(peer, reg.context, reg.mounter.uid);
     await this.registry.unregister(reg);
     return { id, removed: true };
@@ -101,10 +129,9 @@ export class RegistrationOps {
   resolve(selector: Selector, peer: PeerIdentity): Registration {
     const viewer = this.auth.viewer(peer);
     const matches = this.registry.find(selector, viewer.hostRoot ? undefined : this.visibleTo(viewer));
-    if (matches.length === 0) throw new BrokerError('E_NOT_FOUND', `no registration matches ${JSON.stringify(selector)}`);
+    if (matches.length === 0) throw notFoundError();
     if (matches.length > 1) {
-      throw new BrokerError('E_BAD_REQUEST', `${matches.length} registrations match ${JSON.stringify(selector)}; use an id`,
-        { ids: matches.map((r) => r.id) });
+      throw new BrokerError('E_BAD_REQUEST', `${matches.length} registrations match; use an id`, { ids: matches.map((r) => r.id) });
     }
     return matches[0]!;
   }

@@ -19,6 +19,7 @@ export const ErrorCodes = {
   E_PROTOCOL: 13,
   E_NO_PROCESS: 14,
   E_MOUNT_FAILED: 16,
+  E_QUOTA: 15,
   E_IO: 74,
   E_INTERNAL: 70,
 } as const;
