@@ -7,17 +7,20 @@
  * exec upcalls) does not starve another container's requests.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { chmodSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import { BrokerClient } from '../../src/client/broker-client.js';
 import type { RegistrationInfo } from '../../src/common/types.js';
 import { FrameDecoder } from '../../src/server/framing.js';
 import { summary } from '../helpers/batch-client.js';
 import { BrokerProcess } from '../helpers/broker-process.js';
 import { cliIn, mountTmpfs } from '../helpers/in-container.js';
-import { admin, batchArgv, pidsWithArgv, until } from '../helpers/reliability.js';
+import { PACKAGE_ROOT } from '../../src/common/paths.js';
+import { admin, adminCode, batchArgv, pidsWithArgv, until } from '../helpers/reliability.js';
 import { Testbed, type TestContainer } from '../testbed/index.js';
 
 /** Small limits, so a test reaches each one with a handful of requests. */
@@ -33,6 +36,7 @@ const LIMITS = {
   // Per-context upcall slots are tested on the broker with the defaults (16), below.
   contextUpcalls: 64,
 };
+const HOSTILE_PEER = join(PACKAGE_ROOT, 'dist', 'tests', 'integration', 'reliability-hostile-peer.js');
 /** An E_BUSY must come back in this long: "at once", against ~1000 ms for an admitted slow request. */
 const AT_ONCE_MS = 150;
 
@@ -171,23 +175,36 @@ describe('an over-limit request is refused with E_BUSY at once', () => {
     }
   });
 
-  test('global connections: the 11th connection is answered E_BUSY and closed, whoever opens it', async () => {
+  test('global connections: tenants together hold at most 10, host root 10 of its own; neither locks the other out', async () => {
     const clients: BrokerClient[] = [];
     try {
       for (let i = 0; i < LIMITS.globalConnections; i++) {
         clients.push(await BrokerClient.connect(broker.adminSocket));
         await clients.at(-1)!.ping();
       }
-      const answers = await inside<Answer[]>(a, { mode: 'connections', count: 1 });
-      assert.equal(answers[0]!.code, 'E_BUSY', 'a container\'s connection is refused once the broker is full');
-      assert.ok(answers[0]!.ms < AT_ONCE_MS);
       const extra = await BrokerClient.connect(broker.adminSocket);
       clients.push(extra);
-      await assert.rejects(extra.ping(), (e: { code?: string }) => e.code === 'E_BUSY', 'host root too');
+      await assert.rejects(extra.ping(), (e: { code?: string }) => e.code === 'E_BUSY', 'host root\'s 11th is refused');
+      const answers = await inside<Answer[]>(a, { mode: 'connections', count: 1 });
+      assert.equal(answers[0]!.ok, true, 'a container still connects: host root has a pool of its own');
     } finally {
       for (const c of clients) c.close();
     }
-    await until('the connections to close', async () => (await inside<Answer[]>(a, { mode: 'connections', count: 1 }))[0]!.ok);
+    // A and B hold 5 each: the tenants' 10. A host non-root user on the tenant socket is then refused; host root is not.
+    const ready = join(broker.dir, 'ready-global');
+    mkdirSync(ready, { mode: 0o777 });
+    chmodSync(ready, 0o777);
+    const holders = Promise.all([a, b].map((c) => c.exec([process.execPath, HOSTILE_PEER, broker.tenantSocket,
+      JSON.stringify({ mode: 'hold', connections: LIMITS.tenantConnections, holdMs: 3000, keepAliveMs: 300, readyFile: join(ready, c.name) })])));
+    await until('A and B to hold their connections', () => readdirSync(ready).length === 2, 30_000);
+    const t = performance.now();
+    const hostUser = await promisify(execFile)('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all',
+      ...batchArgv(broker.tenantSocket, { mode: 'connections', count: 1 })]);
+    const refused = (JSON.parse(hostUser.stdout) as Answer[])[0]!;
+    assert.equal(refused.code, 'E_BUSY', 'a third tenant is refused once the tenants hold 10');
+    assert.ok(performance.now() - t < 5000);
+    assert.equal(await adminCode(broker, 'ping'), 'ok', 'host root still gets through');
+    for (const r of await holders) assert.equal(JSON.parse(r.stdout).accepted, LIMITS.tenantConnections, r.stdout + r.stderr);
   });
 });
 
