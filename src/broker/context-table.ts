@@ -31,7 +31,7 @@ export class Context {
     this.pidnsId = h.pidnsId;
     this.usernsId = h.usernsId;
     this.initStartTime = h.initStartTime;
-    this.container = containerKey(h.host ? brokerPidns() : containerPidns(h.p0));
+    this.container = containerOf(h);
   }
 
   /** The held fds while live; null once the init has exited (they are released then). */
@@ -68,6 +68,15 @@ export class Context {
 }
 
 const key = (id: NsIdentity) => `${id.dev}:${id.ino}`;
+
+/** Context.container; a walk up that fails (never expected) leaves the context a container of its own. */
+function containerOf(h: HeldNamespaces): string {
+  try {
+    return containerKey(h.host ? brokerPidns() : containerPidns(h.p0));
+  } catch {
+    return containerKey(h.pidnsId);
+  }
+}
 const WATCH_INTERVAL_MS = 200;
 
 /**
