@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { DEFAULT_DNS_CONFIG } from './dns-types.js';
 import type { DnsServerConfig } from './dns-types.js';
 import { containerFiles } from './init-protocol.js';
+import { scaled } from './time-scale.js';
 
 export interface DirContent {
   readonly name: string;
@@ -23,10 +24,13 @@ export interface DirContent {
   readonly dns: DnsServerConfig;
 }
 
-/** Default resolv.conf: our own server only, and fail fast rather than retry for 5s x 2. */
+/**
+ * Default resolv.conf: our own server only, and fail fast rather than retry for 5s x 2
+ * (1 s, scaled to the machine: the server is a Node process, slow to answer under TCG).
+ */
 export function defaultResolvConf(searchDomains: readonly string[]): string {
   const search = searchDomains.length > 0 ? `search ${searchDomains.join(' ')}\n` : '';
-  return `nameserver 127.0.0.1\n${search}options timeout:1 attempts:1\n`;
+  return `nameserver 127.0.0.1\n${search}options timeout:${Math.ceil(scaled(1000) / 1000)} attempts:1\n`;
 }
 
 const DIR_PREFIX = 'upcall-testbed-';
