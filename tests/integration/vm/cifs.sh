@@ -16,10 +16,9 @@ RUN=r$RANDOM$RANDOM
 NAME=files.$RUN.test
 RULE=/etc/request-key.d/ub-vm-$RUN.conf
 pids=()
-say() { echo "RESULT $*"; }
-step() { echo "STEP $(date +%T) $*" >&2; }
+. "$(dirname "$0")/lib.sh"
 cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  cleanup_pids
   rm -f "$RULE"
 }
 trap cleanup EXIT
@@ -59,22 +58,8 @@ ip netns exec srv smbd --foreground --no-process-group -s "$W/smb.conf" </dev/nu
 pids+=($!)
 
 step "container"
-printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:2\n' >"$W/ctr-resolv"
-printf '127.0.0.1 localhost\n' >"$W/ctr-hosts"
-printf '10.1.0.2 %s\n' "$NAME" >"$W/ctr-dns-hosts"
-unshare --user --map-root-user --pid --fork --mount --net --propagation private --kill-child \
-  sh -c "mount -t tmpfs ctr /mnt && mkdir /mnt/share && mount --bind $W/ctr-resolv /etc/resolv.conf && mount --bind $W/ctr-hosts /etc/hosts && exec sleep 100000" &
-U=$!; pids+=($U)
-for i in $(seq 100); do C=$(cat /proc/$U/task/$U/children 2>/dev/null | tr -d ' '); [ -n "$C" ] && [ "$(cat /proc/$C/comm)" = sleep ] && break; sleep 0.1; done
-pids+=($C)
-ip link add vc type veth peer name vs
-ip link set vc netns "$C"
-ip link set vs netns srv
-nsenter --net=/proc/$C/ns/net sh -c 'ip link set lo up; ip addr add 10.1.0.1/24 dev vc; ip link set vc up'
-ip -n srv addr add 10.1.0.2/24 dev vs; ip -n srv link set vs up
-nsenter --net=/proc/$C/ns/net dnsmasq --keep-in-foreground --no-resolv --no-hosts --addn-hosts="$W/ctr-dns-hosts" \
-  --listen-address=127.0.0.1 --bind-interfaces --local-ttl=30 --user=root --pid-file= -C /dev/null >"$W/dnsmasq.out" 2>&1 &
-D=$!; pids+=($D)
+make_container 10.1.0 "$NAME"
+nsenter -t "$C" -m mkdir /mnt/share
 say container-init "$C"
 say netns-host "$(netns_of 1)"
 say netns-container "$(netns_of "$C")"
@@ -88,9 +73,7 @@ else
 fi
 
 step "broker"
-"${CLI[@]}" serve --socket "$W/broker.sock" --tenant-socket "$W/tenant.sock" --state-dir "$W/state" >"$W/broker.log" 2>&1 &
-pids+=($!)
-for i in $(seq 600); do grep -q '"message":"ready"' "$W/broker.log" 2>/dev/null && break; sleep 0.1; done
+start_broker || exit 1
 "${CLI[@]}" request-key install --socket "$W/broker.sock" --types dns_resolver --match "*.$RUN.test" --file "$RULE" \
   --fallback none --handler-log "$W/handler.log" --json >"$W/install.json" 2>&1 || { say install failed "$(cat "$W/install.json")"; exit 1; }
 
