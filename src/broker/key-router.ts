@@ -52,7 +52,10 @@ export class KeyRouter {
     const stat = readStat(requester.pid);
     if (stat === null || !requester.isAlive()) throw new BrokerError('E_NO_PROCESS', `requester ${requester.pid} exited`);
     const kernelThread = (stat.flags & PF_KTHREAD) !== 0;
-    const live = this.registry.list().filter((r) => r.context.state === 'live' && r.context.namespaces !== null && r.unmounted !== true);
+    // Only dns_resolver routing looks at the registrations (one pass over them; none for other key types).
+    const live = type === 'dns_resolver'
+      ? this.registry.list().filter((r) => r.context.state === 'live' && r.context.namespaces !== null && r.unmounted !== true)
+      : [];
     let walked: Held | undefined;
     try {
       const route = decideRoute({
