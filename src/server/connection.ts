@@ -33,6 +33,7 @@ export class Connection {
   private frames: Buffer[] = [];
   private next = 0;
   private closing = false;
+  private turnScheduled = false;
   /** Releases of requests whose replies are not yet written: all run at close. */
   private readonly unreleased = new Set<() => void>();
 
@@ -76,12 +77,28 @@ export class Connection {
     this.handleFrames();
   }
 
-  /** Handle read frames while the reply queue is under its bound; stop reading when it is over. */
+  /**
+   * Handle read frames while the reply queue is under its bound; stop reading
+   * when it is over. At most FRAMES_PER_TURN at a time, then the rest in a later
+   * turn of the event loop: a flood of small frames on many connections must
+   * not keep the broker from accepting and serving other peers meanwhile.
+   */
   private handleFrames(): void {
-    while (this.next < this.frames.length) {
+    for (let handled = 0; this.next < this.frames.length; handled++) {
       if (this.socket.destroyed || this.closing) return;
       if (this.socket.writableLength > this.limits.replyBufferBytes) {
         this.socket.pause(); // resumed on 'drain'
+        return;
+      }
+      if (handled === FRAMES_PER_TURN) {
+        this.socket.pause();
+        if (!this.turnScheduled) {
+          this.turnScheduled = true;
+          setImmediate(() => {
+            this.turnScheduled = false;
+            this.handleFrames();
+          });
+        }
         return;
       }
       const body = this.frames[this.next]!;
@@ -139,6 +156,8 @@ export class Connection {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Frames handled for one connection before the event loop serves others (handleFrames). */
+const FRAMES_PER_TURN = 32;
 /** The answer to a frame over the rate, made once (no error object, no stack, per frame of a flood). */
 const OVER_RATE = new BrokerError('E_BUSY', 'message rate limit reached; slow down').toJSON();
 const ID_AT_START = /^\s*\{\s*(?:"(?:v|op)"\s*:\s*(?:\d+|"[^"\\]{0,64}")\s*,\s*)*"id"\s*:\s*(\d{1,16}|"[^"\\]{0,64}")/;

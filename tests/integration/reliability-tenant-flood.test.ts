@@ -25,7 +25,7 @@ import { Testbed, type TestContainer } from '../testbed/index.js';
 const PEER = join(PACKAGE_ROOT, 'dist', 'tests', 'integration', 'reliability-hostile-peer.js');
 const HANDLER = join(PACKAGE_ROOT, 'build', 'Release', 'upcall-request-key');
 /**
- * The bound stated for the flood below: the broker's RSS may grow by at most this much. Measured +72 to +90 MiB,
+ * The bound stated for the flood below: the broker's RSS may grow by at most this much. Measured +60 to +97 MiB,
  * flat after 5 s (64 KiB of replies queued per connection, then no more is read; the rest is V8's heap under the
  * flood's garbage); on 35467c6 the same flood grew it by 142 to 228 MiB in 8 s, still growing (the issue: +420 MB in 15 s).
  */
