@@ -67,8 +67,7 @@ export class Connection {
     } catch (err) {
       // Over the frame size: the stream cannot be resynchronised. Answer once, then close.
       this.closing = true;
-      this.socket.pause();
-      this.socket.end(encodeFrame(errorResponse(null, err)), () => this.socket.destroy());
+      endWithAnswer(this.socket, encodeFrame(errorResponse(null, err)));
       return;
     }
     if (frames.length === 0) return;
@@ -153,6 +152,20 @@ export class Connection {
     this.log.info('closing an idle connection', { reason: unread ? 'replies not read' : this.decoder.pending > 0 ? 'half a frame' : 'idle', idleTimeoutMs: this.limits.idleTimeoutMs });
     s.destroy();
   }
+}
+
+/** How long a connection we have answered and ended may stay open for its peer to read the answer. */
+const LINGER_MS = 1000;
+
+/**
+ * Send a last answer and close. What the peer still sends is read and dropped
+ * (closing with unread data would reset the peer, which could lose the answer);
+ * a peer that neither reads nor closes is cut off after LINGER_MS.
+ */
+export function endWithAnswer(socket: Socket, frame: Buffer): void {
+  socket.resume();
+  socket.end(frame);
+  setTimeout(() => socket.destroy(), LINGER_MS).unref();
 }
 
 const EMPTY = Buffer.alloc(0);

@@ -6,7 +6,7 @@ import { BrokerError } from '../common/errors.js';
 import { BrokerConfig, LoggerFactory, type Logger } from '../common/tokens.js';
 import { Libc } from '../ns/libc.js';
 import { peerPidfd, peerCred, socketFd } from '../ns/peer.js';
-import { Connection } from './connection.js';
+import { Connection, endWithAnswer } from './connection.js';
 import { encodeFrame } from './framing.js';
 import { Admission, DEFAULT_LIMITS, type Limits } from './limits.js';
 import { connectSysAdmin, type Listener, type PeerIdentity } from './peer-identity.js';
@@ -158,9 +158,8 @@ export class SocketServer {
     } catch (err) {
       this.log.warn('connection refused: over limit', { peerPid: peer.cred.pid, tenant, reason: BrokerError.from(err).message });
       peer.pidfd.close();
-      // Answered, then closed once written: a refused peer that never reads holds nothing here.
-      socket.pause();
-      socket.end(encodeFrame(errorResponse(null, err)), () => socket.destroy());
+      // Answered and closed; a refused peer that neither reads nor closes is cut off within a second.
+      endWithAnswer(socket, encodeFrame(errorResponse(null, err)));
       return;
     }
     this.connections.add(socket);
