@@ -343,7 +343,9 @@ describe('dns_resolver keys requested inside containers', () => {
     const results = await Promise.all(jobs.map(async ({ c, i, j }) => ({ i, j, r: await requestIn(c, 'dns_resolver', name(`m${j}`)) })));
     const wrong = results.filter(({ i, j, r }) => r.payload?.toString() !== `198.51.100.${i * 10 + j}`)
       .map(({ i, j, r }) => `${i}/${j}: ${r.payload?.toString() ?? r.errno} ${r.stderr.trim()}`);
-    const why = wrong.length === 0 ? '' : (await Promise.all([...new Set(wrong.map((w) => w.split(':')[0]!.split('/')[1]!))].map((j) => reason(name(`m${j}`))))).join('\n');
+    const why = wrong.length === 0 ? '' : broker.output.split('\n').filter((l) => l.includes('"message":"request-key"') && l.includes(`${RUN}.m`))
+      .map((l) => JSON.parse(l) as Record<string, unknown>).filter((x) => x['action'] !== 'instantiate')
+      .map((x) => `${String(x['description'])}: ${String(x['action'])} ${String(x['errno'] ?? '')} ${String(x['route'] ?? '')} ${String(x['reason'])}`).join('\n');
     assert.deepEqual(wrong, [], `${wrong.length} of 50 wrong${brokerCrash()}\n${why}`);
     assert.deepEqual(handlerProcesses(), []);
   });
