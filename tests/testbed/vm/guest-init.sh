@@ -13,7 +13,8 @@ mount -t devtmpfs dev /dev 2>/dev/null
 mkdir -p /dev/pts /dev/shm /dev/mqueue
 mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts /dev/pts && ln -sf pts/ptmx /dev/ptmx
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
-mount -t tmpfs -o mode=1777 tmpfs /tmp
+# A fresh /tmp, unless the checkout lives there (the overlay keeps /tmp writable either way).
+case "$(cat "$run/cwd")/" in /tmp/*) ;; *) mount -t tmpfs -o mode=1777 tmpfs /tmp ;; esac
 mount -t tmpfs -o mode=755 tmpfs /run
 # The same cgroup layout as the host's: v1 controllers beside cgroup2 where the
 # kernel has them (the testbed makes a cgroup in every mounted hierarchy).
