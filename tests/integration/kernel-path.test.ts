@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { basename } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { kernelPathFiles, kernelPathSite, runInGuest, runOnHost, type Site, type SuiteRun } from '../helpers/kernel-path.js';
+import { kernelPathFiles, kernelPathSite, runInGuestRetrying, runOnHost, type Site, type SuiteRun } from '../helpers/kernel-path.js';
 import { leafCases } from '../helpers/tap.js';
 
 const files = kernelPathFiles();
@@ -19,7 +19,7 @@ let runs: SuiteRun[] = [];
 describe('kernel-path suites', () => {
   before(async () => {
     site = await kernelPathSite();
-    runs = site.kind === 'host' ? await runOnHost(files) : (await runInGuest(files, site.kernel)).runs;
+    runs = site.kind === 'host' ? await runOnHost(files) : (await runInGuestRetrying(files, site.kernel)).runs;
   });
 
   for (const file of files) {
@@ -28,6 +28,7 @@ describe('kernel-path suites', () => {
       assert.ok(r, `${file} did not run (${site.why})`);
       const cases = leafCases(r.tap);
       t.diagnostic(`${basename(file)}: ran in ${r.where} (${site.why}): ${r.tap.counts.pass ?? 0} pass, ${r.tap.counts.fail ?? 0} fail, ${r.tap.counts.todo ?? 0} todo`);
+      if (r.retried) t.diagnostic(`${basename(file)}: the first attempt in the guest failed (${r.retried.join('; ')}); these results are the second's`);
       for (const c of cases) {
         await t.test(`${c.path.join(' › ')} [${r.where}]`, { todo: c.directive === 'todo' }, () => {
           if (!c.ok) assert.fail(c.diag || 'failed');

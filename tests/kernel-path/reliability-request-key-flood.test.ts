@@ -27,7 +27,14 @@ const RULE_FILE = `/etc/request-key.d/ub-test-${process.pid}-${randomBytes(4).to
  * A's program sleeps this long (1 to 2 s, well inside the handler's 3 s budget; both
  * scaled to the machine's speed): a unique argument, so the test can count them.
  */
-const SLOW = `${scaled(1)}.${String(process.pid).padStart(7, '0')}`;
+const SLOW = `${TIME_SCALE > 1 ? 45 : 1}.${String(process.pid).padStart(7, '0')}`;
+/**
+ * In a guest (TCG) each of B's keys takes ~3 s, so B asks for 5 there instead of 10, A's
+ * programs sleep 45 s to still hold A's slots when B is done, and the handler's budget and
+ * the rule's timeout cover that sleep (the rule file allows at most 60 s).
+ */
+const BUDGET_MS = TIME_SCALE > 1 ? 58_000 : 3000;
+const B_KEYS = TIME_SCALE > 1 ? 5 : 10;
 
 const removeRuleFile = removeOnExit(RULE_FILE);
 
@@ -39,11 +46,11 @@ let b: TestContainer;
 before(async () => {
   const config = join(broker.dir, 'config.json');
   writeFileSync(config, JSON.stringify({
-    requestKey: { rules: [{ type: 'user', description: `${RUN}:*`, program: '/mnt/rk/prog', args: ['%d'], timeoutMs: scaled(5000) }] },
+    requestKey: { rules: [{ type: 'user', description: `${RUN}:*`, program: '/mnt/rk/prog', args: ['%d'], timeoutMs: TIME_SCALE > 1 ? 55_000 : 5000 }] },
   }));
   await broker.start(['--config', config]);
   const install = await runCli(['request-key', 'install', '--socket', broker.adminSocket, '--types', 'user',
-    '--match', `${RUN}*`, '--file', RULE_FILE, '--timeout-ms', String(scaled(3000)), '--json']);
+    '--match', `${RUN}*`, '--file', RULE_FILE, '--timeout-ms', String(BUDGET_MS), '--json']);
   assert.equal(install.code, 0, install.stdout + install.stderr);
   a = await bed.create({ name: 'rkfa' });
   b = await bed.create({ name: 'rkfb' });
@@ -93,16 +100,16 @@ test('container A asks for 100 slow keys (1-2 s each) at once; container B\'s ke
   const baseMs = baseline.stdout.trim().split('\n').map((l) => l.split(' '));
   assert.ok(baseMs.every(([r]) => r === 'ok'), `B's keys work before the flood: ${baseline.stdout}${baseline.stderr}`);
 
-  const flood = a.exec(['keyctl', 'session', '-', 'sh', '-c', FLOOD, `${RUN}:slow`, '100'], { timeoutMs: scaled(60_000) });
+  const flood = a.exec(['keyctl', 'session', '-', 'sh', '-c', FLOOD, `${RUN}:slow`, '100'], { timeoutMs: scaled(60_000) + BUDGET_MS });
   await until('A\'s programs to be running', () => pidsWithArgv(['sleep', SLOW]).length >= 10, scaled(15_000));
   if (TIME_SCALE > 1) await refusalsSettled();
-  const during = await b.exec(['keyctl', 'session', '-', 'sh', '-c', SERIES, `${RUN}:fast`, '10'], { timeoutMs: scaled(60_000) });
+  const during = await b.exec(['keyctl', 'session', '-', 'sh', '-c', SERIES, `${RUN}:fast`, String(B_KEYS)], { timeoutMs: scaled(60_000) });
   const runningMeanwhile = pidsWithArgv(['sleep', SLOW]).length;
   const floodOut = (await flood).stdout.trim().split('\n');
 
   const lines = during.stdout.trim().split('\n').map((l) => l.split(' '));
   const ms = lines.map(([, t]) => Number(t)).sort((x, y) => x - y);
-  assert.deepEqual(lines.map(([r]) => r), Array(10).fill('ok'), `every key of B was built: ${during.stdout}${during.stderr}`);
+  assert.deepEqual(lines.map(([r]) => r), Array(B_KEYS).fill('ok'), `every key of B was built: ${during.stdout}${during.stderr}`);
   const worstBase = Math.max(...baseMs.map(([, t]) => Number(t)));
   console.log(`# B's keys: before the flood ${baseMs.map(([, t]) => t).join(' ')} ms; during it ${ms.join(' ')} ms`);
   assert.ok(ms.at(-1)! < Math.max(scaled(500), 5 * worstBase), `B's slowest key took ${ms.at(-1)} ms under A's flood (before it: at most ${worstBase} ms)`);

@@ -132,7 +132,15 @@ async function auditFor(description: string): Promise<Record<string, unknown> | 
 /** Why the broker decided as it did, for failure messages. */
 async function reason(description: string): Promise<string> {
   const a = await auditFor(description);
-  return a ? `\nbroker: ${String(a['action'])} ${String(a['errno'] ?? '')}: ${String(a['reason'])}` : '\nbroker: no decision logged';
+  const handler = (() => {
+    try {
+      return readFileSync(HANDLER_LOG, 'utf8').split('\n').filter((l) => l.includes(description)).slice(-4).join('\n');
+    } catch {
+      return '';
+    }
+  })();
+  return (a ? `\nbroker: ${String(a['action'])} ${String(a['errno'] ?? '')}: ${String(a['reason'])}` : '\nbroker: no decision logged')
+    + (handler ? `\nhandler: ${handler}` : '');
 }
 
 /** Processes running our handler binary (there must be none once a request has returned). */
@@ -147,6 +155,8 @@ function handlerProcesses(): number[] {
 }
 
 const brokerArgs = () => ['--config', join(broker.dir, 'config.json')];
+/** The handler's own record of each key it handled (install --handler-log), for failure messages. */
+const HANDLER_LOG = join(broker.dir, 'handler.log');
 
 /** Crash lines in the broker's output, to make a failure say why the broker stopped answering. */
 function brokerCrash(): string {
@@ -188,7 +198,7 @@ before(async () => {
   }));
   await broker.start(brokerArgs());
   const install = await runCli(['request-key', 'install', '--socket', broker.adminSocket, '--types', 'dns_resolver,user',
-    '--match', MATCH, '--file', RULE_FILE, '--timeout-ms', String(BUDGET_MS), '--json']);
+    '--match', MATCH, '--file', RULE_FILE, '--timeout-ms', String(BUDGET_MS), '--handler-log', HANDLER_LOG, '--json']);
   assert.equal(install.code, 0, install.stdout + install.stderr);
   [a, b] = await Promise.all([
     bed.create({
@@ -394,7 +404,7 @@ describe('the broker down or hung', () => {
 describe('install', () => {
   test('install is idempotent and the file carries its header', async () => {
     const again = await runCli(['request-key', 'install', '--socket', broker.adminSocket, '--types', 'dns_resolver,user',
-      '--match', MATCH, '--file', RULE_FILE, '--timeout-ms', String(BUDGET_MS), '--json']);
+      '--match', MATCH, '--file', RULE_FILE, '--timeout-ms', String(BUDGET_MS), '--handler-log', HANDLER_LOG, '--json']);
     assert.equal(again.code, 0, again.stderr);
     assert.equal((JSON.parse(again.stdout) as { changed: boolean }).changed, false);
     const text = readFileSync(RULE_FILE, 'utf8');

@@ -11,7 +11,7 @@
 import { basename, join } from 'node:path';
 import { Command } from 'commander';
 import { PACKAGE_ROOT } from '../../../src/common/paths.js';
-import { kernelPathFiles, runInGuest } from '../../helpers/kernel-path.js';
+import { failedRun, kernelPathFiles, runInGuestRetrying } from '../../helpers/kernel-path.js';
 import { leafCases } from '../../helpers/tap.js';
 import { KERNELS } from './kernels.js';
 
@@ -30,7 +30,7 @@ async function main(): Promise<number> {
   const summary: string[] = [];
   for (const kernel of kernels) {
     const started = Date.now();
-    const { runs, bootToCommandMs } = await runInGuest(files, kernel);
+    const { runs, bootToCommandMs } = await runInGuestRetrying(files, kernel);
     for (const r of runs) {
       const cases = leafCases(r.tap);
       for (const c of cases) {
@@ -38,7 +38,8 @@ async function main(): Promise<number> {
         process.stdout.write(`${mark} - ${basename(r.file)} › ${c.path.join(' › ')} [${r.where}]${c.directive ? ` # ${c.directive.toUpperCase()}` : ''}\n`);
         if (!c.ok && c.directive !== 'todo') process.stdout.write(`${c.diag.replace(/^/gm, '    ')}\n`);
       }
-      const bad = r.status !== 0 || cases.length === 0 || (r.tap.counts.skipped ?? 0) > 0;
+      const bad = failedRun(r);
+      if (r.retried) process.stdout.write(`# ${basename(r.file)} on ${r.where}: the first attempt failed (${r.retried.join('; ')}); these results are the second's\n`);
       if (bad) failed++;
       summary.push(`# ${r.where}: ${basename(r.file)}: ${r.tap.counts.pass ?? 0} pass, ${r.tap.counts.fail ?? 0} fail, ${r.tap.counts.skipped ?? 0} skipped, exit ${r.status}`);
       if (bad) process.stdout.write(`# ${basename(r.file)} on ${r.where} exited ${r.status}:\n${r.stderr.slice(-3000).replace(/^/gm, '#   ')}\n`);
