@@ -11,7 +11,7 @@ RUN=r$RANDOM$RANDOM
 NAME=nfs.$RUN.test
 pids=()
 . "$(dirname "$0")/lib.sh"
-trap cleanup_pids EXIT
+trap 'cleanup_pids; umount -l "$W/export" 2>/dev/null' EXIT
 
 step "modules"
 modprobe nfsd && modprobe nfsv4 || { say nfs-modules missing; exit 1; }
@@ -20,7 +20,10 @@ say kernel "$(uname -r)"
 step "server namespace: knfsd, NFSv4 only"
 ip netns add srv
 ip -n srv link set lo up
-mkdir -p "$W/export"; echo "nfs-hello-$RUN" >"$W/export/hello.txt"
+# The export is a tmpfs of its own: knfsd cannot export overlayfs, which the guest's /tmp
+# is when the checkout lives under /tmp (tests/testbed/vm/guest-init.sh).
+mkdir -p "$W/export" && mount -t tmpfs -o size=16m tmpfs "$W/export"
+echo "nfs-hello-$RUN" >"$W/export/hello.txt"
 # nfsd's state (exports, grace times) is per network namespace; exportfs and rpc.mountd
 # talk to the kernel through /proc/net/rpc, which follows the caller's network namespace.
 # The nfsd filesystem mounted here must stay mounted while nfsd serves (its last unmount
