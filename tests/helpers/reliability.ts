@@ -122,15 +122,6 @@ export class ExitWatch {
   }
 }
 
-/** Wait for a condition that some event will make true (bounded; names what it waited for). */
-export async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 5000, everyMs = 10): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
 /** argv that runs the batch client with `spec` against `socket` (prefix it with setpriv etc.). */
 export function batchArgv(socket: string, spec: unknown): string[] {
   return [process.execPath, BATCH_CLIENT, socket, JSON.stringify(spec)];

@@ -14,6 +14,7 @@ import { ZygoteRunner, type UpcallOutcome, type UpcallTarget } from '../../src/u
 import { compareProbes, probeAsInitChild, probeViaZygote, type Probe } from '../helpers/fidelity.js';
 import { Testbed, type TestContainer } from '../testbed/index.js';
 import { zygoteRunner } from '../helpers/native.js';
+import { until } from '../helpers/until.js';
 
 const bed = new Testbed();
 const runners: ZygoteRunner[] = [];
@@ -41,14 +42,6 @@ function templates(): number[] {
       return false;
     }
   });
-}
-
-async function waitUntil(what: string, cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** As fidelity.test.ts: what no spawner can copy, with the weaker property it must have. */
@@ -90,7 +83,7 @@ describe('the context cache', () => {
     const r = newRunner();
     await sh(r, 'true');
     await sh(r, 'true');
-    await waitUntil('a template under init', () => templates().length > 0);
+    await until('a template under init', () => templates().length > 0);
     const t = templates()[0]!;
     assert.equal(readFileSync(`/proc/${t}/cmdline`, 'utf8').replace(/\0+$/, ''), 'upcall-context');
     const out = await sh(r, 'echo $PPID');
@@ -119,21 +112,21 @@ describe('the context cache', () => {
 
   test('the zygote killed with SIGKILL: its templates go too', async () => {
     await Promise.all(runners.map((x) => x.stop()));
-    await waitUntil('earlier runners\' templates to exit', () => templates().length === 0);
+    await until('earlier runners\' templates to exit', () => templates().length === 0);
     const r = newRunner();
     await sh(r, 'true');
     await sh(r, 'true');
-    await waitUntil('a template under init', () => templates().length > 0);
+    await until('a template under init', () => templates().length > 0);
     process.kill(r.zygotePid!, 'SIGKILL');
-    await waitUntil('the templates to exit', () => templates().length === 0);
-    await waitUntil('the runner to see its zygote gone', () => r.zygotePid === null);
+    await until('the templates to exit', () => templates().length === 0);
+    await until('the runner to see its zygote gone', () => r.zygotePid === null);
     const out = await sh(r, 'echo again');
     assert.equal(out.stdout.toString(), 'again\n');
   });
 
   test('--no-context-cache: every spawn captures, and no template is left behind', async () => {
     await Promise.all(runners.map((x) => x.stop()));
-    await waitUntil('earlier runners\' templates to exit', () => templates().length === 0);
+    await until('earlier runners\' templates to exit', () => templates().length === 0);
     const r = newRunner();
     r.configure({ contextCache: false });
     for (let i = 0; i < 3; i++) assert.match((await sh(r, 'true')).fields['context'] ?? '', /^captured for this spawn$/);

@@ -8,13 +8,13 @@ import assert from 'node:assert/strict';
 import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { BrokerClient } from '../../src/client/broker-client.js';
 import type { RegistrationInfo } from '../../src/common/types.js';
 import { BrokerProcess } from '../helpers/broker-process.js';
 import { cliIn, mountTmpfs } from '../helpers/in-container.js';
 import { containerFiles } from '../testbed/init-protocol.js';
 import { Testbed, type TestContainer } from '../testbed/index.js';
+import { until } from '../helpers/until.js';
 
 const IDLE_MS = 600;
 const broker = new BrokerProcess();
@@ -47,10 +47,6 @@ async function resolve(t: TestContainer, name: string): Promise<string | null> {
   } finally {
     client.close();
   }
-}
-
-async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
-  for (const end = Date.now() + ms; !cond(); await sleep(20)) if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
 }
 
 before(async () => {

@@ -19,7 +19,8 @@ import type { RegistrationInfo } from '../../src/common/types.js';
 import { StoredRegistrationSchema, type StoredRegistration } from '../../src/broker/state-store.js';
 import { BrokerProcess } from '../helpers/broker-process.js';
 import { cliIn, mountTmpfs, registerIn } from '../helpers/in-container.js';
-import { admin, adminCode, batchArgv, ExitWatch, pidsWithArgv, until, zygoteOf } from '../helpers/reliability.js';
+import { admin, adminCode, batchArgv, ExitWatch, pidsWithArgv, zygoteOf } from '../helpers/reliability.js';
+import { until } from '../helpers/until.js';
 import { Testbed, type TestContainer } from '../testbed/index.js';
 
 const STATE_MOUNT_PREFIX = 'ub-statefs-';

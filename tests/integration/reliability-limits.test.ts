@@ -20,7 +20,8 @@ import { summary } from '../helpers/batch-client.js';
 import { BrokerProcess } from '../helpers/broker-process.js';
 import { cliIn, mountTmpfs } from '../helpers/in-container.js';
 import { PACKAGE_ROOT } from '../../src/common/paths.js';
-import { admin, adminCode, batchArgv, pidsWithArgv, until } from '../helpers/reliability.js';
+import { admin, adminCode, batchArgv, pidsWithArgv } from '../helpers/reliability.js';
+import { until } from '../helpers/until.js';
 import { Testbed, type TestContainer } from '../testbed/index.js';
 
 /** Small limits, so a test reaches each one with a handful of requests. */

@@ -19,7 +19,8 @@ import type { RegistrationInfo } from '../../src/common/types.js';
 import { summary } from '../helpers/batch-client.js';
 import { BrokerProcess, CLI } from '../helpers/broker-process.js';
 import { cliIn, mountTmpfs } from '../helpers/in-container.js';
-import { admin, adminCode, BATCH_CLIENT, batchArgv, rssKiB, until } from '../helpers/reliability.js';
+import { admin, adminCode, BATCH_CLIENT, batchArgv, rssKiB } from '../helpers/reliability.js';
+import { until } from '../helpers/until.js';
 import { Testbed, type TestContainer } from '../testbed/index.js';
 
 const PEER = join(PACKAGE_ROOT, 'dist', 'tests', 'integration', 'reliability-hostile-peer.js');

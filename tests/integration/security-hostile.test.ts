@@ -22,7 +22,8 @@ import { encodeFrame } from '../../src/server/framing.js';
 import { BrokerProcess, CLI } from '../helpers/broker-process.js';
 import { takePid, type PidHolder } from '../helpers/pid-reuse.js';
 import { cliIn, mountTmpfs, registerIn } from '../helpers/in-container.js';
-import { admin, adminCode, ExitWatch, fdCount, pidsWithArgv, until } from '../helpers/reliability.js';
+import { admin, adminCode, ExitWatch, fdCount, pidsWithArgv } from '../helpers/reliability.js';
+import { until } from '../helpers/until.js';
 import { childrenOf, Testbed, type TestContainer } from '../testbed/index.js';
 import { processesInNamespace } from '../testbed/procfs.js';
 

@@ -21,6 +21,7 @@ import { ZygoteRunner, type UpcallOutcome, type UpcallRequest, type UpcallTarget
 import { procStat, Testbed, type TestContainer } from '../testbed/index.js';
 import { scaled } from '../testbed/time-scale.js';
 import { zygoteRunner } from '../helpers/native.js';
+import { until } from '../helpers/until.js';
 
 const ZYGOTE = join(defaultConfig().nativeDir, 'upcall-zygote');
 const bed = new Testbed();
@@ -60,14 +61,6 @@ function exec(argv: readonly string[], more: Partial<UpcallRequest> = {}, on: Te
   return r.run({ target: targetOf(on), mode: 'exec', argv, timeoutMs: scaled(10_000), outputCap: 1 << 20, ...more });
 }
 
-async function waitUntil(what: string, cond: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 function readOr(path: string, fallback = ''): string {
   try {
     return readFileSync(path, 'utf8');
@@ -99,7 +92,7 @@ describe('an upcall is a true child of the container init', () => {
     let pid = 0;
     const seen: { ppid?: string; fds?: string[]; ns?: Record<string, string> } = {};
     const run = exec(['sleep', '2'], { onStarted: (p) => (pid = p) });
-    await waitUntil('the upcall to exec sleep', () => pid > 0 && readOr(`/proc/${pid}/comm`).trim() === 'sleep');
+    await until('the upcall to exec sleep', () => pid > 0 && readOr(`/proc/${pid}/comm`).trim() === 'sleep');
     seen.ppid = /^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
     seen.fds = readdirSync(`/proc/${pid}/fd`).sort();
     seen.ns = Object.fromEntries(NS_TYPES.map((t) => [t, nsLink(pid, t)]));
@@ -190,7 +183,7 @@ describe('process machinery', () => {
     let pid = 0;
     const run = exec(['sh', '-c', 'sleep 1000 & sleep 1000'], { timeoutMs: 1500, onStarted: (p) => (pid = p) });
     let kids: number[] = [];
-    await waitUntil('two sleeps under the upcall', () => {
+    await until('two sleeps under the upcall', () => {
       kids = pid > 0 ? readOr(`/proc/${pid}/task/${pid}/children`).split(' ').filter(Boolean).map(Number) : [];
       return kids.length === 2;
     });
@@ -199,7 +192,7 @@ describe('process machinery', () => {
     assert.equal(out.timedOut, true);
     assert.equal(out.signal, 'SIGKILL');
     assert.ok(out.durationMs >= 1500 && out.durationMs < 6000, `took ${out.durationMs} ms`);
-    await waitUntil('every process of the tree to die', () => ids.every((i) => gone(i.pid, i.start)));
+    await until('every process of the tree to die', () => ids.every((i) => gone(i.pid, i.start)));
   });
 
   test('output over the cap is cut and reported; stdin passes through', async () => {
@@ -280,7 +273,7 @@ describe('failures', () => {
     let pid = 0;
     const inFlight = exec(['sleep', '30'], { timeoutMs: 60_000, onStarted: (p) => (pid = p) }, c, r);
     inFlight.catch(() => undefined); // asserted below; never an unhandled rejection meanwhile
-    await waitUntil('the upcall to start', () => pid > 0);
+    await until('the upcall to start', () => pid > 0);
     process.kill(r.zygotePid!, 'SIGKILL');
     await assert.rejects(inFlight, (e: { code?: string }) => e.code === 'E_SPAWN');
     process.kill(pid, 'SIGKILL'); // orphaned in the container; its init never reaps it
@@ -318,7 +311,7 @@ describe('failures', () => {
     z.stdin.write(huge); // over the frame limit: refused and skipped
     z.stdin.write(frame(JSON.stringify(good)));
     try {
-      await waitUntil('the good request to finish', () => events.some((e) => e['id'] === 9 && e['event'] === 'exit'), 10_000);
+      await until('the good request to finish', () => events.some((e) => e['id'] === 9 && e['event'] === 'exit'), 10_000);
       const errors = events.filter((e) => e['event'] === 'error');
       assert.deepEqual(errors.map((e) => [e['id'], e['code']]), [[null, 'E_BAD_REQUEST'], [1, 'E_BAD_REQUEST'], [2, 'E_BAD_REQUEST'], [3, 'E_BAD_REQUEST'], [4, 'E_BAD_REQUEST'], [null, 'E_BAD_REQUEST']]);
       const exit = events.find((e) => e['id'] === 9 && e['event'] === 'exit')!;

@@ -32,7 +32,8 @@ import { PACKAGE_ROOT } from '../../src/common/paths.js';
 import type { RegistrationInfo } from '../../src/common/types.js';
 import { BrokerProcess } from '../helpers/broker-process.js';
 import { mountTmpfs } from '../helpers/in-container.js';
-import { admin, batchArgv, childrenWithExe, exeOf, fdCount, readOr, rssKiB, SPAWNER_EXE, until, ZYGOTE_EXE } from '../helpers/reliability.js';
+import { admin, batchArgv, childrenWithExe, exeOf, fdCount, readOr, rssKiB, SPAWNER_EXE, ZYGOTE_EXE } from '../helpers/reliability.js';
+import { until } from '../helpers/until.js';
 import { Testbed, type TestContainer } from '../testbed/index.js';
 
 /** What each of a process's fds points at (socket:[..], pipe:[..], a path). */

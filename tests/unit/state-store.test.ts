@@ -11,6 +11,7 @@ import { StateStore, type StateStoreTuning, type StoredRegistration } from '../.
 import { BrokerConfig, FileSystem, LoggerFactory } from '../../src/common/tokens.js';
 import { NullLoggerFactory } from '../../src/logging/winston-logger-factory.js';
 import { errno, Gate, MemoryFs } from '../helpers/memory-fs.js';
+import { until } from '../helpers/until.js';
 
 const DIR = '/state';
 const SNAPSHOT = `${DIR}/registrations.json`;
@@ -62,13 +63,6 @@ async function reloaded(fs: MemoryFs): Promise<string[]> {
 
 const sorted = (ids: string[]) => [...ids].sort();
 const tick = () => new Promise((r) => setImmediate(r));
-async function until(what: string, cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 2000; i++) {
-    if (cond()) return;
-    await tick();
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
 
 /** Every line of a journal parses; returns its ops. */
 function journalOps(fs: MemoryFs, gen: number): Array<{ op: string; id?: string; reg?: { id: string } }> {
