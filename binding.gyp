@@ -44,6 +44,13 @@
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
     },
     {
+      "target_name": "ub-context-selftest",
+      "type": "executable",
+      "sources": ["native-bindings/context-selftest.c"],
+      "include_dirs": ["native-bindings"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+    },
+    {
       "target_name": "upcall-mount-in",
       "type": "executable",
       "sources": ["native-bindings/mount-in.c"],

@@ -1175,7 +1175,17 @@ static int read_filters(struct ub_context *c, struct ub_ctx_error *e)
 
 /* init's filters, through ptrace (the only interface that returns them):
  * attach, stop, copy, detach at once.  Another upcall's spawner may hold the
- * tracer slot for a moment (EPERM), so that is retried briefly. */
+ * tracer slot for a moment (EPERM), so that is retried briefly.
+ *
+ * ptrace takes a pid, not a pidfd: if init exited (and was reaped) after the
+ * last check, PTRACE_SEIZE may have attached to whatever process got its pid
+ * since.  So the pidfd is checked between the seize and the interrupt: still
+ * not readable means init has not exited yet, so the pid was still its at the
+ * seize.  Otherwise nothing is done to the tracee: a tracee that is running
+ * cannot be detached without stopping it (PTRACE_DETACH wants a ptrace-stop),
+ * so the detach is our exit, which every caller does on failure at once and
+ * which the kernel performs without stopping the tracee (exit_ptrace), a
+ * pending signal kept. */
 static int capture_seccomp(struct ub_context *c, struct ub_ctx_error *e)
 {
 	long long deadline = now_ms() + PTRACE_WAIT_MS;
@@ -1190,6 +1200,9 @@ static int capture_seccomp(struct ub_context *c, struct ub_ctx_error *e)
 			return fail_target(c, e, "E_SECCOMP", errno, "ptrace(PTRACE_SEIZE, init)");
 		sleep_ms(2);
 	}
+	if (ub_ctx_target_exited(c->pidfd))
+		return fail(e, "E_INIT_EXITED", ESRCH,
+			    "init exited before PTRACE_SEIZE: pid %d may be another process's now; left running", (int)c->pid);
 	rc = stop_tracee(c, &inject, e);
 	if (rc == 0)
 		rc = read_filters(c, e);
