@@ -12,6 +12,10 @@
  *    follows must leave it running.  The stand-in blocks in sigwaitinfo(),
  *    which fails with EINTR when a PTRACE_INTERRUPT stops it (a plain seize
  *    does not), and reports how often that happened.
+ *  - ub_pidfd_open_child (finding 6, the zygote's pin_descendants): a number
+ *    read from a children list that now names a process of someone else, or
+ *    a parent whose number was reused, is never pinned; with PIDFD_GET_INFO
+ *    and with the /proc/<pid>/stat fallback (before 6.13).
  *
  * Prints "FAIL ..." lines (every check with -v), then "N passed, N failed".
  */
@@ -218,6 +222,106 @@ static void case_seccomp_reused_pid(void)
 }
 
 /* ------------------------------------------------------------------------
+ * finding 6: ub_pidfd_open_child and reused pids
+ */
+
+/* A parent that forks one child and reports the child's pid on `out`; with
+ * `reap_it` the child exits at once and is reaped before the report. */
+static void __attribute__((noreturn)) parent_of_one(int out, int reap_it)
+{
+	pid_t k = fork();
+
+	if (k == 0) {
+		if (!reap_it)
+			pause();
+		_exit(0);
+	}
+	if (k > 0 && reap_it)
+		reap(k);
+	if (write(out, &k, sizeof(k)) != sizeof(k))
+		_exit(1);
+	pause();
+	_exit(0);
+}
+
+static pid_t start_parent(pid_t want, int reap_it, int *pidfd, pid_t *child)
+{
+	int rd = -1;
+	pid_t pid = clone_with_pipe(want, pidfd, &rd, parent_of_one, reap_it);
+
+	*child = -1;
+	if (pid > 0 && read(rd, child, sizeof(*child)) != sizeof(*child))
+		*child = -1;
+	if (rd >= 0)
+		close(rd);
+	return pid;
+}
+
+static void case_open_child(const char *mode)
+{
+	int ppidfd = -1, xfd = -1, fd;
+	pid_t parent, child, x;
+
+	/* a real child is pinned */
+	parent = start_parent(0, 0, &ppidfd, &child);
+	CHECK(parent > 0 && child > 0);
+	fd = ub_pidfd_open_child(child, parent, ppidfd);
+	CHECK(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	/* not a child of it (ours): refused */
+	fd = ub_pidfd_open_child(parent, parent, ppidfd);
+	CHECK(fd < 0 && errno == ESRCH);
+	kill(child, SIGKILL);
+	kill_reap(parent);
+	close(ppidfd);
+
+	/* the listed child was reaped by its parent and its number given to a
+	 * process of someone else (ours) before the open: refused */
+	parent = start_parent(0, 1, &ppidfd, &child);
+	CHECK(parent > 0 && child > 0);
+	x = clone_at(child, &xfd);
+	if (x == 0) {
+		pause();
+		_exit(0);
+	}
+	CHECK(x == child);
+	fd = ub_pidfd_open_child(child, parent, ppidfd);
+	CHECK(fd < 0 && errno == ESRCH);
+	if (fd >= 0)
+		close(fd);
+	kill_reap(x);
+	close(xfd);
+	kill_reap(parent);
+	close(ppidfd);
+
+	/* the parent exited, and its number went to another process whose child
+	 * is listed: ppid matches the number, but the parent's pidfd has exited */
+	parent = clone_at(0, &ppidfd);
+	if (parent == 0) {
+		pause();
+		_exit(0);
+	}
+	kill_reap(parent);
+	x = start_parent(parent, 0, &xfd, &child);
+	CHECK(x == parent && child > 0);
+	fd = ub_pidfd_open_child(child, parent, ppidfd);
+	CHECK(fd < 0 && errno == ESRCH);
+	if (fd >= 0)
+		close(fd);
+	fd = ub_pidfd_open_child(child, x, xfd); /* the control: with the live parent's pidfd */
+	CHECK(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	kill(child, SIGKILL);
+	kill_reap(x);
+	close(xfd);
+	close(ppidfd);
+	if (verbose)
+		printf("     open_child (%s) done\n", mode);
+}
+
+/* ------------------------------------------------------------------------
  * each case as pid 1 of a fresh pid namespace, with its own /proc
  */
 
@@ -272,12 +376,29 @@ static void isolated(void (*fn)(void))
 	failed += counts[1];
 }
 
+static void open_child_info(void)
+{
+	compat_have[UB_COMPAT_PIDFD_INFO] = 1;
+	case_open_child("PIDFD_GET_INFO");
+}
+
+static void open_child_fallback(void)
+{
+	compat_have[UB_COMPAT_PIDFD_INFO] = 0; /* as before 6.13 */
+	case_open_child("/proc/<pid>/stat");
+}
+
 int main(int argc, char **argv)
 {
 	verbose = argc > 1 && strcmp(argv[1], "-v") == 0;
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	ub_compat_init();
 	isolated(case_seccomp_reused_pid);
+	if (ub_compat_has(UB_COMPAT_PIDFD_INFO))
+		isolated(open_child_info);
+	else
+		printf("note: no PIDFD_GET_INFO on this kernel: the fallback only\n");
+	isolated(open_child_fallback);
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }

@@ -464,6 +464,60 @@ pid_t ub_pidfd_vpid(int procdir, int pidfd)
 	return (pid_t)theirs[no - 1];
 }
 
+/* The parent of pidfd's process, pid being its number in /proc: PIDFD_GET_INFO
+ * (6.13), else field 4 of /proc/<pid>/stat, which counts only if the pidfd
+ * still polls "alive" after the read (the number was its all along).  -1 with
+ * errno (ESRCH: exited). */
+static pid_t pidfd_ppid(int pidfd, pid_t pid)
+{
+	struct pidfd_info_v0 info = { .mask = UB_PIDFD_INFO_PID };
+	char path[64], *text;
+	const char *p;
+	int ppid = -1;
+
+	if (ub_compat_has(UB_COMPAT_PIDFD_INFO))
+		return ioctl(pidfd, UB_PIDFD_GET_INFO, &info) == 0 ? (pid_t)info.ppid : -1;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (read_at(AT_FDCWD, path, &text, NULL) < 0)
+		return -1;
+	p = strrchr(text, ')');
+	if (!p || sscanf(p + 1, " %*c %d", &ppid) != 1)
+		ppid = -1;
+	free(text);
+	if (ub_ctx_target_exited(pidfd)) {
+		errno = ESRCH;
+		return -1;
+	}
+	if (ppid < 0)
+		errno = EINVAL;
+	return (pid_t)ppid;
+}
+
+int ub_pidfd_open_child(pid_t child, pid_t parent, int parent_pidfd)
+{
+	int fd, err;
+	pid_t ppid;
+
+	if (child <= 0 || parent <= 0 || parent_pidfd < 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	fd = (int)syscall(UB_NR_pidfd_open, child, 0);
+	if (fd < 0)
+		return -1;
+	/* its parent then was the number `parent`, and that number was still the
+	 * process behind parent_pidfd afterwards: a child of it, whatever the
+	 * numbers did before the open */
+	ppid = pidfd_ppid(fd, child);
+	err = ppid < 0 ? errno : ESRCH;
+	if (ppid != parent || ub_ctx_target_exited(parent_pidfd)) {
+		close(fd);
+		errno = err;
+		return -1;
+	}
+	return fd;
+}
+
 static const char *ns_file_of(unsigned long req)
 {
 	switch (req) {

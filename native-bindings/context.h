@@ -149,6 +149,13 @@ int ub_pidfd_ns_open(int pidfd, unsigned long req);
 /* pidfd's pid in our /proc's pid namespace: PIDFD_GET_INFO (6.13), else "Pid:"
  * of its fdinfo.  -1 with errno (ESRCH: reaped; ENOTTY: not a pidfd). */
 pid_t ub_pidfd_pid(int pidfd);
+/* A pidfd of `child` (a number in /proc's pid namespace, read from a children
+ * list of `parent`), or -1 with errno (ESRCH) unless, after the open, its
+ * parent is `parent` and parent_pidfd's process still holds that number: a pid
+ * reused between the read of the list and the open is never pinned.  The
+ * parent from PIDFD_GET_INFO (6.13), else /proc/<child>/stat read while the
+ * new pidfd is still alive. */
+int ub_pidfd_open_child(pid_t child, pid_t parent, int parent_pidfd);
 /* pidfd's pid as the caller's pid namespace numbers it; before 6.13 from the
  * NSpid lines of its fdinfo and of our status, read in procdir (a host /proc
  * fd, or -1 for "/proc").  -1 with errno. */

@@ -1619,14 +1619,17 @@ static void on_template_ctl(struct tmpl *t)
  * A descendant that called setsid(2) has left the process group C leads, so
  * the group kill misses it. While it is still in C's tree, /proc's children
  * lists (every thread's) find it. They are pinned by pidfd first and signalled
- * after C and its group, so C dies of our SIGKILL (not of its children's exit)
- * and a pid reused meanwhile is never hit. A descendant whose parent already
- * exited was re-parented to the container's init and is out of reach (the
- * limit docs/security.md states).
+ * after C and its group, so C dies of our SIGKILL (not of its children's exit).
+ * A number read from a list is pinned only if, after the pidfd_open, its
+ * parent is still the process that list belongs to (ub_pidfd_open_child: the
+ * parent's pidfd, C's or a pinned one, alive after the child's ppid was read),
+ * so a pid reused between the read and the open is never hit. A descendant
+ * whose parent already exited was re-parented to the container's init and is
+ * out of reach (the limit docs/security.md states).
  */
 #define MAX_PINNED 256
 
-static void pin_descendants(pid_t pid, int depth, int *pinned, size_t *n)
+static void pin_descendants(pid_t pid, int pidfd, int depth, int *pinned, size_t *n)
 {
 	char path[64];
 	if (depth > 64)
@@ -1652,11 +1655,11 @@ static void pin_descendants(pid_t pid, int depth, int *pinned, size_t *n)
 		char *save = NULL;
 		for (char *tok = strtok_r(buf, " \n", &save); tok && *n < MAX_PINNED; tok = strtok_r(NULL, " \n", &save)) {
 			pid_t child = (pid_t)strtol(tok, NULL, 10);
-			int cfd = child > 0 ? (int)syscall(UB_NR_pidfd_open, child, 0) : -1;
+			int cfd = ub_pidfd_open_child(child, pid, pidfd);
 			if (cfd < 0)
 				continue;
 			pinned[(*n)++] = cfd;
-			pin_descendants(child, depth + 1, pinned, n);
+			pin_descendants(child, cfd, depth + 1, pinned, n);
 		}
 	}
 	closedir(tasks);
@@ -1667,7 +1670,7 @@ static void kill_tree(struct req *r)
 	int pinned[MAX_PINNED];
 	size_t npinned = 0;
 	if (r->cpid > 0 && !r->c_exited && r->cpidfd >= 0)
-		pin_descendants(r->cpid, 0, pinned, &npinned);
+		pin_descendants(r->cpid, r->cpidfd, 0, pinned, &npinned);
 	if (r->cpidfd >= 0) {
 		/* the whole process group C leads (setsid), race-free through the pidfd */
 		if (syscall(UB_NR_pidfd_send_signal, r->cpidfd, SIGKILL, NULL, UB_PIDFD_SIGNAL_PROCESS_GROUP) < 0 &&
