@@ -58,6 +58,12 @@
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
     },
     {
+      "target_name": "upcall-mount-watch",
+      "type": "executable",
+      "sources": ["native-bindings/mount-watch.c"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+    },
+    {
       "target_name": "ub-mount-helper",
       "type": "executable",
       "dependencies": ["ub-client"],

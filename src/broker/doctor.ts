@@ -15,6 +15,7 @@ import { Pidfd } from '../ns/pidfd.js';
 import { Spawner } from '../upcall/native-spawner.js';
 import { handlerStatus, probeKernelPath } from '../upcall/request-key/kernel-probe.js';
 import { probeUsernsRequestKey } from './doctor-userns-probe.js';
+import { MOUNT_WATCH_METHODS, mountWatchMethod } from './mount-watcher.js';
 
 export interface Feature {
   name: string;
@@ -145,6 +146,7 @@ export class Doctor {
         using p = self();
         return `mount id of / is ${resolveMountOf(this.libc, p, '/').mountId} (legacy)`;
       }) },
+      { name: 'unmount detection', impact: 'registrations never turn unmounted', run: () => this.mountWatchProbe() },
       { name: 'spawner', impact: 'no namespace entry: run `npm ci` (node-gyp builds build/Release/upcall-spawner)', run: () => {
         const path = join(this.config.nativeDir, 'upcall-spawner');
         accessSync(path, constants.X_OK);
@@ -180,6 +182,17 @@ export class Doctor {
           + 'containers with their own user namespace get no kernel request-key or dns_resolver upcall at all, through the broker or not',
         run: () => probeUsernsRequestKey({ timeoutMs: Math.min(PROBE_TIMEOUT_MS, 20_000), track: (stop) => this.targets.add(stop) }) },
     ];
+  }
+
+  /** Which MountWatcher method this kernel gets (docs/walk-rule.md, case 9); the compat probes ran the syscalls for real. */
+  private mountWatchProbe(): string | Degraded {
+    const compat = kernelCompat(this.libc);
+    const method = mountWatchMethod(this.libc);
+    const line = `method ${method}: ${MOUNT_WATCH_METHODS[method]}`;
+    if (method === 'fanotify') return line;
+    const lacking: CompatFeature = method === 'statmount' ? 'fanotify-mnt' : compat.has('mnt-id-unique') ? 'statmount-ns' : 'mnt-id-unique';
+    return new Degraded(`${compat.state(lacking)}: ${COMPAT_FEATURES[lacking].what}; instead ${line}`,
+      method === 'statmount' ? COMPAT_FEATURES['fanotify-mnt'].cost : COMPAT_FEATURES['statmount-ns'].cost);
   }
 
   /** PIDFD_INFO_EXIT (6.15): the exit status of a reaped process through a pidfd. 6.13 and 6.14 answer ESRCH. */

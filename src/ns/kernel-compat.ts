@@ -12,6 +12,7 @@ import { closeSync, openSync } from 'node:fs';
 import { BrokerError } from '../common/errors.js';
 import { K } from './kernel-constants.js';
 import type { Libc } from './libc.js';
+import { MW, mntNsIdOf, mountSyscalls } from './mount-syscalls.js';
 
 export const KERNEL_COMPAT_ENV = 'UB_KERNEL_COMPAT';
 
@@ -41,6 +42,16 @@ export const COMPAT_FEATURES = {
     what: 'NS_GET_PID_FROM_PIDNS (Linux 6.11)',
     fallback: 'finds pid 1 of a pid namespace in /proc (ns/pid and the last NSpid of status), re-checked against the pidfd',
     cost: 'no security cost (every candidate is re-checked through its pidfd); registration scans /proc, slower with many processes',
+  },
+  'statmount-ns': {
+    what: 'statmount(2) in another mount namespace (mnt_id_req.mnt_ns_id) and NS_MNT_GET_INFO (Linux 6.11)',
+    fallback: 'reads the mountinfo of a process in the mount\'s namespace every 500 ms (a mount is its legacy id at its mount point)',
+    cost: 'a whole mountinfo read and parsed per watched mount per poll; a mount moved within its namespace reads as unmounted; once no process is left in the namespace, nothing more is known (the registration stays as it was)',
+  },
+  'fanotify-mnt': {
+    what: 'fanotify mount events: FAN_REPORT_MNT, FAN_MARK_MNTNS, FAN_MNT_DETACH (Linux 6.15)',
+    fallback: 'statmount(2) of each watched mount\'s unique id in its mount namespace every 500 ms',
+    cost: 'an unmount is seen up to 500 ms later, at one statmount call per watched mount per poll',
   },
 } as const;
 export type CompatFeature = keyof typeof COMPAT_FEATURES;
@@ -145,15 +156,37 @@ export function kernelProbes(libc: Libc): Record<CompatFeature, () => boolean> {
       if (libc.statx(K.UB_AT_FDCWD, '/', 0, K.UB_STATX_MNT_ID_UNIQUE, buf) < 0) return false;
       return (buf.readUInt32LE(0) & K.UB_STATX_MNT_ID_UNIQUE) !== 0;
     },
-    'pidns-pid': () => {
-      const fd = openSync('/proc/self/ns/pid', 'r');
+    'pidns-pid': () => withOwnNs('pid', (fd) => supported(libc.ioctlInt(fd, K.UB_NS_GET_PID_FROM_PIDNS, process.pid))),
+    // Our own root mount, by its unique id, in our own namespace named by its id.
+    'statmount-ns': () => withOwnNs('mnt', (nsfd) => {
+      const nsId = mntNsIdOf(libc, nsfd);
+      const buf = Buffer.alloc(256);
+      if (nsId === null || libc.statx(K.UB_AT_FDCWD, '/', 0, K.UB_STATX_MNT_ID_UNIQUE, buf) < 0) return false;
+      if ((buf.readUInt32LE(0) & K.UB_STATX_MNT_ID_UNIQUE) === 0) return false;
+      return mountSyscalls().statmount(buf.readBigUInt64LE(144), nsId, MW.STATMOUNT_SB_BASIC) === 0;
+    }),
+    // A group that reports mounts (EINVAL before 6.15), marked on our own mount namespace.
+    'fanotify-mnt': () => withOwnNs('mnt', (nsfd) => {
+      const sys = mountSyscalls();
+      const fan = sys.fanotifyInit(MW.FAN_REPORT_MNT | MW.FAN_CLOEXEC | MW.FAN_NONBLOCK, 0);
+      if (fan < 0) return false;
       try {
-        return supported(libc.ioctlInt(fd, K.UB_NS_GET_PID_FROM_PIDNS, process.pid));
+        return sys.fanotifyMark(fan, MW.FAN_MARK_ADD | MW.FAN_MARK_MNTNS, MW.FAN_MNT_DETACH, nsfd) === 0;
       } finally {
-        closeSync(fd);
+        closeSync(fan);
       }
-    },
+    }),
   };
+}
+
+/** `fn` of an fd of this process's namespace of `kind`, closed afterwards. */
+function withOwnNs(kind: 'pid' | 'mnt', fn: (nsfd: number) => boolean): boolean {
+  const fd = openSync(`/proc/self/ns/${kind}`, 'r');
+  try {
+    return fn(fd);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 const perLibc = new WeakMap<Libc, KernelCompat>();

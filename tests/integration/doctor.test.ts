@@ -5,10 +5,11 @@ import { runCli } from '../helpers/broker-process.js';
 
 const EXPECTED = ['pidfd_open', 'PIDFD_GET_NAMESPACE', 'NS_GET_USERNS', 'NS_GET_PARENT', 'NS_GET_NSTYPE',
   'NS_GET_OWNER_UID', 'NS_GET_PID_FROM_PIDNS', 'PIDFD_GET_INFO', 'SO_PEERCRED+SO_PEERPIDFD', 'STATX_MNT_ID_UNIQUE',
-  'setns(pidfd, all 8 namespaces)', 'spawner', 'keyutils /sbin/request-key', 'request-key upcalls from user namespaces'];
+  'unmount detection', 'setns(pidfd, all 8 namespaces)', 'spawner', 'keyutils /sbin/request-key', 'request-key upcalls from user namespaces'];
 
 /** The features with a fallback: degraded (never missing) where the kernel lacks them. */
-const WITH_FALLBACK = ['PIDFD_GET_NAMESPACE', 'PIDFD_GET_INFO', 'SO_PEERCRED+SO_PEERPIDFD', 'STATX_MNT_ID_UNIQUE', 'NS_GET_PID_FROM_PIDNS'];
+const WITH_FALLBACK = ['PIDFD_GET_NAMESPACE', 'PIDFD_GET_INFO', 'SO_PEERCRED+SO_PEERPIDFD', 'STATX_MNT_ID_UNIQUE', 'NS_GET_PID_FROM_PIDNS',
+  'unmount detection'];
 
 /** Whether this kernel runs request-key upcalls for callers in user namespaces is a fact of the kernel, not of ours. */
 const KERNEL_FACT = 'request-key upcalls from user namespaces';
