@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdint.h>
@@ -17,9 +18,11 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include "netrelay.h"
+#include "ub-kernel.h"
 
 #define MAX_REQUEST (NETRELAY_MAX_MSG + 512)
 
@@ -88,11 +91,123 @@ static int wait_fd(int fd, short events, long deadline)
 	}
 }
 
+#define MAX_SYMLINKS 40 /* as the kernel's MAXSYMLINKS */
+
+static int same_dir(int a, int b)
+{
+	struct stat sa, sb;
+	return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* openat2's resolution done by hand, for a container whose seccomp filter
+ * refuses openat2 (ENOSYS, EPERM): one component at a time with O_NOFOLLOW
+ * from `root`, ".." never above it, every symlink read and its text resolved
+ * again from `root` (absolute) or the current directory.  A magic link
+ * (/proc/<pid>/root, /proc/<pid>/fd/N) is thereby followed only as the text
+ * readlink gives, never as the kernel's jump to its object. */
+static int open_walk(int root, const char *path, int flags)
+{
+	char rest[2 * PATH_MAX + 2], target[PATH_MAX], comp[NAME_MAX + 1];
+	int cur = dup(root), links = 0, err = 0, fd = -1;
+	size_t rlen = strlen(path);
+
+	if (cur < 0)
+		return -1;
+	if (rlen >= sizeof(rest)) {
+		close(cur);
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(rest, path, rlen + 1);
+	for (char *p = rest;;) {
+		if (*p == '/') {
+			int r = dup(root);
+			if (r < 0) { err = errno; break; }
+			close(cur);
+			cur = r;
+			while (*p == '/')
+				p++;
+		}
+		if (!*p) { /* the path ends in a directory: not a regular file */
+			fd = openat(cur, ".", flags);
+			err = fd < 0 ? errno : 0;
+			break;
+		}
+		size_t n = strcspn(p, "/");
+		if (n > NAME_MAX) { err = ENAMETOOLONG; break; }
+		memcpy(comp, p, n);
+		comp[n] = '\0';
+		p += n;
+		while (*p == '/')
+			p++;
+		int last = !*p;
+		if (!strcmp(comp, ".") && !last)
+			continue;
+		if (!strcmp(comp, "..") && same_dir(cur, root)) {
+			if (last) { fd = openat(cur, ".", flags); err = fd < 0 ? errno : 0; break; }
+			continue;
+		}
+		int next = openat(cur, comp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		struct stat st;
+		if (next < 0 || fstat(next, &st) < 0) { err = errno; if (next >= 0) close(next); break; }
+		if (S_ISLNK(st.st_mode)) {
+			ssize_t tl = readlinkat(next, "", target, sizeof(target));
+			close(next);
+			if (tl < 0) { err = errno; break; }
+			if ((size_t)tl >= sizeof(target) || ++links > MAX_SYMLINKS) { err = (size_t)tl >= sizeof(target) ? ENAMETOOLONG : ELOOP; break; }
+			/* the target, then what was left of the path */
+			size_t left = strlen(p);
+			if ((size_t)tl + 1 + left + 1 > sizeof(rest)) { err = ENAMETOOLONG; break; }
+			memmove(rest + tl + 1, p, left + 1);
+			memcpy(rest, target, (size_t)tl);
+			rest[tl] = left ? '/' : '\0';
+			p = rest;
+			continue;
+		}
+		if (last) {
+			close(next);
+			/* by name in its directory, without following: a swap for a symlink is ELOOP */
+			fd = openat(cur, comp, flags | O_NOFOLLOW);
+			err = fd < 0 ? errno : 0;
+			break;
+		}
+		close(cur);
+		cur = next;
+	}
+	close(cur);
+	if (fd < 0)
+		errno = err ? err : ENOENT;
+	return fd;
+}
+
+/* `path` as the container sees it, never beyond: resolved inside our root
+ * (init's, which the spawner chroot()ed into) with RESOLVE_IN_ROOT, so an
+ * absolute symlink or ".." stays inside it, and RESOLVE_NO_MAGICLINKS, so a
+ * /proc/<pid>/root or /proc/<pid>/cwd of a process whose root is elsewhere (one
+ * that entered the container's namespaces without its root) is no way out. */
+static int open_in_root(const char *path, int flags)
+{
+	struct { uint64_t flags, mode, resolve; } how = {
+		.flags = (uint64_t)flags, .resolve = UB_RESOLVE_IN_ROOT | UB_RESOLVE_NO_MAGICLINKS,
+	};
+	int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC), fd, err;
+
+	if (root < 0)
+		return -1;
+	fd = (int)syscall(UB_NR_openat2, root, path, &how, sizeof(how));
+	if (fd < 0 && (errno == ENOSYS || errno == EPERM))
+		fd = open_walk(root, path, flags);
+	err = errno;
+	close(root);
+	errno = err;
+	return fd;
+}
+
 static void serve_file(int out, const char *path)
 {
 	static char data[NETRELAY_MAX_FILE];
 	/* O_NONBLOCK: opening a FIFO must not wait for a writer. */
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	int fd = open_in_root(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0) {
 		reply(out, errno, NULL, 0);
 		return;

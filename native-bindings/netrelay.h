@@ -5,7 +5,9 @@
  * (src/upcall/dns/). Wire format on fds 0 (requests) and 1 (replies):
  *
  *   request  = u32be len, then len bytes: u8 op, payload
- *     op 'F' (file):  payload = path (read-only, regular file, at most 1 MiB)
+ *     op 'F' (file):  payload = path (read-only, regular file, at most 1 MiB),
+ *                     resolved inside our root: openat2 RESOLVE_IN_ROOT |
+ *                     RESOLVE_NO_MAGICLINKS, by hand where seccomp refuses openat2
  *     op 'Q' (query): payload = u8 proto (0 udp, 1 tcp), u16be port,
  *                     u32be timeout_ms, u8 addrlen, addr (text), dns message
  *   reply    = u32be len, then len bytes: u8 status (0 ok, else an errno),

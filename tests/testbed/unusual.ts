@@ -28,7 +28,7 @@ import { PACKAGE_ROOT } from '../../src/common/paths.js';
 import { UNUSUAL_SH } from './scripts.js';
 
 export type RlimitName = 'nofile' | 'nproc' | 'core' | 'stack' | 'memlock' | 'msgqueue' | 'sigpending' | 'fsize';
-export type SeccompSyscall = 'getcpu' | 'mincore' | 'syslog';
+export type SeccompSyscall = 'getcpu' | 'mincore' | 'syslog' | 'openat2';
 
 export interface UnusualInit {
   /** Dropped from the bounding set, as setpriv names them (default net_raw, sys_time). */
