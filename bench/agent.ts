@@ -23,6 +23,8 @@ const ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 export interface AgentResult {
   code: number;
   ms: number;
+  /** When the command returned, wall clock (bash's $EPOCHREALTIME), in ms since the epoch. */
+  endMs: number;
 }
 
 export class ShellAgent {
@@ -31,9 +33,15 @@ export class ShellAgent {
   private waiter: { resolve: (line: string) => void; reject: (err: Error) => void } | null = null;
   private readonly exited: Promise<void>;
 
-  /** initPid null: on the host; else inside that container (every namespace of its pid 1, as its root). */
-  constructor(initPid: number | null) {
-    const argv = initPid === null ? ['bash', '--norc', '--noprofile', '-c', LOOP] : ['nsenter', '--target', String(initPid), '--all', '--wdns=/', '--', 'bash', '--norc', '--noprofile', '-c', LOOP];
+  /**
+   * initPid null: on the host; else inside that container (every namespace of its pid 1, as its root).
+   * `only`: just these namespaces of it (e.g. net and mount, as a mounting agent enters them), keeping
+   * the host's user namespace and credentials.
+   */
+  constructor(initPid: number | null, only?: ReadonlyArray<'net' | 'mount'>) {
+    const enter = only === undefined ? ['--all', '--wdns=/'] : [...only.map((ns) => `--${ns}`), ...(only.includes('mount') ? ['--wdns=/'] : [])];
+    const shell = ['bash', '--norc', '--noprofile', '-c', LOOP];
+    const argv = initPid === null ? shell : ['nsenter', '--target', String(initPid), ...enter, '--', ...shell];
     this.child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'inherit'], env: ENV });
     this.exited = new Promise((resolve) => this.child.once('close', () => {
       this.waiter?.reject(new Error('bench agent exited'));
@@ -58,7 +66,7 @@ export class ShellAgent {
       this.waiter = { resolve, reject };
     }).then((line) => {
       const [rc, t0, t1] = line.split(' ');
-      return { code: Number(rc), ms: (Number(t1) - Number(t0)) * 1000 };
+      return { code: Number(rc), ms: (Number(t1) - Number(t0)) * 1000, endMs: Number(t1) * 1000 };
     });
   }
 

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only spawn,dns,handler,throughput,scale]`:
+ * `npm run bench [-- --quick] [-- --only spawn,dns,handler,throughput,scale,mount-watch]`:
  * side-by-side benchmarks on real containers, a real broker and real kernel
  * keys; results appended to bench/RESULTS.md. Run as root. Not part of
  * `npm test` (timing belongs here, not in tests). See bench/README-section.md.
@@ -10,6 +10,7 @@ import { Testbed } from '../tests/testbed/index.js';
 import { dnsBench } from './dns-bench.js';
 import { handlerBench } from './handler-bench.js';
 import { LightContainer } from './light-container.js';
+import { mountWatchBench } from './mount-watch-bench.js';
 import { appendResults } from './harness.js';
 import { scaleBench } from './scale-bench.js';
 import { spawnBench } from './spawn-bench.js';
@@ -60,6 +61,7 @@ try {
   await section('handler', 'request-key handler', () => handlerBench(sizes));
   await section('throughput', 'throughput', () => throughputBench(quick));
   await section('scale', 'scale', () => scaleBench(quick));
+  await section('mount-watch', 'unmount to `unmounted`', () => mountWatchBench(quick));
 } finally {
   await bed.dispose();
 }
