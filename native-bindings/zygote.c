@@ -1787,7 +1787,8 @@ static int start_request(struct req *r, long long now, int allow_template)
 	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
 	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		goto fail;
-	if (opt_templates && allow_template && (t = find_template(&r->a, now)) != NULL) {
+	/* a retry (retry_cold) is never queued to a template: it may give up too */
+	if (opt_templates && allow_template && !r->retried && (t = find_template(&r->a, now)) != NULL) {
 		int fds[4] = { in[0], out[1], err[1], sv[1] };
 
 		if (send_to_template(t, r, fds) == 0) {
@@ -1801,7 +1802,10 @@ static int start_request(struct req *r, long long now, int allow_template)
 		}
 		t = NULL;
 	}
-	if (opt_templates && allow_template && !pending_template(&r->a) && qmsg_size(&r->a) >= 0 &&
+	/* never for a host request: its A serves it and exits (a template would
+	 * live in the host's pid namespace), so requests queued to it meanwhile
+	 * would be dropped with its control socket */
+	if (opt_templates && allow_template && !r->a.target.host && !pending_template(&r->a) && qmsg_size(&r->a) >= 0 &&
 	    (t = new_template(now)) != NULL) {
 		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0)
 			t = NULL;
@@ -1864,7 +1868,9 @@ fail:
 }
 
 /* A template attempt that came to nothing before C existed (stale context,
- * template gone): once more, on the cold path, which reports precisely. */
+ * template gone, or an A that never became the template it was to be):
+ * once more, on the cold path, which reports precisely (its A may become
+ * the next template; the request is never queued to one again). */
 static int retry_cold(struct req *r, long long now)
 {
 	if (r->retried || r->started || (r->cpidfd >= 0 && !r->stale) || r->timed_out || r->emitted || !r->via_tmpl)
