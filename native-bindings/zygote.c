@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <linux/cn_proc.h>
 #include <linux/connector.h>
 #include <linux/keyctl.h>
@@ -170,6 +171,9 @@ static int opt_templates = 1;
 static long long opt_ttl_ms = 10000, opt_idle_ms = 3000;
 static int opt_max_templates = MAX_TEMPLATES;
 static struct buf inbuf, outq;
+/* not on the stack, so that scrub_foreign() finds them: what was last read
+ * from the broker and from an upcall, the last request sent to a template */
+static char stdin_tmp[65536], stream_tmp[65536], qmsg_out[QMSG_MAX];
 static size_t outq_off, discard;
 static int stdin_eof;
 static pid_t zygote_pid;
@@ -234,6 +238,22 @@ static long long now_ms(void)
 	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
+/*
+ * What held a request's data (argv, env, cwd, stdin, output, frames, events)
+ * is zeroed before it is freed, and a growing buffer is moved by hand (realloc
+ * would leave the old copy in a free chunk): every child copies the zygote's
+ * heap, and those that stay inside a container (templates, builtins) must find
+ * nothing of other tenants' requests in it.  scrub_foreign() clears what is
+ * still live in each A right after the fork.
+ */
+static void free_zeroed(void *p)
+{
+	if (!p)
+		return;
+	explicit_bzero(p, malloc_usable_size(p));
+	free(p);
+}
+
 static int buf_append(struct buf *b, const void *p, size_t n)
 {
 	if (b->len + n + 1 > b->cap) {
@@ -242,9 +262,12 @@ static int buf_append(struct buf *b, const void *p, size_t n)
 
 		while (cap < b->len + n + 1)
 			cap *= 2;
-		q = realloc(b->p, cap);
+		q = malloc(cap);
 		if (!q)
 			return -1;
+		if (b->len)
+			memcpy(q, b->p, b->len);
+		free_zeroed(b->p);
 		b->p = q;
 		b->cap = cap;
 	}
@@ -256,7 +279,7 @@ static int buf_append(struct buf *b, const void *p, size_t n)
 
 static void buf_free(struct buf *b)
 {
-	free(b->p);
+	free_zeroed(b->p);
 	memset(b, 0, sizeof(*b));
 }
 
@@ -397,9 +420,9 @@ static void emit_exit(struct req *r)
 		     r->id, (int)r->cpid, code, sig, o, e, r->out.truncated || r->err.truncated ? "true" : "false",
 		     r->timed_out && !r->killed ? "true" : "false", r->fields ? r->fields : "{}");
 	emit(json, (size_t)n);
-	free(json);
-	free(o);
-	free(e);
+	free_zeroed(json);
+	free_zeroed(o);
+	free_zeroed(e);
 #ifdef UB_ZYGOTE_PROFILE
 	PROF(r - reqs, PF_Z_EMIT);
 	prof_dump((int)(r - reqs));
@@ -1110,6 +1133,52 @@ static void __attribute__((noreturn)) run_template(struct ub_context *ctx, const
 	template_serve(ctx);
 }
 
+static void free_args(struct spawn_args *a);
+
+/* Dead frames below ours: what earlier, deeper calls left on the stack. */
+static void __attribute__((noinline)) scrub_stack(void)
+{
+	char pad[256 << 10];
+
+	explicit_bzero(pad, sizeof(pad));
+	__asm__ volatile("" : : "r"(pad) : "memory");
+}
+
+/* In A, first thing after the fork: all the zygote held that is not this
+ * request's -- other requests (argv, env, cwd, stdin, output, fields), frames
+ * read and events not yet written, the templates' fields, the I/O buffers,
+ * dead stack -- is zeroed (and freed).  A, its template and everything they
+ * fork (B, C: an upcall, a builtin that runs inside) keep only this request. */
+static void scrub_foreign(const struct spawn_args *own)
+{
+	size_t i;
+
+	for (i = 0; i < MAX_INFLIGHT; i++) {
+		struct req *r = &reqs[i];
+
+		if (&r->a == own)
+			continue;
+		if (r->used) {
+			free_args(&r->a);
+			buf_free(&r->out.data);
+			buf_free(&r->err.data);
+			free_zeroed(r->fields);
+			free_zeroed(r->error);
+		}
+		explicit_bzero(r, sizeof(*r));
+	}
+	for (i = 0; i < TEMPLATE_SLOTS; i++) {
+		free_zeroed(tmpls[i].fields);
+		explicit_bzero(&tmpls[i], sizeof(tmpls[i]));
+	}
+	buf_free(&inbuf);
+	buf_free(&outq);
+	explicit_bzero(stdin_tmp, sizeof(stdin_tmp));
+	explicit_bzero(stream_tmp, sizeof(stream_tmp));
+	explicit_bzero(qmsg_out, sizeof(qmsg_out));
+	scrub_stack();
+}
+
 /* A: outside.  Opens and captures the context, applies it, enters, reports the
  * fields ('R'), then forks B for this request (cold), or B' for a template
  * (ctl >= 0) that serves this request and later ones of the same init. */
@@ -1134,6 +1203,7 @@ static void __attribute__((noreturn)) run_a(const struct spawn_args *a, int in, 
 	if (getppid() != zygote_pid)
 		_exit(EXIT_SPAWNER);
 	default_signals();
+	scrub_foreign(a);
 
 	PROF(prof_slot, PF_A_START);
 	ub_ctx_init(&ctx);
@@ -1303,13 +1373,13 @@ static void free_args(struct spawn_args *a)
 	char **p;
 
 	for (p = a->argv; p && *p; p++)
-		free(*p);
+		free_zeroed(*p);
 	for (p = a->envp; p && *p; p++)
-		free(*p);
+		free_zeroed(*p);
 	free(a->argv);
 	free(a->envp);
-	free(a->cwd);
-	free(a->input);
+	free_zeroed(a->cwd);
+	free_zeroed(a->input);
 	memset(a, 0, sizeof(*a));
 }
 
@@ -1354,12 +1424,21 @@ static int parse_env(struct span v, struct spawn_args *a, const char **why)
 		if (n == MAX_ARGS)
 			return *why = "env has more than 256 entries", -1;
 		bad = span_string(k, &name) < 0 || span_string(s, &value) < 0 || !*name || strchr(name, '=');
-		if (!bad && asprintf(&a->envp[n], "%s=%s", name, value) < 0)
-			a->envp[n] = NULL, bad = 1;
+		if (!bad) { /* not asprintf: its growing buffer would be freed unzeroed */
+			size_t nl = strlen(name), vl = strlen(value);
+
+			a->envp[n] = malloc(nl + vl + 2);
+			if (a->envp[n]) {
+				memcpy(a->envp[n], name, nl);
+				a->envp[n][nl] = '=';
+				memcpy(a->envp[n] + nl + 1, value, vl + 1);
+			}
+			bad = !a->envp[n];
+		}
 		if (!bad && strcmp(name, "PATH") == 0)
 			a->path = a->envp[n] + 5;
-		free(name);
-		free(value);
+		free_zeroed(name);
+		free_zeroed(value);
 		if (bad)
 			return *why = "env must map names (without '=') to strings", -1;
 		n++;
@@ -1376,7 +1455,7 @@ static int parse_input(struct span v, struct spawn_args *a, const char **why)
 		return *why = "stdinBase64 must be a string", -1;
 	a->input = malloc(strlen(text) / 4 * 3 + 1);
 	n = a->input ? ub_base64_decode(text, strlen(text), a->input) : -1;
-	free(text);
+	free_zeroed(text);
 	if (n < 0)
 		return *why = "stdinBase64 is not valid base64", -1;
 	a->input_len = (size_t)n;
@@ -1514,7 +1593,7 @@ static void forget_template(struct tmpl *t)
 		}
 	close_fd(&t->pidfd);
 	close_fd(&t->ctl);
-	free(t->fields);
+	free_zeroed(t->fields);
 	memset(t, 0, sizeof(*t));
 	t->pidfd = t->ctl = -1;
 }
@@ -1706,8 +1785,8 @@ static void drop_attempt(struct req *r)
 	close_fd(&r->bpidfd);
 	buf_free(&r->out.data);
 	buf_free(&r->err.data);
-	free(r->fields);
-	free(r->error);
+	free_zeroed(r->fields);
+	free_zeroed(r->error);
 	r->fields = r->error = NULL;
 	r->out.truncated = r->err.truncated = 0;
 	r->cpid = 0;
@@ -1752,7 +1831,7 @@ static int nonblock(int fd)
 /* Hand the request to a template: the args and the child ends of its fds. */
 static int send_to_template(struct tmpl *t, struct req *r, const int fds[4])
 {
-	static char msgbuf[QMSG_MAX];
+	char *msgbuf = qmsg_out;
 	char control[CMSG_SPACE(4 * sizeof(int))];
 	int size = qmsg_size(&r->a);
 	struct iovec iov = { msgbuf, (size_t)size };
@@ -1769,10 +1848,14 @@ static int send_to_template(struct tmpl *t, struct req *r, const int fds[4])
 	cm->cmsg_len = CMSG_LEN(4 * sizeof(int));
 	memcpy(CMSG_DATA(cm), fds, 4 * sizeof(int));
 	if (sendmsg(t->ctl, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) != size) {
-		if (errno != EAGAIN)
+		int e = errno;
+
+		explicit_bzero(msgbuf, (size_t)size);
+		if (e != EAGAIN)
 			retire(t, 1);
 		return -1;
 	}
+	explicit_bzero(msgbuf, (size_t)size);
 	return 0;
 }
 
@@ -1928,17 +2011,24 @@ static void handle_control(unsigned long long id, int kill_op, struct span v[K_C
 		unsigned char *p;
 		long n;
 
-		if (r->started && r->in_off == r->a.input_len)
-			r->in_off = r->a.input_len = 0; /* all written (and a retry is no longer possible): start over */
-		p = realloc(r->a.input, r->a.input_len + room);
+		if (r->started && r->in_off == r->a.input_len) {
+			/* all written (and a retry is no longer possible): start over */
+			if (r->a.input)
+				explicit_bzero(r->a.input, r->a.input_len);
+			r->in_off = r->a.input_len = 0;
+		}
+		p = malloc(r->a.input_len + room); /* moved by hand, as buf_append */
 		if (p) {
+			if (r->a.input_len)
+				memcpy(p, r->a.input, r->a.input_len);
+			free_zeroed(r->a.input);
 			r->a.input = p;
 			n = ub_base64_decode(text, strlen(text), p + r->a.input_len);
 			if (n > 0)
 				r->a.input_len += (size_t)n;
 		}
 	}
-	free(text);
+	free_zeroed(text);
 	if (v[K_EOF].p && span_is(v[K_EOF], "true")) {
 		r->in_eof = 1;
 		if (r->in_fd >= 0 && r->in_off >= r->a.input_len)
@@ -2261,7 +2351,7 @@ static void maybe_start(struct req *r)
 	f = request_fields(r);
 	if (!f)
 		return; /* the template has not said it is ready yet */
-	free(r->fields);
+	free_zeroed(r->fields);
 	r->fields = f;
 	r->got_r = 1;
 	r->started = 1;
@@ -2374,11 +2464,11 @@ static void on_sock(struct req *r)
  * out as it comes, one "stdout" event per read. */
 static void on_stream(struct req *r, struct stream *s, size_t cap)
 {
-	char tmp[65536];
+	char *tmp = stream_tmp;
 	int rounds;
 
 	for (rounds = 0; rounds < 16; rounds++) {
-		ssize_t n = read(s->fd, tmp, sizeof(tmp));
+		ssize_t n = read(s->fd, tmp, sizeof(stream_tmp));
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -2401,7 +2491,7 @@ static void on_stream(struct req *r, struct stream *s, size_t cap)
 			k += (int)strlen(b64 + k);
 			memcpy(b64 + k, "\"}", 3);
 			emit(b64, (size_t)k + 2);
-			free(b64);
+			free_zeroed(b64);
 			continue;
 		}
 		if (s->data.len < cap) {
@@ -2490,8 +2580,8 @@ static void check_request(struct req *r, long long now)
 
 static void on_stdin(void)
 {
-	char tmp[65536];
-	ssize_t n = read(0, tmp, sizeof(tmp));
+	char *tmp = stdin_tmp;
+	ssize_t n = read(0, tmp, sizeof(stdin_tmp));
 
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
@@ -2527,6 +2617,7 @@ static void on_stdin(void)
 		if (!used)
 			break;
 		memmove(inbuf.p, inbuf.p + used, inbuf.len - used);
+		explicit_bzero(inbuf.p + inbuf.len - used, used); /* the tail's stale copy */
 		inbuf.len -= used;
 	}
 }
@@ -2539,12 +2630,15 @@ static void on_stdout(void)
 		return;
 	if (n < 0) { /* the broker is gone */
 		stdin_eof = 1;
+		explicit_bzero(outq.p, outq.len);
 		outq.len = outq_off = 0;
 		return;
 	}
 	outq_off += (size_t)n;
-	if (outq_off == outq.len)
+	if (outq_off == outq.len) {
+		explicit_bzero(outq.p, outq.len);
 		outq.len = outq_off = 0;
+	}
 }
 
 /* The broker closed our stdin: kill what we started (C's process groups, any
