@@ -24,10 +24,12 @@
  * every check holds, 1 otherwise. `--minutes 0.5` is the CI-sized run.
  */
 import 'reflect-metadata';
-import { copyFileSync, mkdirSync, readdirSync, readlinkSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { appendResults } from '../../bench/harness.js';
 import { BrokerClient } from '../../src/client/broker-client.js';
+import { defaultConfig } from '../../src/common/defaults.js';
 import { PACKAGE_ROOT } from '../../src/common/paths.js';
 import type { RegistrationInfo } from '../../src/common/types.js';
 import { BrokerProcess } from '../helpers/broker-process.js';
@@ -264,6 +266,30 @@ function slope(samples: Array<[number, number]>): { perMinute: number; r2: numbe
   return { perMinute: b * 60_000, r2: syy === 0 || sxx === 0 ? 0 : (sxy * sxy) / (sxx * syy) };
 }
 
+/**
+ * What the soak runs: the checkout's commit, how many tracked files differ
+ * from it, and the native build's newest mtime (the broker and zygote run
+ * from dist/ and the native dir: a rebuild in the same tree mid-soak changes
+ * what later processes run, and the summary says so).
+ */
+function provenance(): { commit: string; dirty: number; nativeMtime: number } {
+  const git = (...a: string[]) => {
+    try {
+      return execFileSync('git', ['-C', PACKAGE_ROOT, ...a], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    } catch {
+      return '';
+    }
+  };
+  const dir = defaultConfig().nativeDir;
+  let nativeMtime = 0;
+  try {
+    for (const f of readdirSync(dir)) nativeMtime = Math.max(nativeMtime, statSync(join(dir, f)).mtimeMs);
+  } catch {
+    // no native dir: the broker fails to start and says so
+  }
+  return { commit: git('rev-parse', '--short', 'HEAD') || '?', dirty: git('status', '--porcelain', '--untracked-files=no').split('\n').filter(Boolean).length, nativeMtime };
+}
+
 /** Processes anywhere whose executable is one of ours (upcall programs are checked per container by the testbed). */
 function strayNative(zygote: number | null): string[] {
   return readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).flatMap((pid) => {
@@ -275,6 +301,7 @@ function strayNative(zygote: number | null): string[] {
 
 async function main(): Promise<number> {
   const started = performance.now();
+  const built = provenance();
   const runMs = MINUTES * 60_000;
   await broker.start();
   const pid = broker.pid!;
@@ -376,11 +403,13 @@ async function main(): Promise<number> {
     ['no internal errors, no crash', problems.length === 0 && broker.crashLines().length === 0, [...problems.slice(0, 5), ...broker.crashLines().slice(0, 5)].join(' | ') || 'none'],
   ];
   const ok = checks.every(([, pass]) => pass);
+  const rebuilt = provenance().nativeMtime !== built.nativeMtime;
   const table = ['| check | result | figures |', '|---|---|---|', ...checks.map(([name, pass, text]) => `| ${name} | ${pass ? 'pass' : '**FAIL**'} | ${text} |`)].join('\n');
   const load = Object.entries(outcomes).sort().map(([k, v]) => `${k} ${totals[k]} (${Object.entries(v).map(([c, n]) => `${c} ${n}`).join(', ')})`).join('; ');
   const text = `${MINUTES} min of load (${CONTAINERS} containers, one replaced every ${CHURN_EVERY_MS / 1000} s; ${seq} containers in all), ` +
     `then load off and checks. ${ok ? 'All checks pass.' : '**Some checks FAIL.**'}\n\n${table}\n\nLoad: ${load}.\n\n` +
-    `(broker pid ${pid}; zygote ${zygote ?? '-'} at the baseline, ${zygote2 ?? '-'} at the end; ${((performance.now() - started) / 1000).toFixed(0)} s in all)`;
+    `(broker pid ${pid}; zygote ${zygote ?? '-'} at the baseline, ${zygote2 ?? '-'} at the end; ${((performance.now() - started) / 1000).toFixed(0)} s in all; ` +
+    `code ${built.commit}${built.dirty ? ` with ${built.dirty} tracked files changed` : ''}, native build ${rebuilt ? '**rebuilt during the run**' : 'unchanged during the run'})`;
   process.stdout.write(`\n== soak\n${text}\n`);
   appendResults(PACKAGE_ROOT, 'soak', `npm run soak -- ${args.join(' ')}`.trim(), text);
   return ok ? 0 : 1;
