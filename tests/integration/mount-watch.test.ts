@@ -6,7 +6,7 @@
  * container's mount namespace, registered by host root with `register --for-pid`;
  * then a mount namespace whose viewer (the process registered for) exits while
  * another process keeps it, and (by namespace id) one that goes with its last
- * process. No time is asserted: the latency is measured by bench/mount-watch-bench.ts.
+ * process, and a mount moved within its namespace. No time is asserted: the latency is measured by bench/mount-watch-bench.ts.
  */
 import assert from 'node:assert/strict';
 import { readFileSync, readlinkSync } from 'node:fs';
@@ -144,6 +144,26 @@ for (const { method, compat } of METHODS) {
       await until('the viewer to exit', () => gone(viewer.hostPid));
       assert.equal(await stateOf(reg.id), 'live', 'the namespace, and the mount in it, outlive the viewer');
       await c.check(['nsenter', `--mount=/proc/${keeper.nsPids[1]}/ns/mnt`, 'umount', dir('v')]);
+      await waitUnmounted(reg.id);
+    });
+
+    test(`a mount moved within its namespace ${method === 'mountinfo' ? 'is no longer at its mount point: unmounted' : 'is the same mount: still live, and its later umount is seen'}`, async () => {
+      await c.check(['mkdir', '-p', dir('from'), dir('to'), dir('witness')]);
+      await c.check(['mount', '-t', 'tmpfs', '-o', 'size=1m', `ub-${method}-m`, dir('from')]);
+      await c.check(['mount', '-t', 'tmpfs', '-o', 'size=1m', `ub-${method}-w`, dir('witness')]);
+      const reg = await registerFor(c.initPid, dir('from'));
+      // A registration made after the move, watched by the same method: once it is seen gone, the move was looked at.
+      await c.check(['mount', '--no-mtab', '--move', dir('from'), dir('to')]);
+      const witness = await registerFor(c.initPid, dir('witness'));
+      await c.check(['umount', dir('witness')]);
+      await waitUnmounted(witness.id);
+      if (method === 'mountinfo') {
+        await waitUnmounted(reg.id);
+        await c.check(['umount', dir('to')]);
+        return;
+      }
+      assert.equal(await stateOf(reg.id), 'live');
+      await c.check(['umount', dir('to')]);
       await waitUnmounted(reg.id);
     });
 
