@@ -44,7 +44,7 @@ export const COMPAT_FEATURES = {
     cost: 'no security cost (every candidate is re-checked through its pidfd); registration scans /proc, slower with many processes',
   },
   'statmount-ns': {
-    what: 'statmount(2) in another mount namespace (mnt_id_req.mnt_ns_id) and NS_MNT_GET_INFO (Linux 6.11)',
+    what: 'statmount(2) in another mount namespace (mnt_id_req.mnt_ns_id) and NS_MNT_GET_INFO (Linux 6.11/6.12)',
     fallback: 'reads the mountinfo of a process in the mount\'s namespace every 500 ms (a mount is its legacy id at its mount point)',
     cost: 'a whole mountinfo read and parsed per watched mount per poll; a mount moved within its namespace reads as unmounted; once no process is left in the namespace, nothing more is known (the registration stays as it was)',
   },
