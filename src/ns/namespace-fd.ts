@@ -1,4 +1,4 @@
-import { fstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, fstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { BrokerError, errnoError } from '../common/errors.js';
 import { kernelCompat } from './kernel-compat.js';
 import { K, type NsType, nsTypeFromCloneFlag } from './kernel-constants.js';
@@ -95,9 +95,17 @@ export class NamespaceFd extends OwnedFd {
  * The host pid of the process numbered `pid` inside the pid namespace `ns`:
  * one whose /proc/<p>/ns/pid is `ns` and whose last NSpid (its number in its
  * own pid namespace) is `pid`. Tries `hints` and their ancestors (an init is
- * usually an ancestor of the mounter), then every process.
+ * usually an ancestor of the mounter), then every process. In the broker's own
+ * pid namespace `pid` is the answer, if that process exists.
  */
 export function pidInProc(ns: NsIdentity, pid: number, hints: readonly number[] = []): number {
+  if (isOwnPidns(ns)) {
+    // Our own pid namespace numbers its processes as we do: the ioctl answers `pid` itself
+    // whenever it exists, and so must this, without reading the process's ns links (pid 1's
+    // are closed to root on some machines: EACCES, which would read as "no such process").
+    if (Number.isInteger(pid) && pid > 0 && existsSync(`/proc/${pid}`)) return pid;
+    throw noProcess(ns, pid);
+  }
   const seen = new Set<number>();
   const tryPid = (p: number): boolean => {
     if (seen.has(p)) return false;
@@ -118,7 +126,16 @@ export function pidInProc(ns: NsIdentity, pid: number, hints: readonly number[] 
     const p = Number(name);
     if (Number.isInteger(p) && p > 0 && tryPid(p)) return p;
   }
-  throw new BrokerError('E_NO_PROCESS', `no process ${pid} in pid namespace ${ns.ino}`, { errnoName: 'ESRCH' });
+  throw noProcess(ns, pid);
+}
+
+function noProcess(ns: NsIdentity, pid: number): BrokerError {
+  return new BrokerError('E_NO_PROCESS', `no process ${pid} in pid namespace ${ns.ino}`, { errnoName: 'ESRCH' });
+}
+
+function isOwnPidns(ns: NsIdentity): boolean {
+  const own = statSync('/proc/self/ns/pid');
+  return sameNs({ dev: own.dev, ino: own.ino }, ns);
 }
 
 function parentOf(pid: number): number {

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BrokerError } from '../../src/common/errors.js';
+import type { RegistrationInfo } from '../../src/common/types.js';
 import { COMPAT_FEATURE_NAMES, KERNEL_COMPAT_ENV, kernelCompat } from '../../src/ns/kernel-compat.js';
 import { PIDFD_GET_NS, type PidfdNsKind } from '../../src/ns/kernel-constants.js';
 import { loadLibc, type Libc } from '../../src/ns/libc.js';
@@ -19,8 +20,10 @@ import { sameNs } from '../../src/ns/namespace-fd.js';
 import { peerPidfd, peerPidfdByCred, socketFd, uptimeTicks } from '../../src/ns/peer.js';
 import { Pidfd, pidOfPidfd } from '../../src/ns/pidfd.js';
 import { holdsSocket, unixPeerInode } from '../../src/ns/unix-peer.js';
+import { BrokerProcess } from '../helpers/broker-process.js';
 import { realLibc, realSpawner, zygoteRunner } from '../helpers/native.js';
 import { takePid } from '../helpers/pid-reuse.js';
+import { admin } from '../helpers/reliability.js';
 import { Testbed, type TestContainer } from '../testbed/index.js';
 import type { ZygoteRunner } from '../../src/upcall/zygote-runner.js';
 
@@ -91,6 +94,14 @@ describe('forced kernel fallbacks agree with the native features', () => {
     assert.equal(pidns.pidFromPidns(1, [a.initPid]), a.initPid, 'by a hint');
     using nativeNs = Pidfd.open(native, a.initPid).namespace('pid');
     assert.equal(nativeNs.pidFromPidns(1), a.initPid);
+    assert.throws(() => pidns.pidFromPidns(4_000_000), isCode('E_NO_PROCESS'));
+  });
+
+  test('in our own pid namespace a pid is itself, as NS_GET_PID_FROM_PIDNS answers, and pid 1 is found without reading its namespaces', () => {
+    using self = Pidfd.open(forced, process.pid);
+    using pidns = self.namespace('pid');
+    assert.equal(pidns.pidFromPidns(1), 1);
+    assert.equal(pidns.pidFromPidns(process.pid), process.pid);
     assert.throws(() => pidns.pidFromPidns(4_000_000), isCode('E_NO_PROCESS'));
   });
 
@@ -221,5 +232,25 @@ describe('the C programs take the same forced fallbacks', () => {
     } finally {
       holder.kill('SIGKILL'); // --kill-child: its init dies with it
     }
+  });
+});
+
+describe('a broker that cannot read pid 1\'s namespaces (closed to root on some machines)', () => {
+  // The broker runs in a mount namespace of its own, with an empty directory over /proc/1/ns:
+  // the NS_GET_PID_FROM_PIDNS fallback must not need them (the restore of a host registration
+  // asks it for pid 1 of the broker's own pid namespace).
+  const hidden = [`${KERNEL_COMPAT_ENV}=all`, 'unshare', '--mount', '--propagation', 'private', '--',
+    'sh', '-c', 'mount -t tmpfs -o size=4k,mode=0 ub-hide /proc/1/ns && exec "$@"', 'sh'];
+
+  test('restores a host registration after a restart', async (t) => {
+    const b = new BrokerProcess();
+    t.after(() => b.dispose());
+    await b.start([], ['env', ...hidden]);
+    assert.match(readFileSync(`/proc/${b.pid}/mountinfo`, 'utf8'), / \/proc\/1\/ns .* ub-hide /, 'pid 1\'s namespaces are hidden from the broker');
+    const reg = await admin<RegistrationInfo>(b, 'register', { mountpoint: '/' });
+    await b.stop('SIGKILL');
+    await b.start([], ['env', ...hidden]);
+    assert.deepEqual((await admin<RegistrationInfo[]>(b, 'list')).map((r) => r.id), [reg.id]);
+    assert.doesNotMatch(b.output, /dropped stale registration/);
   });
 });
