@@ -66,8 +66,9 @@ describe('the upcall zygote dies with an upcall in flight', () => {
     const killed = performance.now();
     process.kill(zygote, 'SIGKILL');
     await assert.rejects(inFlight, (e: { code?: string }) => e.code === 'E_SPAWN');
-    assert.ok(performance.now() - killed < 1000, 'failed at once, not at its timeout');
-    await watch.allExited(3000);
+    // Which event ended it, not how fast: the zygote's death, long before the upcall's own 60 s timeout.
+    assert.ok(performance.now() - killed < 30_000, 'failed on the zygote\'s death, not at its timeout');
+    await watch.allExited(30_000);
     const again = await admin<{ code: number; stdoutBase64: string }>(b, 'exec', { mount: reg.id, argv: ['echo', 'again'] });
     assert.equal(Buffer.from(again.stdoutBase64, 'base64').toString(), 'again\n');
     const next = zygoteOf(b.pid!);
@@ -93,7 +94,7 @@ describe('the broker dies with an upcall in flight', () => {
     });
     assert.equal(watch.count, 2);
     await b.stop('SIGKILL');
-    await watch.allExited(3000);
+    await watch.allExited(30_000);
   });
 });
 
