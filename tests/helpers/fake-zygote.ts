@@ -1,0 +1,92 @@
+/**
+ * A stand-in for the C zygote (build/Release/upcall-zygote) for ZygoteRunner's
+ * unit tests: it reads the runner's frames (4-byte big-endian length, JSON,
+ * src/upcall/zygote-protocol.ts), records them, and answers only what the test
+ * makes it answer.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { PassThrough, Writable } from 'node:stream';
+import { defaultConfig } from '../../src/common/defaults.js';
+import { NullLoggerFactory } from '../../src/logging/winston-logger-factory.js';
+import type { Libc } from '../../src/ns/libc.js';
+import { SystemClock } from '../../src/platform/node-platform.js';
+import { type UpcallRequest, ZygoteRunner } from '../../src/upcall/zygote-runner.js';
+
+export interface SentFrame {
+  op: string;
+  id: number;
+  pidns?: number;
+  eof?: boolean;
+}
+
+export class FakeZygote extends EventEmitter {
+  /** Every frame received, in order. */
+  readonly frames: SentFrame[] = [];
+  readonly stdout = new PassThrough();
+  readonly stderr = new PassThrough();
+  readonly pid = 1;
+  private buffered = Buffer.alloc(0);
+  private dead = false;
+  readonly stdin = new Writable({
+    write: (chunk: Buffer, _enc, cb) => {
+      this.buffered = Buffer.concat([this.buffered, chunk]);
+      while (this.buffered.length >= 4 && this.buffered.length >= 4 + this.buffered.readUInt32BE(0)) {
+        this.frames.push(JSON.parse(this.buffered.subarray(4, 4 + this.buffered.readUInt32BE(0)).toString()) as SentFrame);
+        this.buffered = this.buffered.subarray(4 + this.buffered.readUInt32BE(0));
+      }
+      cb();
+    },
+  });
+
+  constructor() {
+    super();
+    this.stdin.once('finish', () => setImmediate(() => this.die())); // as the zygote exits at EOF
+  }
+
+  /** The spawn frames received, in order. */
+  get sent(): Array<{ id: number; pidns: number }> {
+    return this.frames.filter((f) => f.op === 'spawn').map((f) => ({ id: f.id, pidns: f.pidns! }));
+  }
+
+  event(ev: Record<string, unknown>): void {
+    const body = Buffer.from(JSON.stringify(ev));
+    const head = Buffer.alloc(4);
+    head.writeUInt32BE(body.length);
+    this.stdout.write(Buffer.concat([head, body]));
+  }
+
+  /** Answer request `id` as finished (exit status 0, no output). */
+  exit(id: number): void {
+    this.event({ id, event: 'exit', code: 0, signal: null, stdoutBase64: '', stderrBase64: '', truncated: false, timedOut: false, fields: {} });
+  }
+
+  die(): void {
+    if (this.dead) return;
+    this.dead = true;
+    this.emit('close', null, 'SIGKILL');
+  }
+
+  kill(): boolean {
+    setImmediate(() => this.die());
+    return true;
+  }
+
+  unref(): void {}
+}
+
+/** A runner whose zygotes are `zygotes` (one per start, the next one after each death). */
+export function runnerWith(zygotes: FakeZygote | FakeZygote[], libc: Libc = {} as Libc): ZygoteRunner {
+  const queue = Array.isArray(zygotes) ? [...zygotes] : [zygotes];
+  const spawn = () => queue.shift() as unknown as ChildProcess;
+  return new ZygoteRunner({ spawn }, defaultConfig(), new NullLoggerFactory(), new SystemClock(), libc);
+}
+
+/** A builtin upcall in the context whose pid namespace is `pidnsIno`. */
+export const upcall = (pidnsIno: number, more: Partial<UpcallRequest> = {}): UpcallRequest => ({
+  target: { initPid: 1, initStartTime: 1, pidnsIno, host: false },
+  mode: 'builtin', builtin: 'echo-context', argv: ['x'], timeoutMs: 60_000, outputCap: 1024, ...more,
+});
+
+/** One turn of the event loop: frames written in a tick are flushed, events read. */
+export const tick = (): Promise<unknown> => new Promise((r) => setImmediate(r));
