@@ -14,7 +14,6 @@ import { RequestHandlers } from '../server/request-handlers.js';
 import { Authorizer } from './authorizer.js';
 import { type Context, ContextTable } from './context-table.js';
 import { MountHelperRoutes } from './mount-helper-routes.js';
-import { MountWatcher } from './mount-watcher.js';
 import { NamespaceWalker } from './namespace-walker.js';
 import { Registry, toInfo } from './registry.js';
 
@@ -66,7 +65,6 @@ export class MountOps {
     @inject(NamespaceWalker) private readonly walker: NamespaceWalker,
     @inject(ContextTable) private readonly contexts: ContextTable,
     @inject(MountHelperRoutes) private readonly routes: MountHelperRoutes,
-    @inject(MountWatcher) private readonly watcher: MountWatcher,
     @inject(ProcessSpawner) private readonly spawner: ProcessSpawner,
     @inject(Libc) private readonly libc: Libc,
     @inject(Clock) private readonly clock: Clock,
@@ -83,8 +81,8 @@ export class MountOps {
     const p = parseParams(RegisterForParams, params);
     this.assertHostRoot(peer, 'register-for', p.pid);
     using target = Pidfd.open(this.libc, p.pid);
+    // Watched for its unmount as every agent's registration is (MountWatcher, through Registry.onRegistered).
     const reg = await this.registry.register({ mounter: target, cred: peer.cred, mountpoint: p.mountpoint, fstype: p.fstype, source: p.source, agent: true });
-    this.watcher.watch(reg, target);
     this.log.audit('registered-for', { id: reg.id, forPid: p.pid, agentPid: peer.cred.pid, mountpoint: p.mountpoint, context: reg.context.id });
     return toInfo(reg);
   }
@@ -103,7 +101,6 @@ export class MountOps {
       const r = await this.runHelper(target, ctx, argv, p.timeoutMs ?? DEFAULT_MOUNT_TIMEOUT_MS);
       if (r.code !== 0) throw this.failed(p, r);
       const reg = await this.registerMounted(target, peer, p);
-      this.watcher.watch(reg, target);
       this.log.audit('mounted-for', { ...what, id: reg.id, mountId: reg.mountId, durationMs: Math.round(this.clock.monotonic() - started) });
       return toInfo(reg);
     } catch (err) {

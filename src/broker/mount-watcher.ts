@@ -1,22 +1,24 @@
 import type { ChildProcess } from 'node:child_process';
-import { closeSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inject, injectable } from 'inversify';
+import { BrokerError } from '../common/errors.js';
 import { BrokerConfig, LoggerFactory, ProcessSpawner, type Logger } from '../common/tokens.js';
 import { COMPAT_FEATURES, kernelCompat } from '../ns/kernel-compat.js';
 import { Libc } from '../ns/libc.js';
 import { MW, mntNsIdOf, type MountSyscalls, mountSyscalls } from '../ns/mount-syscalls.js';
-import { type NsIdentity, sameNs } from '../ns/namespace-fd.js';
+import { resolveMountOf } from '../ns/mount-resolver.js';
+import { type NamespaceFd, type NsIdentity, sameNs } from '../ns/namespace-fd.js';
 import { Pidfd } from '../ns/pidfd.js';
 import { startTimeOf } from '../ns/proc-info.js';
 import { MountEventStream, type MountEvent } from './mount-watch-events.js';
-import { type Registration, Registry } from './registry.js';
+import { findViewer, mntnsIndex, mntnsOf, mountAt, mountsAt, nsfdInMntns, nsfdWithId, sameMntns, stillMounted } from './mount-lookup.js';
+import { isMountWatched, mntnsRecordOf, type Registration, Registry } from './registry.js';
+
+export { findViewer, mountAt, stillMounted } from './mount-lookup.js';
 
 /** Half the one second the issue allows between a mount going away and `unmounted` (the polling methods). */
 export const MOUNT_POLL_MS = 500;
-
-/** Filesystems whose registrations route kernel-thread requests, so their end matters (docs/walk-rule.md, case 6). */
-const NETWORK_FS = /^(cifs|smb3|nfs|nfs4|ceph|afs)$/;
 
 /** How the broker sees a registration's mount go (docs/walk-rule.md, case 9), best first. */
 export type MountWatchMethod = 'fanotify' | 'statmount' | 'mountinfo';
@@ -63,25 +65,6 @@ interface Group {
   marked: Map<bigint, number>;
 }
 
-/** mountinfo(5) escapes space, tab, newline and backslash in paths as octal. */
-const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
-
-/** The topmost mount at `mountpoint` in a mountinfo text: its legacy id, or null. */
-export function mountAt(mountinfo: string, mountpoint: string): number | null {
-  let found: number | null = null;
-  for (const line of mountinfo.split('\n')) {
-    const f = line.split(' ');
-    if (f.length > 4 && unescape(f[4]!) === mountpoint) found = Number(f[0]);
-  }
-  return found;
-}
-
-/** Whether the mount `legacyId` is still at `mountpoint`. */
-export function stillMounted(mountinfo: string, legacyId: number, mountpoint: string): boolean {
-  const prefix = `${legacyId} `;
-  return mountinfo.split('\n').some((line) => line.startsWith(prefix) && unescape(line.split(' ')[4] ?? '') === mountpoint);
-}
-
 /**
  * Turns a registration `unmounted` once its mount is gone. It watches the
  * registrations made with `--for-pid` and those of network filesystems (the
@@ -96,6 +79,8 @@ export function stillMounted(mountinfo: string, legacyId: number, mountpoint: st
  *   the mount's namespace, every 500 ms.
  * A namespace-id method knows a mount's namespace by its id, not through a
  * process: a mount whose namespace is freed is gone, whichever process exits.
+ * After a restart, the restored registrations are watched again in the mount
+ * namespace their records name (`watchRestored`), each checked at once.
  */
 @injectable()
 export class MountWatcher {
@@ -117,7 +102,7 @@ export class MountWatcher {
   ) {
     this.log = loggers.get('broker:MountWatcher');
     registry.onRegistered((reg, mounter) => {
-      if (NETWORK_FS.test(reg.fstype ?? '')) this.watch(reg, mounter);
+      if (isMountWatched(reg)) this.watch(reg, mounter);
     });
   }
 
@@ -139,18 +124,118 @@ export class MountWatcher {
     if (method === 'mountinfo' || !this.watchById(reg, mounter, method)) this.watchMountinfo(reg, mounter);
   }
 
+  /**
+   * After a restart: watch again the restored registrations that were watched when made (`isMountWatched`),
+   * each in the mount namespace its record names, and check each at once, so a mount that went while the
+   * broker was down turns `unmounted` now. A registration whose namespace cannot be known or seen is left as
+   * it is, with an info line saying why (docs/walk-rule.md, case 9, "After a restart"). `learnt`: the records
+   * saved before they named their namespace, found in init's namespace now (the caller saves them again).
+   */
+  watchRestored(regs: readonly Registration[]): { watched: number; unmounted: number; unwatched: number; learnt: Registration[] } {
+    const out = { watched: 0, unmounted: 0, unwatched: 0, learnt: [] as Registration[] };
+    let index: Map<string, number[]> | null = null;
+    const procs = () => (index ??= mntnsIndex());
+    for (const reg of regs) {
+      if (!isMountWatched(reg) || this.watches.has(reg.id)) continue;
+      let reason: string | null;
+      try {
+        reason = this.restoreOne(reg, procs, out.learnt);
+      } catch (err) {
+        reason = `cannot look at its mount namespace: ${(err as Error).message}`;
+      }
+      if (reg.unmounted === true) out.unmounted++;
+      else if (this.watches.has(reg.id)) out.watched++;
+      else {
+        out.unwatched++;
+        this.log.info('restored registration not watched for unmount; its state stays as it is', {
+          id: reg.id, mountpoint: reg.mountpoint, mountId: reg.mountId, context: reg.context.id, reason: reason ?? 'the mount was not found again',
+        });
+      }
+    }
+    return out;
+  }
+
+  /** One restored registration: watched, marked unmounted, or a reason why neither. */
+  private restoreOne(reg: Registration, procs: () => Map<string, number[]>, learnt: Registration[]): string | null {
+    const init = reg.context.namespaces?.init;
+    if (init === undefined) return 'context released';
+    const rec = reg.mntns;
+    if (rec === undefined) {
+      // Saved before the record named its namespace: known only when the context's init sees this very mount,
+      // which then is in init's namespace. Elsewhere it may be mounted in a namespace we cannot name.
+      if (this.seenBy(init, reg) !== true) return 'the record names no mount namespace, and the mount is not in the init\'s';
+      const mntns = mntnsRecordOf(this.libc, init);
+      if (mntns !== null) {
+        reg.mntns = mntns; // so the next restart knows it even once the mount is gone
+        learnt.push(reg);
+      }
+      this.watch(reg, init);
+      return null;
+    }
+    const method = reg.mountIdKind === 'unique' ? this.method : 'mountinfo';
+    if (rec.id !== undefined && method !== 'mountinfo') {
+      // By the namespace's id: no process is needed (a freed namespace took its mounts with it). The fanotify
+      // mark needs an fd of the namespace, from init or a process found in it; without one, statmount polls.
+      const nsId = BigInt(rec.id);
+      using nsfd = method === 'fanotify' ? nsfdWithId(this.libc, init, nsId) ?? nsfdInMntns(this.libc, rec, nsId, procs()) : null;
+      this.watchNsId(reg, nsId, nsfd, method);
+      return null;
+    }
+    // Through a process of the recorded namespace: the context's init when it is there, else one found in /proc.
+    const initNs = mntnsOf(init);
+    const inInit = initNs !== null && sameNs(initNs, rec);
+    using found = inInit ? null : findViewer(this.libc, rec, procs());
+    const viewer = inInit ? init : found;
+    if (viewer === null) return 'no process left in its mount namespace';
+    const seen = this.seenBy(viewer, reg);
+    if (seen === undefined) return 'cannot tell whether the mount is still there (another mount covers its mount point, or the viewer exited)';
+    if (seen) this.watch(reg, viewer);
+    else this.markUnmounted(reg, 'mountinfo', true);
+    return null;
+  }
+
+  /**
+   * Whether `viewer` sees the registered mount at its mount point: true, false (gone from that namespace), or
+   * undefined (cannot tell: the viewer exited, another mount covers the mount point, or ids of another kind).
+   */
+  private seenBy(viewer: Pidfd, reg: Registration): boolean | undefined {
+    if (reg.mountIdKind === 'legacy') return this.read(viewer, (t) => stillMounted(t, reg.mountId, reg.mountpoint));
+    let top;
+    try {
+      top = resolveMountOf(this.libc, viewer, reg.mountpoint);
+    } catch (err) {
+      if (BrokerError.from(err).code !== 'E_NOT_FOUND') return undefined;
+      top = null; // no such path there any more
+    }
+    if (top !== null && top.mountIdKind !== 'unique') return undefined;
+    if (top?.mountId === reg.mountId) return true;
+    // Not the topmost: gone, unless something is mounted over it (mountinfo shows no unique ids).
+    return this.read(viewer, (t) => (mountsAt(t, reg.mountpoint) > 1 ? undefined : false));
+  }
+
   /** fanotify or statmount: by the namespace's id. False when the namespace cannot be named (the caller falls back). */
   private watchById(reg: Registration, mounter: Pidfd, method: 'fanotify' | 'statmount'): boolean {
     let nsId: bigint | null;
-    let how: MountWatchMethod = method;
+    let marked = false;
     try {
       using nsfd = mounter.namespace('mnt');
       nsId = mntNsIdOf(this.libc, nsfd.fd);
-      if (nsId !== null && how === 'fanotify' && !this.mark(nsfd.fd, nsId)) how = 'statmount';
+      marked = nsId !== null && method === 'fanotify' && this.mark(nsfd.fd, nsId);
     } catch {
       return false; // the mounter has exited: the mountinfo path will not find it either
     }
     if (nsId === null) return false;
+    this.addNsWatch(reg, nsId, marked ? 'fanotify' : 'statmount');
+    return true;
+  }
+
+  /** watchById for a namespace known by its id (a restored record): fanotify when `nsfd` can be marked, else statmount. */
+  private watchNsId(reg: Registration, nsId: bigint, nsfd: NamespaceFd | null, method: 'fanotify' | 'statmount'): void {
+    this.addNsWatch(reg, nsId, method === 'fanotify' && nsfd !== null && this.mark(nsfd.fd, nsId) ? 'fanotify' : 'statmount');
+  }
+
+  /** The watch of `reg.mountId` in `nsId` (marked already for fanotify), checked once at once. */
+  private addNsWatch(reg: Registration, nsId: bigint, how: 'fanotify' | 'statmount'): void {
     const w: Watch = { reg, method: how, mntNsId: nsId, viewer: null, own: false, mntns: null, legacyId: 0, mountpoint: reg.mountpoint };
     this.watches.set(reg.id, w);
     if (how === 'fanotify') {
@@ -160,9 +245,8 @@ export class MountWatcher {
     } else {
       this.startTimer();
     }
-    // An unmount between the registration's statx and the mark sent no event we could see.
+    // An unmount between the registration's statx (or while the broker was down) and the mark sent no event we could see.
     this.checkOne(reg.id, w);
-    return true;
   }
 
   private watchMountinfo(reg: Registration, mounter: Pidfd): void {
@@ -170,7 +254,10 @@ export class MountWatcher {
     const viaInit = init !== undefined && sameMntns(mounter, init);
     const viewer = viaInit ? init : this.ownPidfd(mounter);
     if (viewer === null) return;
-    const legacyId = this.read(viewer, (text) => mountAt(text, reg.mountpoint));
+    // A legacy id is the mount's own (the topmost may be another mount over it, after a restart); a unique one is not in mountinfo.
+    const legacyId = this.read(viewer, (text) => reg.mountIdKind === 'legacy'
+      ? (stillMounted(text, reg.mountId, reg.mountpoint) ? reg.mountId : null)
+      : mountAt(text, reg.mountpoint));
     if (legacyId === null || legacyId === undefined) {
       if (!viaInit) viewer.close();
       return;
@@ -202,12 +289,18 @@ export class MountWatcher {
     if (there === true) return;
     this.unwatch(id, w);
     if (there === false) {
-      w.reg.unmounted = true;
-      this.log.audit('unmounted', { id, mountpoint: w.mountpoint, mountId: w.reg.mountId, context: w.reg.context.id, method: w.method });
+      this.markUnmounted(w.reg, w.method, false);
     } else {
       const reason = current !== w.reg ? 'unregistered' : w.reg.context.namespaces === null ? 'context released' : 'no process left in the mount namespace';
       this.log.info('mount watch ended; the state stays as it is', { id, method: w.method, reason });
     }
+  }
+
+  private markUnmounted(reg: Registration, method: MountWatchMethod, atRestore: boolean): void {
+    reg.unmounted = true;
+    this.log.audit('unmounted', {
+      id: reg.id, mountpoint: reg.mountpoint, mountId: reg.mountId, context: reg.context.id, method, ...(atRestore ? { seen: 'at restore' } : {}),
+    });
   }
 
   /** true: still mounted; false: gone; undefined: nothing more can be known (the watch ends). */
@@ -366,36 +459,4 @@ export class MountWatcher {
     }
     return null;
   }
-}
-
-function mntnsOf(p: Pidfd): NsIdentity | null {
-  try {
-    using ns = p.namespace('mnt');
-    return ns.identity();
-  } catch {
-    return null;
-  }
-}
-
-function sameMntns(a: Pidfd, b: Pidfd): boolean {
-  const [i, j] = [mntnsOf(a), mntnsOf(b)];
-  return i !== null && j !== null && sameNs(i, j);
-}
-
-/** Some live process in the mount namespace `ns` (a /proc scan, re-checked through its pidfd), or null. */
-export function findViewer(libc: Libc, ns: NsIdentity): Pidfd | null {
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const st = statSync(`/proc/${name}/ns/mnt`);
-      if (st.dev !== ns.dev || st.ino !== ns.ino) continue;
-      const p = Pidfd.open(libc, Number(name));
-      const seen = mntnsOf(p);
-      if (seen !== null && sameNs(seen, ns)) return p;
-      p.close();
-    } catch {
-      // gone meanwhile, or not ours to see
-    }
-  }
-  return null;
 }

@@ -4,7 +4,9 @@ import { BrokerError } from '../common/errors.js';
 import { Clock, LoggerFactory, type Logger } from '../common/tokens.js';
 import type { RegistrationInfo } from '../common/types.js';
 import { Libc } from '../ns/libc.js';
+import { kernelCompat } from '../ns/kernel-compat.js';
 import { resolveMountOf } from '../ns/mount-resolver.js';
+import { mntNsIdOf } from '../ns/mount-syscalls.js';
 import type { Pidfd } from '../ns/pidfd.js';
 import { type Context, ContextTable } from './context-table.js';
 import { NamespaceWalker } from './namespace-walker.js';
@@ -21,7 +23,27 @@ export type Registration = Omit<RegistrationInfo, 'state' | 'context'> & {
    * a container must not be able to claim a server name. Absent in records saved before it existed.
    */
   sourceFrom?: 'kernel' | 'agent' | 'caller';
+  /**
+   * The mount namespace the mount was resolved in (the mounter's), kept for the registrations whose unmount is
+   * watched, so a restarted broker watches them again (MountWatcher.watchRestored): its nsfs identity, and its
+   * 64-bit id (decimal) where the kernel names namespaces by id (NS_MNT_GET_INFO). Absent in older records.
+   */
+  mntns?: StoredMntns;
 };
+
+export interface StoredMntns {
+  dev: number;
+  ino: number;
+  id?: string;
+}
+
+/** Filesystems whose registrations route kernel-thread requests, so their end matters (docs/walk-rule.md, case 6). */
+export const NETWORK_FS = /^(cifs|smb3|nfs|nfs4|ceph|afs)$/;
+
+/** The registrations whose unmount the broker watches: network filesystems, and those made with `--for-pid` (host root's). */
+export function isMountWatched(reg: Pick<Registration, 'fstype' | 'sourceFrom'>): boolean {
+  return NETWORK_FS.test(reg.fstype ?? '') || reg.sourceFrom === 'agent';
+}
 
 export interface RegisterRequest {
   mounter: Pidfd;
@@ -78,6 +100,10 @@ export class Registry {
       createdAt: new Date(this.clock.now()).toISOString(),
       context,
     };
+    if (isMountWatched(reg)) {
+      const mntns = mntnsRecordOf(this.libc, req.mounter);
+      if (mntns !== null) reg.mntns = mntns;
+    }
     this.add(reg);
     try {
       // The store writes only what is on disk into its snapshots: a failed add leaves no trace there.
@@ -140,9 +166,20 @@ export class Registry {
   }
 
   /** Put back a record from the state file; the caller has re-validated its context. */
-  restore(record: StoredRegistration, context: Context): void {
+  restore(record: StoredRegistration, context: Context): Registration {
     const { context: _stored, ...rest } = record;
-    this.add({ ...rest, context });
+    const reg: Registration = { ...rest, context };
+    this.add(reg);
+    return reg;
+  }
+
+  /** Save a restored registration again, with what the restore learnt (its mount namespace); E_IO if that fails. */
+  async resave(reg: Registration): Promise<void> {
+    try {
+      await this.store.add(toStored(reg));
+    } catch (err) {
+      throw new BrokerError('E_IO', `cannot save state: ${String(err)}`);
+    }
   }
 
   /** A snapshot of the state on disk without the stored records that were not restored (a compaction). */
@@ -162,8 +199,19 @@ export class Registry {
 }
 
 export function toInfo(reg: Registration): RegistrationInfo {
-  const { context, unmounted, sourceFrom: _from, ...rest } = reg;
+  const { context, unmounted, sourceFrom: _from, mntns: _mntns, ...rest } = reg;
   return { ...rest, state: unmounted === true ? 'unmounted' : context.state, context: context.info() };
+}
+
+/** The mounter's mount namespace: nsfs identity, and its id where the kernel has NS_MNT_GET_INFO; null once it has exited. */
+export function mntnsRecordOf(libc: Libc, mounter: Pidfd): StoredMntns | null {
+  try {
+    using ns = mounter.namespace('mnt');
+    const id = kernelCompat(libc).has('statmount-ns') ? mntNsIdOf(libc, ns.fd) : null;
+    return { ...ns.identity(), ...(id !== null ? { id: id.toString() } : {}) };
+  } catch {
+    return null;
+  }
 }
 
 function toStored(reg: Registration): StoredRegistration {

@@ -13,6 +13,8 @@ export const StoredRegistrationSchema = z.object({
   fstype: z.string().nullable(),
   source: z.string().nullable(),
   sourceFrom: z.enum(['kernel', 'agent', 'caller']).optional(),
+  /** The mount's mount namespace (watched registrations only; absent in older records): nsfs identity, 64-bit id in decimal. */
+  mntns: IdentitySchema.extend({ id: z.string().regex(/^[1-9][0-9]{0,19}$/).refine((s) => BigInt(s) < 2n ** 64n, 'not a 64-bit id').optional() }).optional(),
   mounter: z.object({ pid: z.number().int(), uid: z.number().int(), gid: z.number().int() }),
   createdAt: z.string(),
   context: z.object({
