@@ -72,24 +72,6 @@
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
     },
     {
-      "target_name": "ub-probe",
-      "type": "executable",
-      "sources": ["tests/fixtures/ub-probe.c"],
-      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
-    },
-    {
-      "target_name": "ub-pid-at",
-      "type": "executable",
-      "sources": ["tests/fixtures/pid-at.c"],
-      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
-    },
-    {
-      "target_name": "ub-seccomp-exec",
-      "type": "executable",
-      "sources": ["tests/fixtures/seccomp-exec.c"],
-      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
-    },
-    {
       "target_name": "upcall-request-key",
       "type": "executable",
       "dependencies": ["ub-client"],

@@ -15,7 +15,7 @@
  *
  * `unusual: true` gives pid 1 what a runtime's init has and a plain entry
  * lacks: its own cgroup in every hierarchy (the testbed's CgroupSet), a
- * seccomp filter (build/Release/ub-seccomp-exec), no_new_privs, lower rlimits,
+ * seccomp filter (build/fixtures/ub-seccomp-exec), no_new_privs, lower rlimits,
  * nice 3 and umask 027. Capturing that context is what costs.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -23,7 +23,7 @@ import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_NATIVE_DIR } from '../src/common/paths.js';
+import { SECCOMP_EXEC } from '../tests/helpers/fixtures.js';
 import { CgroupSet } from '../tests/testbed/cgroups.js';
 import { createDir, defaultResolvConf, removeDir } from '../tests/testbed/container-dir.js';
 import { DEFAULT_DNS_CONFIG, type DnsRecord } from '../tests/testbed/dns-types.js';
@@ -74,7 +74,7 @@ export class LightContainer {
     }, null);
     const prefix = spec.unusual
       ? ['setpriv', '--no-new-privs', '--', 'prlimit', '--nofile=1024:2048', '--core=0:0', '--', 'nice', '-n', '3', '--',
-        join(DEFAULT_NATIVE_DIR, 'ub-seccomp-exec'), 'getcpu', 'ENOTRECOVERABLE', '--']
+        SECCOMP_EXEC, 'getcpu', 'ENOTRECOVERABLE', '--']
       : [];
     const argv = ['--user', '--map-root-user', '--pid', '--mount', '--net', '--uts', '--ipc', '--cgroup', '--fork', '--mount-proc',
       '--propagation', 'private', ...prefix, 'bash', '--norc', '--noprofile', '-c', INIT, 'init', dir, spec.records ? 'dns' : 'none', spec.unusual ? '027' : '022'];

@@ -1,6 +1,6 @@
 /**
  * Ground truth for "the upcall runs as a true child of the container's init"
- * (DESIGN.md): the probe build/Release/ub-probe (tests/fixtures/ub-probe.c)
+ * (DESIGN.md): the probe build/fixtures/ub-probe (tests/fixtures/ub-probe.c)
  * prints its execution context one field per line; run once as a real child
  * forked by the container's own init (the oracle) and once through whatever
  * claims to be equivalent, the two outputs are compared field by field.
@@ -17,9 +17,10 @@ import { NullLoggerFactory } from '../../src/logging/winston-logger-factory.js';
 import { Pidfd } from '../../src/ns/pidfd.js';
 import type { TestContainer } from '../testbed/index.js';
 import { CONTAINER_ENV } from '../testbed/launch.js';
+import { PROBE } from './fixtures.js';
 import { realLibc, realSpawner } from './native.js';
 
-export const PROBE = join(PACKAGE_ROOT, 'build', 'Release', 'ub-probe');
+export { PROBE };
 export const ZYGOTE_BINARY = join(PACKAGE_ROOT, 'build', 'Release', 'upcall-zygote');
 export const ZYGOTE_RUNNER_JS = join(PACKAGE_ROOT, 'dist', 'src', 'upcall', 'zygote-runner.js');
 

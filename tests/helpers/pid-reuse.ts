@@ -1,8 +1,5 @@
 import { spawn } from 'node:child_process';
-import { join } from 'node:path';
-import { PACKAGE_ROOT } from '../../src/common/paths.js';
-
-const PID_AT = join(PACKAGE_ROOT, 'build', 'Release', 'ub-pid-at');
+import { PID_AT } from './fixtures.js';
 
 /** A host process (`sleep 60`) under a pid chosen by the test. */
 export interface PidHolder {

@@ -25,6 +25,7 @@ import { existsSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { PACKAGE_ROOT } from '../../src/common/paths.js';
+import { SECCOMP_EXEC } from '../helpers/fixtures.js';
 import { UNUSUAL_SH } from './scripts.js';
 
 export type RlimitName = 'nofile' | 'nproc' | 'core' | 'stack' | 'memlock' | 'msgqueue' | 'sigpending' | 'fsize';
@@ -86,7 +87,7 @@ export interface ResolvedUnusual {
 export const CHROOT_MARKER = '/ub-chroot-marker';
 /** init's cwd inside the chroot: a real child inherits it, so the probe sees it. */
 export const CHROOT_INIT_CWD = '/ub-init-cwd';
-export const SECCOMP_EXEC = join(PACKAGE_ROOT, 'build', 'Release', 'ub-seccomp-exec');
+export { SECCOMP_EXEC };
 
 const DEFAULT_RLIMITS: ResolvedUnusual['rlimits'] = { nofile: [256, 512], nproc: [512, 512], core: [0, 0] };
 
@@ -115,7 +116,7 @@ export function resolveUnusual(spec: UnusualInit | true, dir: string): ResolvedU
  * Host paths bind-mounted into the chroot at the same place: the system,
  * /etc (with the container's hosts and resolv.conf mounted on it), devices,
  * the temp dir that holds the container dir (init writes its children's
- * output there), and the package (node_modules, dist, build/Release/ub-probe).
+ * output there), and the package (node_modules, dist, build/fixtures/ub-probe).
  * Missing ones are skipped by the script; symlinks (usrmerge's /bin -> usr/bin)
  * are recreated as symlinks.
  */
