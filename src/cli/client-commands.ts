@@ -12,9 +12,11 @@ interface CommonOptions {
 }
 
 /** Run one client action against the broker; errors in the documented form and exit status. */
-async function withClient(opts: CommonOptions, fn: (c: BrokerClient) => Promise<number | void>): Promise<void> {
+/** Runs `fn` on a connected client; `check` first, so a bad argument is E_BAD_REQUEST whether or not a broker listens. */
+async function withClient(opts: CommonOptions, fn: (c: BrokerClient) => Promise<number | void>, check?: () => void): Promise<void> {
   let client: BrokerClient | undefined;
   try {
+    check?.();
     client = await BrokerClient.connect(opts.socket ?? DEFAULT_ADMIN_SOCKET);
     process.exitCode = (await fn(client)) ?? 0;
   } catch (err) {
@@ -51,17 +53,19 @@ export function addClientCommands(program: Command): void {
     .option('-t, --fstype <type>', 'filesystem type (default: from mountinfo)')
     .option('-S, --source <source>', 'mount source (default: from mountinfo)')
     .option('-p, --for-pid <pid>', '(host root, admin socket) register for the container of this process, as it sees PATH')
-    .action((opts: CommonOptions & { mount: string; fstype?: string; source?: string; forPid?: string }) => withClient(opts, async (c) => {
+    .action((opts: CommonOptions & { mount: string; fstype?: string; source?: string; forPid?: string }) => {
       const params: Record<string, unknown> = { mountpoint: opts.mount };
-      if (opts.forPid !== undefined) {
-        if (!/^\d+$/.test(opts.forPid) || Number(opts.forPid) <= 0) throw new BrokerError('E_BAD_REQUEST', `--for-pid must be a positive integer: ${opts.forPid}`);
-        params['pid'] = Number(opts.forPid);
-      }
       if (opts.fstype !== undefined) params['fstype'] = opts.fstype;
       if (opts.source !== undefined) params['source'] = opts.source;
-      const r = await c.request<RegistrationInfo>(opts.forPid !== undefined ? 'register-for' : 'register', params);
-      printResult(opts.json === true, r, () => r.id);
-    }));
+      return withClient(opts, async (c) => {
+        const r = await c.request<RegistrationInfo>(opts.forPid !== undefined ? 'register-for' : 'register', params);
+        printResult(opts.json === true, r, () => r.id);
+      }, () => {
+        if (opts.forPid === undefined) return;
+        if (!/^\d+$/.test(opts.forPid) || Number(opts.forPid) <= 0) throw new BrokerError('E_BAD_REQUEST', `--for-pid must be a positive integer: ${opts.forPid}`);
+        params['pid'] = Number(opts.forPid);
+      });
+    });
 
   common(program.command('unregister <id>'))
     .description('remove a registration')

@@ -103,6 +103,7 @@ const ERRORS: Array<{ name: string; args: string[]; files?: Record<string, strin
   { name: 'missing-argument', args: ['unregister', '--json', '--socket', NO_BROKER] },
   { name: 'unknown-option', args: ['doctor', '--json', '--bogus'] },
   { name: 'unknown-command', args: ['nosuchcmd', '--json'] },
+  { name: 'register-bad-pid', args: ['register', '--json', '--socket', NO_BROKER, '--for-pid', 'abc', '--mount', '/mnt'] },
   { name: 'bad-pid', args: ['mount', '--json', '--socket', NO_BROKER, '--for-pid', 'abc', '--types', 'nfs', 'server:/export', '/mnt'] },
   { name: 'bad-config', args: ['config', 'check', '--json', 'bad.json'], files: { 'bad.json': '{"logLevel":"loud"}\n' } },
 ];
