@@ -117,8 +117,15 @@ test('container A asks for 100 slow keys (1-2 s each) at once; container B\'s ke
   assert.ok(runningMeanwhile > 0, 'A\'s flood was still running when B finished');
   const okA = floodOut.filter((l) => l === 'ok').length;
   assert.equal(floodOut.length, 100);
-  // A is held to its context's upcall slots (16): the rest are rejected at once (EAGAIN, retry in 1 s).
-  assert.ok(okA >= 16 && okA < 100, `${okA} of A's 100 keys were built`);
   const audit = broker.output.split('\n').filter((l) => l.includes('"message":"request-key"') && l.includes(`${RUN}:slow`));
+  // For a failure: how the broker ended each of A's requests (action, errno, reason), counted.
+  const outcomes = new Map<string, number>();
+  for (const l of audit) {
+    const x = JSON.parse(l) as Record<string, unknown>;
+    const k = `${String(x['action'])} ${String(x['errno'] ?? '')} ${String(x['reason'] ?? '').replace(/\d+/g, 'N')}`;
+    outcomes.set(k, (outcomes.get(k) ?? 0) + 1);
+  }
+  // A is held to its context's upcall slots (16): the rest are rejected at once (EAGAIN, retry in 1 s).
+  assert.ok(okA >= 16 && okA < 100, `${okA} of A's 100 keys were built; the broker's decisions: ${[...outcomes].map(([k, n]) => `${n}x ${k}`).join('; ')}`);
   assert.ok(audit.some((l) => l.includes('upcall limit')), 'the refusals say why');
 });

@@ -58,7 +58,12 @@ const extra: TestContainer[] = [];
 
 const name = (label: string) => `${RUN}.${label}.test`;
 /** Ten names m0..m9, container k's addresses: 198.51.100.(10k+j). */
-const manyRecords = (k: number) => Array.from({ length: 10 }, (_, j) => ({ name: name(`m${j}`), type: 'A' as const, address: `198.51.100.${k * 10 + j}`, ttl: 30 }));
+/**
+ * A long TTL: the kernel answers ENOKEY for a key that has already expired when /sbin/request-key
+ * exits (security/keys/request_key.c, call_sbin_request_key: key_validate() < 0), and 50 handlers
+ * at once in a loaded TCG guest have taken over 30 s to be reaped.
+ */
+const manyRecords = (k: number) => Array.from({ length: 10 }, (_, j) => ({ name: name(`m${j}`), type: 'A' as const, address: `198.51.100.${k * 10 + j}`, ttl: 3600 }));
 
 /** errno names as `keyctl` prints them (strerror). */
 const STRERROR: Record<string, string> = {
@@ -338,6 +343,15 @@ describe('dns_resolver keys requested inside containers', () => {
 
   test('SERVFAIL: request2 fails with EAGAIN and keyutils\' 1 s try-again timeout', async () => {
     const r = await requestIn(a, 'dns_resolver', name('sick'));
+    if (r.errno === 'ENOKEY') {
+      // The kernel's own race, not ours: a key rejected with a 1 s timeout that has expired by the
+      // time /sbin/request-key is reaped turns the call's answer into ENOKEY (call_sbin_request_key:
+      // key_validate() < 0). Only possible when the call outlived the key; seen in loaded TCG guests.
+      assert.ok(r.ms >= 1000, `ENOKEY after ${Math.round(r.ms)} ms: the 1 s key cannot have expired yet${await reason(name('sick'))}`);
+      const audit = await auditFor(name('sick'));
+      assert.equal(audit?.['errno'], 'EAGAIN', `the broker rejected with EAGAIN: ${JSON.stringify(audit)}`);
+      return;
+    }
     assert.equal(r.errno, 'EAGAIN', r.stderr + await reason(name('sick')) + brokerCrash());
     assert.ok(r.key!.expiry.maxSeconds <= 2, r.key!.expiry.text);
   });
