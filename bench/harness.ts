@@ -4,10 +4,11 @@
  * so machine noise hits all of them alike; we report ratios against the
  * reference variant, not absolute numbers.
  */
-import { appendFileSync, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { loadavg, release } from 'node:os';
 import { join } from 'node:path';
+import { recordResults } from './results.js';
 
 export interface Variant {
   name: string;
@@ -122,8 +123,20 @@ export function machine(): string {
   return `Linux ${release()}, ${cpu} (${cores} cores), Node ${process.version}, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} (the machine is shared: compare ratios from one run)`;
 }
 
-export function appendResults(root: string, title: string, command: string, body: string): void {
-  const path = join(root, 'bench', 'RESULTS.md');
-  const head = existsSync(path) ? '' : '# Benchmark results\n\nAppended by `npm run bench`; each section says how it was run. Compare ratios, not absolute times.\n';
-  appendFileSync(path, `${head}\n## ${title}: ${new Date().toISOString()}\n\n- command: \`${command}\`\n- machine: ${machine()}\n\n${body}\n`);
+export interface BenchResult {
+  /** Stable key: runs with the same key replace each other in RESULTS.md (e.g. `spawn`, `soak`, `vm-boot-6.12`). */
+  benchmark: string;
+  /** The section's heading (its time is added). */
+  title: string;
+  command: string;
+  body: string;
+  /** One line of headline figures for the summary table; without it the table says "see section". */
+  summary?: string;
+}
+
+/** Records a run as the latest of its benchmark in bench/RESULTS.md; the previous one moves to bench/RESULTS-archive.md (bench/results.ts). */
+export function appendResults(root: string, r: BenchResult): void {
+  const date = new Date().toISOString();
+  const text = `## ${r.title}: ${date}\n\n- command: \`${r.command}\`\n- machine: ${machine()}\n\n${r.body}\n`;
+  recordResults(join(root, 'bench'), [{ benchmark: r.benchmark, title: r.title, date, command: r.command, summary: r.summary, text }]);
 }

@@ -1,7 +1,7 @@
 /**
  * `npm run bench [-- --quick] [-- --only spawn,dns,handler,throughput,scale,mount-watch]`:
  * side-by-side benchmarks on real containers, a real broker and real kernel
- * keys; results appended to bench/RESULTS.md. Run as root. Not part of
+ * keys; each section recorded in bench/RESULTS.md (older runs: RESULTS-archive.md). Run as root. Not part of
  * `npm test` (timing belongs here, not in tests). See bench/README-section.md.
  */
 import 'reflect-metadata';
@@ -33,12 +33,12 @@ async function section(name: string, title: string, body: () => Promise<string>)
   try {
     const text = `${await body()}\n\n(${((performance.now() - t0) / 1000).toFixed(0)} s)`;
     process.stdout.write(`${text}\n`);
-    appendResults(PACKAGE_ROOT, title, command, text);
+    appendResults(PACKAGE_ROOT, { benchmark: name, title, command, body: text });
   } catch (err) {
     failed++;
     const text = `**failed**: ${(err as Error).stack ?? String(err)}`;
     process.stdout.write(`${text}\n`);
-    appendResults(PACKAGE_ROOT, title, command, text);
+    appendResults(PACKAGE_ROOT, { benchmark: name, title, command, body: text });
   }
 }
 
@@ -65,5 +65,5 @@ try {
 } finally {
   await bed.dispose();
 }
-process.stdout.write(`\nbench: ${((performance.now() - started) / 1000).toFixed(0)} s${failed ? `, ${failed} section(s) failed` : ''}; appended to bench/RESULTS.md\n`);
+process.stdout.write(`\nbench: ${((performance.now() - started) / 1000).toFixed(0)} s${failed ? `, ${failed} section(s) failed` : ''}; recorded in bench/RESULTS.md\n`);
 process.exitCode = failed ? 1 : 0;

@@ -4,8 +4,8 @@
  * It runs the README walkthrough (examples/walkthrough/two-containers.sh) in the guest
  * and timestamps, on the host, the lines the guest prints: its first line (the command
  * has started: boot done), the broker's start, and container a's answer (the first
- * request-key upcall, served by the broker through the real kernel). Appends a table
- * to bench/RESULTS.md. Run as root.
+ * request-key upcall, served by the broker through the real kernel). Records a table
+ * in bench/RESULTS.md (benchmark vm-boot-<kernel>). Run as root.
  */
 import { PassThrough } from 'node:stream';
 import { PACKAGE_ROOT } from '../src/common/paths.js';
@@ -54,4 +54,4 @@ const body = [
   '|---|---|---|---|---|',
   ...rows,
 ].join('\n');
-appendResults(PACKAGE_ROOT, `namespace test VM, boot to first upcall (${kernel})`, `node dist/bench/vm-boot.js --kernel ${kernel} --runs ${runs}`, body);
+appendResults(PACKAGE_ROOT, { benchmark: `vm-boot-${kernel}`, title: `namespace test VM, boot to first upcall (${kernel})`, command: `node dist/bench/vm-boot.js --kernel ${kernel} --runs ${runs}`, body });

@@ -20,7 +20,7 @@
  *   unless its container was stopped or its registration removed meanwhile;
  * - the broker never answered E_INTERNAL and never crashed.
  *
- * A summary is printed and appended to bench/RESULTS.md ("soak"). Exit 0 when
+ * A summary is printed and recorded in bench/RESULTS.md ("soak"; "soak-short" under 5 min). Exit 0 when
  * every check holds, 1 otherwise. `--minutes 0.5` is the CI-sized run.
  */
 import 'reflect-metadata';
@@ -28,6 +28,7 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { appendResults } from '../../bench/harness.js';
+import { soakBenchmark } from '../../bench/results.js';
 import { BrokerClient } from '../../src/client/broker-client.js';
 import { defaultConfig } from '../../src/common/defaults.js';
 import { PACKAGE_ROOT } from '../../src/common/paths.js';
@@ -411,7 +412,7 @@ async function main(): Promise<number> {
     `(broker pid ${pid}; zygote ${zygote ?? '-'} at the baseline, ${zygote2 ?? '-'} at the end; ${((performance.now() - started) / 1000).toFixed(0)} s in all; ` +
     `code ${built.commit}${built.dirty ? ` with ${built.dirty} tracked files changed` : ''}, native build ${rebuilt ? '**rebuilt during the run**' : 'unchanged during the run'})`;
   process.stdout.write(`\n== soak\n${text}\n`);
-  appendResults(PACKAGE_ROOT, 'soak', `npm run soak -- ${args.join(' ')}`.trim(), text);
+  appendResults(PACKAGE_ROOT, { benchmark: soakBenchmark(MINUTES), title: 'soak', command: `npm run soak -- ${args.join(' ')}`.trim(), body: text, summary: `${ok ? 'all checks pass' : `**FAIL**: ${checks.filter(([, pass]) => !pass).map(([name]) => name).join(', ')}`}; ${MINUTES} min, ${seq} containers` });
   return ok ? 0 : 1;
 }
 
