@@ -8,7 +8,7 @@
 export type RouteName =
   | 'mount-helper' | 'walk'
   | 'kthread-registration' | 'kthread-several' | 'kthread-host'
-  | 'netns-host' | 'netns-walk' | 'netns-context' | 'netns-several' | 'netns-decline';
+  | 'netns-host' | 'netns-foreign-mount' | 'netns-walk' | 'netns-context' | 'netns-several' | 'netns-decline';
 
 /** Where the answer is made. `contexts` holds context ids, one or several (then they must agree). */
 export type RouteTarget =
@@ -53,6 +53,12 @@ export interface RouteFacts {
   /** "dev:ino" of the requester's network namespace; null when it cannot be read. */
   requesterNetns: string | null;
   hostNetns: string;
+  /**
+   * The requester's mount namespace shows an NFS mount made in another network namespace: an
+   * NFS referral walked there is resolved, and its key cached, in that mount's network namespace,
+   * not the requester's (docs/walk-rule.md, case 8). Absent: none.
+   */
+  foreignMount?: boolean;
   registrations: readonly RouteRegistration[];
   contexts: readonly RouteContext[];
 }
@@ -63,6 +69,7 @@ export function decideRoute(f: RouteFacts, walk: () => RouteWalk): KeyRoute {
   if (f.type !== 'dns_resolver') return { route: 'walk', target: { kind: 'walk' }, capExpiry: false };
   if (f.kernelThread) return kernelThreadRoute(f);
   if (f.requesterNetns === null || f.requesterNetns === f.hostNetns) return { route: 'netns-host', target: { kind: 'host' }, capExpiry: false };
+  if (f.foreignMount === true) return { route: 'netns-foreign-mount', target: { kind: 'host' }, capExpiry: false };
   const w = walk();
   if (!w.host && w.netns === f.requesterNetns) return { route: 'netns-walk', target: { kind: 'walk' }, capExpiry: false };
   const ids = f.contexts.filter((c) => c.netns === f.requesterNetns).map((c) => c.id);

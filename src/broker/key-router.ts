@@ -5,6 +5,7 @@ import type { NsIdentity } from '../ns/namespace-fd.js';
 import { Pidfd } from '../ns/pidfd.js';
 import { startTimeOf } from '../ns/proc-info.js';
 import { Context, ContextTable } from './context-table.js';
+import { readForeignNfsMount } from './foreign-mounts.js';
 import { decideRoute, type KeyRoute, type RouteContext, type RouteRegistration } from './key-route.js';
 import { MountHelperRoutes, readStat } from './mount-helper-routes.js';
 import { type HeldNamespaces, NamespaceWalker } from './namespace-walker.js';
@@ -56,13 +57,22 @@ export class KeyRouter {
     const live = type === 'dns_resolver'
       ? this.registry.list().filter((r) => r.context.state === 'live' && r.context.namespaces !== null && r.unmounted !== true)
       : [];
+    const requesterNetns = kernelThread || type !== 'dns_resolver' ? null : this.netnsOfProcess(requester);
+    // Only a request the netns rule could answer from a container needs the mounts (case 8).
+    // /proc read by pid: then the pidfd must still be alive, or the pid may name another process.
+    let foreignMount = false;
+    if (requesterNetns !== null && requesterNetns !== this.hostNetns) {
+      foreignMount = readForeignNfsMount(requester.pid);
+      if (!requester.isAlive()) throw new BrokerError('E_NO_PROCESS', `requester ${requester.pid} exited`);
+    }
     let walked: Held | undefined;
     try {
       const route = decideRoute({
         type, description, kernelThread,
         helperContext: kernelThread ? null : this.helpers.contextOf(requester.pid),
-        requesterNetns: kernelThread || type !== 'dns_resolver' ? null : this.netnsOfProcess(requester),
+        requesterNetns,
         hostNetns: this.hostNetns,
+        foreignMount,
         // A source a tenant typed in names no server for sure: only the kernel's or host root's route kernel threads.
         registrations: live.filter((r) => r.sourceFrom === 'kernel' || r.sourceFrom === 'agent')
           .map((r): RouteRegistration => ({ contextId: r.context.id, fstype: r.fstype, source: r.source })),

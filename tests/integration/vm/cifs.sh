@@ -115,12 +115,7 @@ say reach-new "$(nsenter --net=/proc/$C/ns/net timeout 3 bash -c 'echo >/dev/tcp
 grep -E '^(Number of|[0-9]+\)|Server|Status|IP addr|.*Hostname|.*ConnectionId)' /proc/fs/cifs/DebugData 2>/dev/null | head -20 | sed 's/^/RESULT cifs-debug /'
 
 step "who asked, and in which network namespace"
-grep '"message":"request-key"' "$W/broker.log" | while IFS= read -r line; do
-  say audit "$line"
-  pid=$(sed -n 's/.*"requesterPid":\([0-9]*\).*/\1/p' <<<"$line")
-  [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] && say requester "$pid $(cat /proc/$pid/comm) flags=$(awk '{print $9}' /proc/$pid/stat) net=$(netns_of "$pid")"
-done
-[ -f "$W/handler.log" ] && sed 's/^/RESULT handler /' "$W/handler.log"
+say_audits
 
 step "netns rule: a user-namespaced process in the guest's netns with its own /etc/hosts"
 printf '127.0.0.1 localhost\n10.66.6.6 poison.%s.test\n' "$RUN" >"$W/poison-hosts"

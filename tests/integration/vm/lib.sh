@@ -9,12 +9,14 @@ cleanup_pids() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; }
 # namespaces (init: sleep, pid in C; its /mnt a tmpfs), linked by a veth pair to the
 # server namespace "srv" (SUBNET.1 inside, SUBNET.2 on the server side), whose
 # resolv.conf points to its own dnsmasq (pid in D), which alone knows NAME at SUBNET.2
-# (from $W/ctr-dns-hosts; rewrite it and `kill -HUP $D` to move the name).
+# (from $W/ctr-dns-hosts; rewrite it and `kill -HUP $D` to move the name). Each further
+# argument is one more line of that file ("ADDRESS NAME...").
 make_container() {
   local net=$1 name=$2 u i
   printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:2\n' >"$W/ctr-resolv"
   printf '127.0.0.1 localhost\n' >"$W/ctr-hosts"
   printf '%s.2 %s\n' "$net" "$name" >"$W/ctr-dns-hosts"
+  shift 2; [ $# -eq 0 ] || printf '%s\n' "$@" >>"$W/ctr-dns-hosts"
   unshare --user --map-root-user --pid --fork --mount --net --propagation private --kill-child \
     sh -c "mount -t tmpfs ctr /mnt && mount --bind $W/ctr-resolv /etc/resolv.conf && mount --bind $W/ctr-hosts /etc/hosts && exec sleep 100000" &
   u=$!; pids+=($u)
@@ -37,4 +39,16 @@ start_broker() {
   pids+=($!)
   for i in $(seq 1200); do grep -q '"message":"ready"' "$W/broker.log" 2>/dev/null && return 0; sleep 0.1; done
   say broker "not ready after 120 s"; return 1
+}
+
+# say_audits: each request-key audit line of the broker ("audit"), the requester's comm, flags
+# and netns while it still lives ("requester"), and the handler's log ("handler").
+say_audits() {
+  local line pid
+  grep '"message":"request-key"' "$W/broker.log" | while IFS= read -r line; do
+    say audit "$line"
+    pid=$(sed -n 's/.*"requesterPid":\([0-9]*\).*/\1/p' <<<"$line")
+    [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] && say requester "$pid $(cat /proc/$pid/comm) flags=$(awk '{print $9}' /proc/$pid/stat) net=$(readlink /proc/$pid/ns/net)"
+  done
+  [ -f "$W/handler.log" ] && sed 's/^/RESULT handler /' "$W/handler.log"
 }
