@@ -25,7 +25,8 @@ export interface ChildHandle {
   kill(signal?: NodeJS.Signals): Promise<boolean>;
 }
 
-const DISCOVERY_TIMEOUT_MS = scaled(5_000);
+/** A bound for a broken start, not a speed: a loaded 2-core machine has taken over 5 s to exec node. */
+const DISCOVERY_TIMEOUT_MS = scaled(30_000);
 export const DEFAULT_PROBE_ARGV: readonly string[] = ['sleep', 'infinity'];
 
 /** Something that wants every process we start, so teardown can wait for it. */

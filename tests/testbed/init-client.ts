@@ -22,7 +22,7 @@ export interface InitRunOptions {
   readonly inheritCwd?: boolean;
 }
 
-const START_TIMEOUT_MS = scaled(5_000);
+const START_TIMEOUT_MS = scaled(30_000);
 
 export class InitClient {
   private nextId = 1;

@@ -20,7 +20,7 @@ import { containerFiles, runOutputPaths } from './init-protocol.js';
 import type { InitEvent, InitRequest, RunRequest } from './init-protocol.js';
 import { scaled } from './time-scale.js';
 
-const DNS_READY_TIMEOUT_MS = scaled(10_000);
+const DNS_READY_TIMEOUT_MS = scaled(30_000);
 /** O_CLOEXEC from asm-generic/fcntl.h; node's fs.constants does not export it. */
 const O_CLOEXEC = 0o2000000;
 

@@ -33,7 +33,7 @@ export interface ExecResult {
 }
 
 const DEFAULT_EXEC_TIMEOUT_MS = scaled(30_000);
-const PID_DISCOVERY_TIMEOUT_MS = 5_000;
+const PID_DISCOVERY_TIMEOUT_MS = scaled(30_000);
 const NSENTER_EXIT_GRACE_MS = 1_000;
 
 /** Starts nsenter with argv inside the container whose pid 1 is `initPid`. */
