@@ -84,7 +84,9 @@ export function anchor(heading: string): string {
 export function legacyBenchmark(title: string, command: string): string {
   const vm = /^namespace test VM, boot to first upcall \((.+)\)$/.exec(title);
   if (vm) return `vm-boot-${vm[1]}`;
-  if (title === 'soak') return soakBenchmark(Number(/--minutes\s+([0-9.]+)/.exec(command)?.[1] ?? 2));
+  if (title === 'soak') {
+    return soakBenchmark(Number(/--minutes\s+([0-9.]+)/.exec(command)?.[1] ?? 2), Number(/--churn-seconds\s+([0-9.]+)/.exec(command)?.[1] ?? 6));
+  }
   const known: Record<string, string> = {
     spawn: 'spawn', 'kernel DNS upcall': 'dns', 'request-key handler': 'handler', throughput: 'throughput',
     scale: 'scale', 'unmount to `unmounted`': 'mount-watch',
@@ -92,9 +94,12 @@ export function legacyBenchmark(title: string, command: string): string {
   return known[title] ?? (anchor(title) || 'unnamed');
 }
 
-/** Short soaks (CI runs 30 s) are kept apart from the long ones they would otherwise push into the archive. */
-export function soakBenchmark(minutes: number): string {
-  return minutes < 5 ? 'soak-short' : 'soak';
+/**
+ * Short soaks (CI runs 30 s) are kept apart from the long ones they would otherwise push into the archive,
+ * and so are soaks at a faster churn than the usual container every 6 s (a different load).
+ */
+export function soakBenchmark(minutes: number, churnSeconds = 6): string {
+  return minutes < 5 ? 'soak-short' : churnSeconds < 6 ? 'soak-churn' : 'soak';
 }
 
 export function parse(text: string): Segment[] {

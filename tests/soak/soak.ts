@@ -412,7 +412,7 @@ async function main(): Promise<number> {
     `(broker pid ${pid}; zygote ${zygote ?? '-'} at the baseline, ${zygote2 ?? '-'} at the end; ${((performance.now() - started) / 1000).toFixed(0)} s in all; ` +
     `code ${built.commit}${built.dirty ? ` with ${built.dirty} tracked files changed` : ''}, native build ${rebuilt ? '**rebuilt during the run**' : 'unchanged during the run'})`;
   process.stdout.write(`\n== soak\n${text}\n`);
-  appendResults(PACKAGE_ROOT, { benchmark: soakBenchmark(MINUTES), title: 'soak', command: `npm run soak -- ${args.join(' ')}`.trim(), body: text, summary: `${ok ? 'all checks pass' : `**FAIL**: ${checks.filter(([, pass]) => !pass).map(([name]) => name).join(', ')}`}; ${MINUTES} min, ${seq} containers` });
+  appendResults(PACKAGE_ROOT, { benchmark: soakBenchmark(MINUTES, CHURN_EVERY_MS / 1000), title: 'soak', command: `npm run soak -- ${args.join(' ')}`.trim(), body: text, summary: `${ok ? 'all checks pass' : `**FAIL**: ${checks.filter(([, pass]) => !pass).map(([name]) => name).join(', ')}`}; ${MINUTES} min, ${seq} containers` });
   return ok ? 0 : 1;
 }
 

@@ -77,7 +77,7 @@ test('a run without a headline says "see section"; text outside the entries is k
   assert.match(rows[1]!, /^\| soak \| /);
 });
 
-test('a run older than its benchmark\'s entry goes straight to the archive; a short soak is its own benchmark', () => {
+test('a run older than its benchmark\'s entry goes straight to the archive; a short soak and a fast-churn soak are benchmarks of their own', () => {
   const run = (benchmark: string, date: string, body: string) => ({ benchmark, title: 'soak', date, command: 'c', text: `## soak: ${date}\n\n- command: \`c\`\n\n${body}\n` });
   recordResults(bench, [run('soak', '2026-12-04T10:00:00.000Z', 'newer')]);
   const { archived } = recordResults(bench, [run('soak', '2026-12-04T09:00:00.000Z', 'older')]);
@@ -88,4 +88,8 @@ test('a run older than its benchmark\'s entry goes straight to the archive; a sh
   writeFileSync(join(bench, 'RESULTS.md'), `${results()}\n## soak: 2026-12-04T11:00:00.000Z\n\n- command: \`npm run soak -- --minutes 0.5\`\n- machine: m\n\nci soak\n`);
   recordResults(bench, []);
   assert.deepEqual(entries().map((r) => `${r.benchmark} ${r.date}`), ['soak 2026-12-04T10:00:00.000Z', 'soak-short 2026-12-04T11:00:00.000Z']);
+
+  writeFileSync(join(bench, 'RESULTS.md'), `${results()}\n## soak: 2026-12-04T12:00:00.000Z\n\n- command: \`npm run soak -- --minutes 15 --churn-seconds 1\`\n- machine: m\n\nfast churn\n`);
+  recordResults(bench, []);
+  assert.deepEqual(entries().map((r) => `${r.benchmark} ${r.date}`), ['soak 2026-12-04T10:00:00.000Z', 'soak-short 2026-12-04T11:00:00.000Z', 'soak-churn 2026-12-04T12:00:00.000Z']);
 });
