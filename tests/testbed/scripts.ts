@@ -109,7 +109,13 @@ bind_into() {
     mkdir -p "$1$(dirname "$2")"; ln -s "$(readlink "$2")" "$1$2"
   elif [ -d "$2" ]; then
     mkdir -p "$1$2"
-    case $1/ in "$2"/*) mount --bind "$2" "$1$2" ;; *) mount --rbind "$2" "$1$2" ;; esac
+    # ROOT inside DIR: not recursive (ROOT would hold a copy of itself), unless DIR has submounts
+    # locked by the user namespace, which only a recursive bind may take (EINVAL otherwise): a
+    # namespace test VM's /tmp when the checkout, and the VM's run directory, live under it.
+    case $1/ in
+      "$2"/*) mount --bind "$2" "$1$2" 2>/dev/null || { step "bind $2: locked submounts, recursive"; mount --rbind "$2" "$1$2"; } ;;
+      *) mount --rbind "$2" "$1$2" ;;
+    esac
   fi
 }
 root= mask= hold=
