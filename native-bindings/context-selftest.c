@@ -25,18 +25,7 @@
 #include <stdint.h>
 #include <sys/mount.h>
 
-static int passed, failed, verbose;
-
-static void check(int ok, int line, const char *what)
-{
-	if (ok)
-		passed++;
-	else
-		failed++;
-	if (!ok || verbose)
-		printf("%s line %d: %s\n", ok ? "ok  " : "FAIL", line, what);
-}
-#define CHECK(cond) check((cond), __LINE__, #cond)
+#include "selftest.h"
 
 /* struct clone_args up to set_tid_size (CLONE_ARGS_SIZE_VER1) */
 struct clone_args_v1 {

@@ -9,18 +9,7 @@
 #define URK_NO_MAIN
 #include "upcall-request-key.c"
 
-static int passed, failed, verbose;
-
-static void check(int ok, int line, const char *what)
-{
-	if (ok)
-		passed++;
-	else
-		failed++;
-	if (!ok || verbose)
-		printf("%s line %d: %s\n", ok ? "ok  " : "FAIL", line, what);
-}
-#define CHECK(cond) check((cond), __LINE__, #cond)
+#include "selftest.h"
 
 /* Copy into an exact-size heap buffer, so over-reads show under ASan/valgrind. */
 static char *exact(const char *s, size_t *len)
