@@ -1,59 +1,9 @@
+import type { Limits } from '../common/config-schema.js';
 import { BrokerError } from '../common/errors.js';
 
-/** Limits on what peers may ask at once (docs/operations.md, "limits"); all have safe defaults. */
-export interface Limits {
-  /** Requests being served at once, over all peers. */
-  globalInFlight: number;
-  /** Requests being served at once for one tenant (one container: its outermost pid namespace, src/server/tenant-key.ts). */
-  tenantInFlight: number;
-  /** Open connections per tenant. */
-  tenantConnections: number;
-  /** Requests in flight on one connection. */
-  connectionInFlight: number;
-  /** Sustained requests per second per connection (token bucket), and the burst above it. */
-  messagesPerSecond: number;
-  messageBurst: number;
-  /** Largest request frame, bytes. */
-  maxMessageBytes: number;
-  /** Open connections over all peers, exempt ones included (each holds a socket and a pidfd). */
-  globalConnections: number;
-  /**
-   * Upcalls (exec, resolve, request-key) running at once for one context (P0),
-   * whoever asked: kernel request-key upcalls all arrive from host root, so
-   * only the context they run in tells one container's flood from another's.
-   */
-  contextUpcalls: number;
-  /**
-   * Reply bytes a connection may have queued for a peer that does not read:
-   * past it the broker reads no more of that connection's requests (the
-   * replies of those in flight still go out; idleTimeoutMs ends a peer that
-   * reads none).
-   */
-  replyBufferBytes: number;
-  /**
-   * A tenant connection with nothing in flight that sends nothing (or half a
-   * frame) for this long, or that reads none of its replies for this long, is
-   * closed. Host root on the admin socket is not timed out.
-   */
-  idleTimeoutMs: number;
-  /** Registrations per container (its outermost pid namespace: nested contexts share it). */
-  containerRegistrations: number;
-}
-
-export const DEFAULT_LIMITS: Limits = {
-  globalInFlight: 512,
-  tenantInFlight: 64,
-  tenantConnections: 64,
-  connectionInFlight: 16,
-  messagesPerSecond: 500,
-  messageBurst: 1000,
-  maxMessageBytes: 64 * 1024,
-  globalConnections: 1024,
-  contextUpcalls: 16,
-  replyBufferBytes: 64 * 1024,
-  idleTimeoutMs: 60_000,
-  containerRegistrations: 256,
-};
+/** Limits and their defaults are part of the config (src/common/config-schema.ts, src/common/defaults.ts). */
+export type { Limits } from '../common/config-schema.js';
+export { DEFAULT_LIMITS, limitsOf } from '../common/defaults.js';
 
 /** A token bucket: `take()` is false when the peer is over its rate. */
 export class TokenBucket {

@@ -8,7 +8,7 @@ import { Libc } from '../ns/libc.js';
 import { peerPidfd, peerCred, socketFd } from '../ns/peer.js';
 import { Connection, endWithAnswer } from './connection.js';
 import { encodeFrame } from './framing.js';
-import { Admission, DEFAULT_LIMITS, type Limits } from './limits.js';
+import { Admission, type Limits, limitsOf } from './limits.js';
 import { connectSysAdmin, type Listener, type PeerIdentity } from './peer-identity.js';
 import { errorResponse, okResponse, type Request, type Response } from './protocol.js';
 import { RequestHandlers } from './request-handlers.js';
@@ -69,7 +69,7 @@ export class SocketServer {
     @inject(LoggerFactory) loggers: LoggerFactory,
   ) {
     this.log = loggers.get('server:SocketServer');
-    this.limits = { ...DEFAULT_LIMITS, ...config.limits };
+    this.limits = limitsOf(config);
     this.admission = new Admission(this.limits, new Set([ADMIN_TENANT]));
   }
 

@@ -14,7 +14,10 @@
  *   keyutils' `%{type:desc}` key substitution is not supported.
  */
 import { BrokerError } from '../../common/errors.js';
+import { templateError } from '../../common/key-patterns.js';
 import type { RequestKeyRule } from '../../common/tokens.js';
+
+export { KEY_TYPE_RE, patternError, templateError } from '../../common/key-patterns.js';
 
 /** The bytes the '*' skipped, or null when the pattern does not match. */
 export function matchPattern(pattern: string, datum: string): number | null {
@@ -68,18 +71,6 @@ export interface Macros {
   o: string; k: string; t: string; d: string; c: string;
   u: string; g: string; T: string; P: string; S: string;
 }
-const MACRO_LETTERS = new Set(['o', 'k', 't', 'd', 'c', 'u', 'g', 'T', 'P', 'S']);
-
-/** Why an argument template is invalid, or null. */
-export function templateError(arg: string): string | null {
-  if (!arg.startsWith('%')) return null;
-  if (arg === '%') return 'a lone "%" (missing macro name)';
-  if (arg.startsWith('%%')) return null;
-  if (arg.startsWith('%{')) return `"${arg}": key substitution macros are not supported`;
-  if (arg.length !== 2 || !MACRO_LETTERS.has(arg[1]!)) return `"${arg}": unknown macro (use %o %k %t %d %c %u %g %T %P %S, or %% for a literal %)`;
-  return null;
-}
-
 /** Expand an argument template; each macro is a whole argument. Throws E_CONFIG on a bad template. */
 export function expandArgs(template: readonly string[], macros: Macros): string[] {
   return template.map((arg) => {
@@ -90,18 +81,6 @@ export function expandArgs(template: readonly string[], macros: Macros): string[
     return macros[arg[1] as keyof Macros];
   });
 }
-
-/** Why a request-key pattern is unusable (in our config, or in a request-key.d line), or null. */
-export function patternError(pattern: string): string | null {
-  if (pattern === '') return 'empty pattern';
-  if (/[\s\0]/.test(pattern)) return `"${pattern}" contains whitespace (request-key splits lines on it)`;
-  if ((pattern.match(/\*/g) ?? []).length > 1) return `"${pattern}" has more than one '*' (request-key treats the second one as a literal)`;
-  if (Buffer.byteLength(pattern) > 1024) return 'pattern over 1024 bytes';
-  return null;
-}
-
-/** Key types the kernel can ask for (no wildcard: a rule names one type). */
-export const KEY_TYPE_RE = /^[A-Za-z0-9_.+-][A-Za-z0-9_.:+-]{0,31}$/;
 
 /**
  * Translate a uid/gid as the initial user namespace sees it into a user
