@@ -1,11 +1,10 @@
-import { BrokerError } from '../common/errors.js';
+import { encodeLengthFrame, FRAME_HEADER_BYTES, LengthFrameDecoder } from '../common/frame.js';
 
 /**
- * Wire framing (docs/protocol.md): each message is a 4-byte big-endian length
- * followed by that many bytes of UTF-8 JSON. A length prefix makes half-written
- * and oversized messages detectable before any parsing, and is easy from C.
+ * Wire framing (docs/protocol.md): each message is a length frame
+ * (src/common/frame.ts: a 4-byte big-endian length) of UTF-8 JSON.
  */
-export const HEADER_BYTES = 4;
+export const HEADER_BYTES = FRAME_HEADER_BYTES;
 export const DEFAULT_MAX_FRAME = 64 * 1024;
 
 /**
@@ -26,40 +25,16 @@ function toJson(message: unknown): string {
 }
 
 export function encodeFrame(message: unknown): Buffer {
-  const body = Buffer.from(toJson(message), 'utf8');
-  const header = Buffer.alloc(HEADER_BYTES);
-  header.writeUInt32BE(body.length, 0);
-  return Buffer.concat([header, body]);
+  return encodeLengthFrame(Buffer.from(toJson(message), 'utf8'));
 }
 
 /**
- * Incremental decoder: push() what arrives, get back whole frame bodies. A
- * length over the limit is fatal for the stream (there is no way to resync), so
- * it throws E_PROTOCOL and the caller answers once, then closes.
+ * Incremental decoder of messages: push() what arrives, get back whole frame
+ * bodies. A length over the limit is fatal for the stream, so it throws
+ * E_PROTOCOL (a FrameLengthError) and the caller answers once, then closes.
  */
-export class FrameDecoder {
-  private buffered: Buffer = Buffer.alloc(0);
-
-  constructor(private readonly maxFrame = DEFAULT_MAX_FRAME) {}
-
-  push(chunk: Buffer): Buffer[] {
-    this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
-    const frames: Buffer[] = [];
-    while (this.buffered.length >= HEADER_BYTES) {
-      const len = this.buffered.readUInt32BE(0);
-      if (len > this.maxFrame) {
-        this.buffered = Buffer.alloc(0);
-        throw new BrokerError('E_PROTOCOL', `message of ${len} bytes is over the limit of ${this.maxFrame}`, { limit: this.maxFrame });
-      }
-      if (this.buffered.length < HEADER_BYTES + len) break;
-      frames.push(this.buffered.subarray(HEADER_BYTES, HEADER_BYTES + len));
-      this.buffered = this.buffered.subarray(HEADER_BYTES + len);
-    }
-    return frames;
-  }
-
-  /** Bytes of an unfinished message still held (a half-written message at close). */
-  get pending(): number {
-    return this.buffered.length;
+export class FrameDecoder extends LengthFrameDecoder {
+  constructor(maxFrame = DEFAULT_MAX_FRAME) {
+    super({ maxFrame, what: 'message' });
   }
 }

@@ -1,5 +1,5 @@
-import { BrokerError } from '../../common/errors.js';
-import { errnoName } from '../../common/errors.js';
+import { BrokerError, errnoName } from '../../common/errors.js';
+import { encodeLengthFrame, LengthFrameDecoder } from '../../common/frame.js';
 import { type DnsProto, type DnsTransport, DnsTransportError } from './dns-transport.js';
 
 /** Sizes the relay enforces (native-bindings/netrelay.h). */
@@ -7,16 +7,9 @@ export const RELAY_MAX_FILE = 1024 * 1024;
 
 export type FileReply = { ok: true; text: string } | { ok: false; errno: string };
 
-/** One netrelay request frame: a 4-byte big-endian length, then the body. */
-function frame(body: Buffer): Buffer {
-  const head = Buffer.alloc(4);
-  head.writeUInt32BE(body.length, 0);
-  return Buffer.concat([head, body]);
-}
-
 /** The request frame asking the relay for one file. */
 export function fileRequest(path: string): Buffer {
-  return frame(Buffer.concat([Buffer.from('F'), Buffer.from(path, 'utf8')]));
+  return encodeLengthFrame(Buffer.from('F'), Buffer.from(path, 'utf8'));
 }
 
 function toFileReply(reply: Buffer): FileReply {
@@ -38,7 +31,10 @@ function toFileReply(reply: Buffer): FileReply {
  * prefetched and unclaimed, not failed.
  */
 export class RelayTransport implements DnsTransport {
-  private buffered: Buffer = Buffer.alloc(0);
+  /** Replies: a status byte, then the payload (a file's text, a DNS message). */
+  private readonly decoder = new LengthFrameDecoder({ minFrame: 1, maxFrame: RELAY_MAX_FILE + 1, what: 'relay reply' });
+  /** Replies read but not yet taken by a waiter (the reader registers before writing, so at most a moment). */
+  private readonly replies: Buffer[] = [];
   private readonly waiters: Array<{ resolve: (b: Buffer) => void; reject: (e: Error) => void }> = [];
   private readonly early = new Map<string, Promise<FileReply>>();
   private ended: Error | null = null;
@@ -74,7 +70,7 @@ export class RelayTransport implements DnsTransport {
       this.early.delete(path);
       return reply;
     }
-    return this.call(Buffer.concat([Buffer.from('F'), Buffer.from(path, 'utf8')])).then(toFileReply);
+    return this.call(Buffer.from('F'), Buffer.from(path, 'utf8')).then(toFileReply);
   }
 
   async exchange(server: string, proto: DnsProto, query: Buffer, timeoutMs: number): Promise<Buffer> {
@@ -85,7 +81,7 @@ export class RelayTransport implements DnsTransport {
     head.writeUInt32BE(timeoutMs, 4);
     const addr = Buffer.from(server, 'latin1');
     head.writeUInt8(addr.length, 8);
-    const reply = await this.call(Buffer.concat([head, addr, query]));
+    const reply = await this.call(head, addr, query);
     const status = reply[0]!;
     if (status === 0) return reply.subarray(1);
     const name = errnoName(status);
@@ -104,10 +100,10 @@ export class RelayTransport implements DnsTransport {
     this.early.set(path, reply);
   }
 
-  private call(body: Buffer): Promise<Buffer> {
+  private call(...body: Buffer[]): Promise<Buffer> {
     if (this.ended) return Promise.reject(this.ended);
     const reply = this.waitReply();
-    this.input.write(frame(body));
+    this.input.write(encodeLengthFrame(...body));
     return reply;
   }
 
@@ -120,24 +116,20 @@ export class RelayTransport implements DnsTransport {
   }
 
   private onData(chunk: Buffer): void {
-    this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
+    if (this.ended) return;
+    try {
+      for (const reply of this.decoder.push(chunk)) this.replies.push(Buffer.from(reply));
+    } catch (err) {
+      this.fail(err as Error); // a length out of bounds: the stream cannot be followed any more
+      return;
+    }
     this.deliver();
   }
 
   private deliver(): void {
-    while (this.waiters.length > 0 && this.buffered.length >= 4) {
-      const len = this.buffered.readUInt32BE(0);
-      if (len < 1 || len > RELAY_MAX_FILE + 1) {
-        this.fail(new BrokerError('E_PROTOCOL', `relay sent a frame of ${len} bytes`));
-        return;
-      }
-      if (this.buffered.length < 4 + len) return;
-      const reply = Buffer.from(this.buffered.subarray(4, 4 + len));
-      this.buffered = this.buffered.subarray(4 + len);
-      this.waiters.shift()!.resolve(reply);
-    }
+    while (this.waiters.length > 0 && this.replies.length > 0) this.waiters.shift()!.resolve(this.replies.shift()!);
     // Output nobody asked for: the relay (or whoever wrote into its pipe) is out of step; never reuse it.
-    if (this.waiters.length === 0 && this.buffered.length > 0) this.fail(new BrokerError('E_PROTOCOL', 'relay sent a reply nobody asked for'));
+    if (this.waiters.length === 0 && (this.replies.length > 0 || this.decoder.pending > 0)) this.fail(new BrokerError('E_PROTOCOL', 'relay sent a reply nobody asked for'));
   }
 
   private fail(err: Error): void {
