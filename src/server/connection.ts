@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { BrokerError } from '../common/errors.js';
 import { PROTOCOL_VERSION } from '../common/paths.js';
-import type { Logger } from '../common/tokens.js';
+import type { Clock, Logger } from '../common/tokens.js';
 import { encodeFrame, FrameDecoder } from './framing.js';
 import { type Limits, TokenBucket } from './limits.js';
 import { errorResponse, parseRequest, type Request, type RequestId, type Response } from './protocol.js';
@@ -44,9 +44,11 @@ export class Connection {
     private readonly log: Logger,
     /** Idle and unread connections are closed after limits.idleTimeoutMs (tenants; not host root). */
     timed: boolean,
+    /** The rate limit's time (monotonic ms). */
+    private readonly clock: Pick<Clock, 'monotonic'>,
   ) {
     this.decoder = new FrameDecoder(limits.maxMessageBytes);
-    this.bucket = new TokenBucket(limits.messagesPerSecond, limits.messageBurst, performance.now());
+    this.bucket = new TokenBucket(limits.messagesPerSecond, limits.messageBurst, clock.monotonic());
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => this.handleFrames());
     socket.once('close', () => {
@@ -112,7 +114,7 @@ export class Connection {
   private handle(body: Buffer): void {
     // The token is taken before parsing: malformed frames are held to the rate too, and a frame
     // over the rate is not parsed at all (only its id is looked for), so a flood costs little.
-    if (!this.bucket.take(performance.now())) return this.reply({ v: PROTOCOL_VERSION, id: peekId(body), ok: false, error: OVER_RATE });
+    if (!this.bucket.take(this.clock.monotonic())) return this.reply({ v: PROTOCOL_VERSION, id: peekId(body), ok: false, error: OVER_RATE });
     const { id, request, error } = parseRequest(body);
     if (!request) return this.reply(errorResponse(id, error));
     let release: () => void;

@@ -3,7 +3,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { inject, injectable } from 'inversify';
 import { BrokerError } from '../common/errors.js';
-import { BrokerConfig, LoggerFactory, type Logger } from '../common/tokens.js';
+import { BrokerConfig, Clock, LoggerFactory, type Logger } from '../common/tokens.js';
 import { Libc } from '../ns/libc.js';
 import { peerPidfd, peerCred, socketFd } from '../ns/peer.js';
 import { Connection, endWithAnswer } from './connection.js';
@@ -67,6 +67,7 @@ export class SocketServer {
     @inject(RequestHandlers) private readonly handlers: RequestHandlers,
     @inject(Libc) private readonly libc: Libc,
     @inject(LoggerFactory) loggers: LoggerFactory,
+    @inject(Clock) private readonly clock: Clock,
   ) {
     this.log = loggers.get('server:SocketServer');
     this.limits = limitsOf(config);
@@ -171,7 +172,7 @@ export class SocketServer {
     new Connection(socket, this.limits, {
       admit: () => this.admission.admit(tenant),
       dispatch: (request) => this.dispatch(request, peer),
-    }, this.log, tenant !== ADMIN_TENANT);
+    }, this.log, tenant !== ADMIN_TENANT, this.clock);
   }
 
   private async dispatch(request: Request, peer: PeerIdentity): Promise<Response> {

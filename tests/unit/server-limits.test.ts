@@ -18,6 +18,8 @@ import { Connection, type ConnectionHooks } from '../../src/server/connection.js
 import { encodeFrame, FrameDecoder } from '../../src/server/framing.js';
 import { Admission, ContextSlots, DEFAULT_LIMITS, type Limits, TokenBucket } from '../../src/server/limits.js';
 import { errorResponse, MAX_ERROR_DETAILS, MAX_ERROR_MESSAGE, parseRequest, type Response } from '../../src/server/protocol.js';
+import type { Clock } from '../../src/common/tokens.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { until } from '../helpers/until.js';
 
 test('an error answer quotes at most 256 characters of the caller\'s input, and drops long details', () => {
@@ -115,7 +117,7 @@ test('upcall slots are counted per context: one context at its limit is refused,
 });
 
 /** One Connection over a real unix socket; `send` writes frames from the peer's side, `replies` collects its answers. */
-async function connection(limits: Limits, hooks: ConnectionHooks): Promise<{ send(...bodies: unknown[]): void; replies(n: number): Promise<Response[]>; closed: Promise<void>; end(): Promise<void> }> {
+async function connection(limits: Limits, hooks: ConnectionHooks, clock: Clock = new FakeClock()): Promise<{ send(...bodies: unknown[]): void; replies(n: number): Promise<Response[]>; closed: Promise<void>; end(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'ub-limits-'));
   const path = join(dir, 's');
   const server = createServer();
@@ -123,7 +125,7 @@ async function connection(limits: Limits, hooks: ConnectionHooks): Promise<{ sen
   await new Promise<void>((resolve) => server.listen(path, resolve));
   const peer = connect(path);
   const ours = await accepted;
-  new Connection(ours, limits, hooks, new NullLoggerFactory().get('test'), false);
+  new Connection(ours, limits, hooks, new NullLoggerFactory().get('test'), false, clock);
   const decoder = new FrameDecoder(1 << 20);
   const got: Response[] = [];
   let wake: () => void = () => undefined;
@@ -165,6 +167,30 @@ test('a connection over its message rate is answered E_BUSY with the request\'s 
     const replies = new Map((await c.replies(5)).map((r) => [r.id, codeOf(r)]));
     assert.deepEqual(replies, new Map<unknown, string>([[null, 'E_BAD_REQUEST'], [1, 'ok'], [2, 'ok'], [3, 'E_BUSY'], ['x7', 'E_BUSY']]));
     assert.equal(dispatched, 2, 'a frame over the rate is not dispatched');
+  } finally {
+    await c.end();
+  }
+});
+
+test('a connection over its rate gets tokens back as its clock moves: one per 1/rate seconds, up to the burst', BOUNDED, async () => {
+  const clock = new FakeClock();
+  const limits = { ...DEFAULT_LIMITS, messagesPerSecond: 10, messageBurst: 2 };
+  let dispatched = 0;
+  const c = await connection(limits, { admit: () => () => undefined, dispatch: async (r) => (dispatched++, { v: 1, id: r.id, ok: true, result: {} }) }, clock);
+  const codes = async (n: number) => new Map((await c.replies(n)).map((r) => [r.id, codeOf(r)]));
+  try {
+    c.send(ping(1), ping(2), ping(3));
+    assert.deepEqual(await codes(3), new Map([[1, 'ok'], [2, 'ok'], [3, 'E_BUSY']]), 'the burst, then refused while the clock stands');
+    clock.advance(99);
+    c.send(ping(4));
+    assert.deepEqual(await codes(1), new Map([[4, 'E_BUSY']]), '99 ms at 10/s is not a whole token');
+    clock.advance(1);
+    c.send(ping(5), ping(6));
+    assert.deepEqual(await codes(2), new Map([[5, 'ok'], [6, 'E_BUSY']]), 'one token after 100 ms');
+    clock.advance(3_600_000);
+    c.send(ping(7), ping(8), ping(9));
+    assert.deepEqual(await codes(3), new Map([[7, 'ok'], [8, 'ok'], [9, 'E_BUSY']]), 'an hour idle refills to the burst only');
+    assert.equal(dispatched, 5);
   } finally {
     await c.end();
   }
