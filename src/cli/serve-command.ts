@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
 import { BrokerService } from '../broker/broker-service.js';
+import { Signals } from '../common/tokens.js';
 import { createContainer } from '../container.js';
 import { WinstonLoggerFactory } from '../logging/winston-logger-factory.js';
+import { untilStopSignal } from '../service/stop-signals.js';
 import { loadConfig } from './config-loader.js';
 import { reportError } from './output.js';
 
@@ -33,6 +35,7 @@ export function addServeCommand(program: Command): void {
 async function serve(opts: ServeOptions): Promise<number> {
   let loggers: WinstonLoggerFactory;
   let service: BrokerService;
+  let signals: Signals;
   try {
     const config = loadConfig(opts.config);
     if (opts.socket !== undefined) config.adminSocket = opts.socket;
@@ -42,7 +45,9 @@ async function serve(opts: ServeOptions): Promise<number> {
     if (opts.logFormat !== undefined) config.logFormat = opts.logFormat;
     if (opts.metrics !== undefined) config.metricsListen = opts.metrics;
     loggers = new WinstonLoggerFactory({ level: config.logLevel, format: config.logFormat });
-    service = createContainer(config, loggers).get(BrokerService);
+    const ioc = createContainer(config, loggers);
+    service = ioc.get(BrokerService);
+    signals = ioc.get<Signals>(Signals);
     await service.start();
   } catch (err) {
     return reportError(false, err);
@@ -50,7 +55,7 @@ async function serve(opts: ServeOptions): Promise<number> {
   const log = loggers.get('cli:serve');
   // SIGHUP: re-read the config file; what can change live (the log level) changes, the rest is
   // reported as needing a restart. Registrations and in-flight upcalls are untouched.
-  process.on('SIGHUP', () => {
+  const signal = await untilStopSignal(signals, () => {
     try {
       const next = loadConfig(opts.config);
       loggers.setLevel(opts.logLevel ?? next.logLevel);
@@ -58,10 +63,6 @@ async function serve(opts: ServeOptions): Promise<number> {
     } catch (err) {
       log.error('configuration reload refused; keeping the running configuration', { error: String((err as Error).message) });
     }
-  });
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
   });
   log.info('stopping', { signal });
   await service.stop();

@@ -45,6 +45,22 @@ export interface ProcessSpawner {
   spawn(command: string, args: readonly string[], options: SpawnOptions): ChildProcess;
 }
 
+/** Signals to and from processes: the broker's own (SIGHUP, SIGTERM) and kills of its children. */
+export const Signals = Symbol('Signals');
+export interface Signals {
+  /** Run `handler` on every delivery of `signal` to this process; returns its removal. */
+  on(signal: NodeJS.Signals, handler: () => void): () => void;
+  /** Send `signal` to a process (a negative pid: to its process group). Throws as process.kill does (ESRCH). */
+  kill(pid: number, signal: NodeJS.Signals): void;
+}
+
+/** Reads of /proc by path below it (e.g. "self/ns/pid", "1234/status"): what a process is, as the kernel says now. */
+export const ProcFs = Symbol('ProcFs');
+export interface ProcFs {
+  /** The text of /proc/<path>; throws as readFileSync does (ENOENT once the process is gone). */
+  readText(path: string): string;
+}
+
 /** The effective configuration; its type is inferred from the one zod schema (src/common/config-schema.ts). */
 export const BrokerConfig = Symbol('BrokerConfig');
 export type BrokerConfig = BrokerConfigShape;

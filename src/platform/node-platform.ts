@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, readFileSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { injectable } from 'inversify';
-import type { AppendFile, Clock, FileSystem, ProcessSpawner } from '../common/tokens.js';
+import type { AppendFile, Clock, FileSystem, ProcessSpawner, ProcFs, Signals } from '../common/tokens.js';
 
 /** The real clock. */
 @injectable()
@@ -150,5 +150,26 @@ async function syncDir(path: string): Promise<void> {
 export class NodeProcessSpawner implements ProcessSpawner {
   spawn(command: string, args: readonly string[], options: SpawnOptions): ChildProcess {
     return spawn(command, args, options);
+  }
+}
+
+/** The real signals: this process's handlers and process.kill. */
+@injectable()
+export class NodeSignals implements Signals {
+  on(signal: NodeJS.Signals, handler: () => void): () => void {
+    process.on(signal, handler);
+    return () => void process.off(signal, handler);
+  }
+
+  kill(pid: number, signal: NodeJS.Signals): void {
+    process.kill(pid, signal);
+  }
+}
+
+/** The real /proc. */
+@injectable()
+export class NodeProcFs implements ProcFs {
+  readText(path: string): string {
+    return readFileSync(`/proc/${path}`, 'utf8');
   }
 }

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import type { ProcFs } from '../common/tokens.js';
 import type { PeerCred } from '../ns/peer.js';
 import type { Pidfd } from '../ns/pidfd.js';
 
@@ -33,10 +33,10 @@ const CAP_SYS_ADMIN = 21n;
  * no privilege here. Read before the pidfd's liveness check, so a reused pid
  * cannot answer for the peer (docs/security.md T11).
  */
-export function connectSysAdmin(pidfd: Pidfd, uid: number): boolean {
+export function connectSysAdmin(pidfd: Pick<Pidfd, 'pid' | 'isAlive'>, uid: number, proc: ProcFs): boolean {
   let status: string;
   try {
-    status = readFileSync(`/proc/${pidfd.pid}/status`, 'utf8');
+    status = proc.readText(`${pidfd.pid}/status`);
   } catch {
     return false;
   }

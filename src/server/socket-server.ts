@@ -3,7 +3,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { inject, injectable } from 'inversify';
 import { BrokerError } from '../common/errors.js';
-import { BrokerConfig, Clock, LoggerFactory, type Logger } from '../common/tokens.js';
+import { BrokerConfig, Clock, LoggerFactory, type Logger, ProcFs } from '../common/tokens.js';
 import { Libc } from '../ns/libc.js';
 import { peerPidfd, peerCred, socketFd } from '../ns/peer.js';
 import { Connection, endWithAnswer } from './connection.js';
@@ -68,6 +68,7 @@ export class SocketServer {
     @inject(Libc) private readonly libc: Libc,
     @inject(LoggerFactory) loggers: LoggerFactory,
     @inject(Clock) private readonly clock: Clock,
+    @inject(ProcFs) private readonly proc: ProcFs,
   ) {
     this.log = loggers.get('server:SocketServer');
     this.limits = limitsOf(config);
@@ -139,7 +140,7 @@ export class SocketServer {
       const fd = socketFd(socket);
       const cred = peerCred(this.libc, fd);
       const pidfd = peerPidfd(this.libc, fd);
-      peer = { listener, cred, pidfd, sysAdmin: connectSysAdmin(pidfd, cred.uid) };
+      peer = { listener, cred, pidfd, sysAdmin: connectSysAdmin(pidfd, cred.uid, this.proc) };
     } catch (err) {
       this.log.warn('cannot identify peer; closing', { listener, error: BrokerError.from(err).toJSON() });
       socket.destroy();
