@@ -29,6 +29,7 @@ import { RelayLauncher, SpawnerRelayLauncher, ZygoteRelayLauncher } from './upca
 import { ResolveOps } from './broker/resolve-ops.js';
 import { StatusOps } from './broker/status-ops.js';
 import { UpcallSlots } from './broker/upcall-slots.js';
+import { ContextEvents } from './upcall/api/context-events.js';
 import { Metrics } from './service/metrics.js';
 import { MetricsServer } from './service/metrics-server.js';
 import { SdNotify } from './service/sd-notify.js';
@@ -84,6 +85,7 @@ export function brokerModule(): ContainerModule {
     bind(Doctor).toSelf().inSingletonScope();
     bind(NamespaceWalker).toSelf().inSingletonScope();
     bind(ContextTable).toSelf().inSingletonScope();
+    bind<ContextEvents>(ContextEvents).toService(ContextTable);
     bind(StateStore).toSelf().inSingletonScope();
     bind(Registry).toSelf().inSingletonScope();
     bind(RegistrationRestorer).toSelf().inSingletonScope();

@@ -6,13 +6,15 @@ import { Libc } from '../ns/libc.js';
 import type { NsIdentity } from '../ns/namespace-fd.js';
 import { pollExited } from '../ns/pidfd.js';
 import { brokerPidns, containerKey, containerPidns } from '../server/tenant-key.js';
+import type { ContextEvents } from '../upcall/api/context-events.js';
+import type { UpcallContext } from '../upcall/api/upcall-context.js';
 import { type HeldNamespaces, releaseHeld } from './namespace-walker.js';
 
 /** How long a failed upcall waits to see whether its context's init is exiting (Context.explain). */
 const EXIT_SETTLE_MS = 250;
 
 /** One container as the broker holds it: shared by every registration in the same P0. */
-export class Context {
+export class Context implements UpcallContext {
   state: RegistrationState = 'live';
   readonly refs = new Set<string>();
   readonly initPid: number;
@@ -87,11 +89,12 @@ const WATCH_INTERVAL_MS = 200;
  * ever be re-pointed at a new init.
  */
 @injectable()
-export class ContextTable {
+export class ContextTable implements ContextEvents {
   private readonly live = new Map<string, Context>();
   private readonly all = new Map<string, Context>();
   private timer: NodeJS.Timeout | null = null;
   private seq = 0;
+  private temporarySeq = 0;
   private readonly log: Logger;
   private readonly deathListeners: Array<(ctx: Context) => void> = [];
   private readonly releaseListeners: Array<(ctx: Context) => void> = [];
@@ -112,6 +115,15 @@ export class ContextTable {
     this.all.set(ctx.id, ctx);
     this.log.info('context held', { context: ctx.id, initPid: ctx.initPid, pidns: ctx.pidnsId.ino, userns: ctx.usernsId.ino });
     return ctx;
+  }
+
+  /**
+   * A context for one request only (request-key's walk to a P0 nobody
+   * registered): not indexed, not watched; the caller releases it when the
+   * request ends.
+   */
+  temporary(held: HeldNamespaces): Context {
+    return new Context(`k-${held.pidnsId.ino}-${++this.temporarySeq}`, held);
   }
 
   liveFor(pidnsId: NsIdentity): Context | undefined {

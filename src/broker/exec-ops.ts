@@ -5,6 +5,7 @@ import { Clock, LoggerFactory, type Logger } from '../common/tokens.js';
 import type { PeerIdentity } from '../server/peer-identity.js';
 import { parseParams } from '../server/protocol.js';
 import { RequestHandlers } from '../server/request-handlers.js';
+import { liveTarget } from '../upcall/api/upcall-context.js';
 import { UpcallRunner, type UpcallOutcome } from '../upcall/zygote-runner.js';
 import { Authorizer } from './authorizer.js';
 import { RegistrationOps } from './registration-ops.js';
@@ -57,19 +58,15 @@ export class ExecOps {
     const p = parseParams(ExecParams, params);
     if (!this.auth.isHostRoot(peer)) throw new BrokerError('E_PERMISSION', 'exec is for host root only');
     const reg = this.registrations.resolve(selectorOf(p.mount), peer);
-    const held = reg.context.namespaces;
-    if (reg.context.state !== 'live' || held === null) {
-      throw new BrokerError('E_INIT_EXITED', `the init of registration ${reg.id} has exited`, { id: reg.id, initPid: reg.context.initPid });
-    }
+    const { target } = liveTarget(reg.context, `registration ${reg.id}`, { id: reg.id, initPid: reg.context.initPid });
     const started = this.clock.monotonic();
     const timeoutMs = p.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const audit = (result: Record<string, unknown>): void =>
       this.log.audit('upcall', { kind: 'exec', id: reg.id, context: reg.context.id, argv0: p.argv[0], durationMs: this.clock.monotonic() - started, ...result });
     let out: UpcallOutcome;
     try {
-      // A host context (P0 is our own pid namespace) runs in the broker's own namespaces and credentials.
       out = await this.slots.run(reg.context, () => this.runner.run({
-        target: { initPid: held.init.pid, initStartTime: held.initStartTime, pidnsIno: held.pidnsId.ino, host: held.host },
+        target,
         mode: 'exec',
         argv: p.argv,
         ...(p.stdinBase64 !== undefined ? { stdin: Buffer.from(p.stdinBase64, 'base64') } : {}),

@@ -3,12 +3,11 @@ import { BrokerError } from '../common/errors.js';
 import { Libc } from '../ns/libc.js';
 import type { NsIdentity } from '../ns/namespace-fd.js';
 import { Pidfd } from '../ns/pidfd.js';
-import { startTimeOf } from '../ns/proc-info.js';
-import { Context, ContextTable } from './context-table.js';
+import { type Context, ContextTable } from './context-table.js';
 import { readForeignNfsMount } from './foreign-mounts.js';
 import { decideRoute, type KeyRoute, type RouteContext, type RouteRegistration } from './key-route.js';
 import { MountHelperRoutes, readStat } from './mount-helper-routes.js';
-import { type HeldNamespaces, NamespaceWalker } from './namespace-walker.js';
+import { NamespaceWalker } from './namespace-walker.js';
 import { Registry } from './registry.js';
 
 /** PF_KTHREAD (include/linux/sched.h): the task is a kernel thread. */
@@ -34,7 +33,6 @@ export class KeyRouter {
   private readonly hostNetns: string;
   /** A context's network namespace is its init's, read once (docs/walk-rule.md, case 8). */
   private readonly netnsOf = new WeakMap<Context, string | null>();
-  private seq = 0;
 
   constructor(
     @inject(Libc) private readonly libc: Libc,
@@ -148,27 +146,19 @@ export class KeyRouter {
    */
   contextFor(process: Pidfd): Held {
     const { p0, userns, depth } = this.walker.walk(process);
+    let live: Context | undefined;
     try {
-      const pidnsId = p0.identity();
-      const live = this.contexts.liveFor(pidnsId);
-      if (live && live.state === 'live' && live.namespaces !== null) {
-        p0.close();
-        userns.close();
-        return { ctx: live, temporary: false };
-      }
-      const init = this.walker.initOf(p0);
-      let held: HeldNamespaces;
-      try {
-        held = { p0, userns, init, pidnsId, usernsId: userns.identity(), initStartTime: startTimeOf(init), depth, host: this.walker.isOwnPidns(pidnsId) };
-      } catch (err) {
-        init.close();
-        throw err;
-      }
-      return { ctx: new Context(`k-${pidnsId.ino}-${++this.seq}`, held), temporary: true };
+      live = this.contexts.liveFor(p0.identity());
     } catch (err) {
       p0.close();
       userns.close();
       throw err;
     }
+    if (live && live.state === 'live' && live.namespaces !== null) {
+      p0.close();
+      userns.close();
+      return { ctx: live, temporary: false };
+    }
+    return { ctx: this.contexts.temporary(this.walker.holdWalked(p0, userns, depth)), temporary: true };
   }
 }

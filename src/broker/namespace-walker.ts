@@ -24,6 +24,24 @@ export interface HeldNamespaces {
   host: boolean;
 }
 
+/** What a stored registration remembers of its context (state-store.ts), to be held again on restore. */
+export interface StoredContext {
+  initPid: number;
+  initStartTime: number;
+  pidns: NsIdentity;
+  userns: NsIdentity;
+}
+
+/** Run `build`; if it throws, close `fds` (whose ownership passes to what `build` returns). */
+function owning<T>(fds: ReadonlyArray<{ close(): void }>, build: () => T): T {
+  try {
+    return build();
+  } catch (err) {
+    for (const fd of fds) fd.close();
+    throw err;
+  }
+}
+
 export function releaseHeld(h: HeldNamespaces): void {
   h.init.close();
   h.p0.close();
@@ -91,23 +109,58 @@ export class NamespaceWalker {
     }
   }
 
-  /** walk(), then find and hold P0's init, checked to really live in P0. */
+  /** walk(), then find and hold P0's init, checked to really live in P0 (registration). */
   hold(process: Pidfd): HeldNamespaces {
     const { p0, userns, depth } = this.walk(process);
-    try {
-      const init = this.initOf(p0, [process.pid]);
-      try {
-        const pidnsId = p0.identity();
-        return { p0, userns, init, pidnsId, usernsId: userns.identity(), initStartTime: startTimeOf(init), depth, host: this.isOwnPidns(pidnsId) };
-      } catch (err) {
-        init.close();
-        throw err;
-      }
-    } catch (err) {
-      p0.close();
-      userns.close();
-      throw err;
-    }
+    return this.holdWalked(p0, userns, depth, [process.pid]);
+  }
+
+  /**
+   * The second half of hold(), for a walk already made (request-key's walk
+   * first looks for a live registered context of P0): find P0's init and build
+   * the record. Owns `p0` and `userns`: closed if this throws.
+   */
+  holdWalked(p0: NamespaceFd, userns: NamespaceFd, depth: number, hints: readonly number[] = []): HeldNamespaces {
+    return owning([p0, userns], () => {
+      const init = this.initOf(p0, hints);
+      return owning([init], () => this.record(p0, userns, init, depth));
+    });
+  }
+
+  /**
+   * Broker start: hold a stored registration's context again, only if it still
+   * holds against the kernel: the same init (pid and start time), still pid 1
+   * of the same pid namespace, owned by the same user namespace. Nothing is
+   * ever re-pointed at another process. Throws E_INIT_EXITED (E_NO_PROCESS
+   * when the pid is gone, E_NS_NOT_OWNED when the owner changed).
+   */
+  rehold(stored: StoredContext): HeldNamespaces {
+    const host = this.isOwnPidns(stored.pidns);
+    const init = Pidfd.open(this.libc, stored.initPid);
+    const p0 = owning([init], () => {
+      // Our own pid namespace's init may refuse PIDFD_GET_*_NAMESPACE (see initOf).
+      using self = host ? Pidfd.open(this.libc, process.pid) : null;
+      return (self ?? init).namespace('pid');
+    });
+    return owning([init, p0], () => {
+      const userns = p0.owner();
+      return owning([userns], () => {
+        const held = this.record(p0, userns, init, 0);
+        const pid = stored.initPid;
+        const details = { initPid: pid, pidns: stored.pidns.ino };
+        if (held.initStartTime !== stored.initStartTime) throw new BrokerError('E_INIT_EXITED', `pid ${pid} now belongs to another process (start time differs)`, details);
+        if (!sameNs(held.pidnsId, stored.pidns)) throw new BrokerError('E_INIT_EXITED', `pid ${pid} is not in pid namespace ${stored.pidns.ino} any more`, details);
+        if (!sameNs(held.usernsId, stored.userns)) throw new BrokerError('E_NS_NOT_OWNED', `pid namespace owner is not user namespace ${stored.userns.ino}`, { ...details, userns: stored.userns.ino });
+        if (p0.pidFromPidns(1, [pid]) !== pid || !init.isAlive()) throw new BrokerError('E_INIT_EXITED', `pid ${pid} is not the init of its pid namespace`, details);
+        return held;
+      });
+    });
+  }
+
+  /** The one place a held-namespaces record is built. */
+  private record(p0: NamespaceFd, userns: NamespaceFd, init: Pidfd, depth: number): HeldNamespaces {
+    const pidnsId = p0.identity();
+    return { p0, userns, init, pidnsId, usernsId: userns.identity(), initStartTime: startTimeOf(init), depth, host: this.isOwnPidns(pidnsId) };
   }
 
   /**

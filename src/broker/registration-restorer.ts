@@ -1,15 +1,11 @@
 import { inject, injectable } from 'inversify';
 import { BrokerError } from '../common/errors.js';
 import { LoggerFactory, type Logger } from '../common/tokens.js';
-import { Libc } from '../ns/libc.js';
-import { sameNs } from '../ns/namespace-fd.js';
-import { Pidfd } from '../ns/pidfd.js';
-import { startTimeOf } from '../ns/proc-info.js';
 import { ContextTable } from './context-table.js';
 import { MountWatcher } from './mount-watcher.js';
-import { type HeldNamespaces, NamespaceWalker } from './namespace-walker.js';
+import { NamespaceWalker } from './namespace-walker.js';
 import { type Registration, Registry } from './registry.js';
-import { StateStore, type StoredRegistration } from './state-store.js';
+import { StateStore } from './state-store.js';
 
 /**
  * Broker start: put back every stored registration whose context still holds
@@ -23,7 +19,6 @@ export class RegistrationRestorer {
   private readonly log: Logger;
 
   constructor(
-    @inject(Libc) private readonly libc: Libc,
     @inject(StateStore) private readonly store: StateStore,
     @inject(Registry) private readonly registry: Registry,
     @inject(ContextTable) private readonly contexts: ContextTable,
@@ -39,7 +34,7 @@ export class RegistrationRestorer {
     const restoredRegs: Registration[] = [];
     for (const record of records) {
       try {
-        const context = this.contexts.adopt(this.revalidate(record));
+        const context = this.contexts.adopt(this.walker.rehold(record.context));
         restoredRegs.push(this.registry.restore(record, context));
       } catch (err) {
         this.log.audit('dropped stale registration', {
@@ -60,35 +55,5 @@ export class RegistrationRestorer {
     }
     this.log.info('registrations restored', { restored, dropped: records.length - restored, mounts });
     return { restored, dropped: records.length - restored };
-  }
-
-  private revalidate(record: StoredRegistration): HeldNamespaces {
-    const c = record.context;
-    const host = this.walker.isOwnPidns(c.pidns);
-    const init = Pidfd.open(this.libc, c.initPid);
-    let p0;
-    try {
-      // Our own pid namespace's init may refuse PIDFD_GET_*_NAMESPACE (see NamespaceWalker.initOf).
-      using self = host ? Pidfd.open(this.libc, process.pid) : null;
-      p0 = (self ?? init).namespace('pid');
-    } catch (err) {
-      init.close();
-      throw err;
-    }
-    const userns = p0.owner();
-    const held: HeldNamespaces = { p0, userns, init, pidnsId: p0.identity(), usernsId: userns.identity(), initStartTime: 0, depth: 0, host };
-    try {
-      held.initStartTime = startTimeOf(init);
-      if (held.initStartTime !== c.initStartTime) throw new Error(`pid ${c.initPid} now belongs to another process (start time differs)`);
-      if (!sameNs(held.pidnsId, c.pidns)) throw new Error(`pid ${c.initPid} is not in pid namespace ${c.pidns.ino} any more`);
-      if (!sameNs(held.usernsId, c.userns)) throw new Error(`pid namespace owner is not user namespace ${c.userns.ino}`);
-      if (p0.pidFromPidns(1, [c.initPid]) !== c.initPid || !init.isAlive()) throw new Error(`pid ${c.initPid} is not the init of its pid namespace`);
-      return held;
-    } catch (err) {
-      init.close();
-      p0.close();
-      userns.close();
-      throw err;
-    }
   }
 }

@@ -1,5 +1,5 @@
 import { inject, injectable } from 'inversify';
-import type { Context } from '../../broker/context-table.js';
+import type { UpcallContext } from '../api/upcall-context.js';
 import { BrokerError } from '../../common/errors.js';
 import { requestSignal } from '../../common/request-signal.js';
 import { Clock, LoggerFactory, type Logger } from '../../common/tokens.js';
@@ -30,7 +30,7 @@ export class DnsServiceImpl implements DnsService {
     this.log = loggers.get('upcall:DnsService');
   }
 
-  async resolve(context: Context, description: string, callout: string): Promise<DnsResolveResult> {
+  async resolve(context: UpcallContext, description: string, callout: string): Promise<DnsResolveResult> {
     const started = this.clock.monotonic();
     let timer: NodeJS.Timeout | undefined;
     // The request's own budget (requestSignal) ends the lookup too: its relay is stopped, its slots freed.

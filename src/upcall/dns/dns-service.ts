@@ -1,4 +1,4 @@
-import type { Context } from '../../broker/context-table.js';
+import type { UpcallContext } from '../api/upcall-context.js';
 import type { DnsKeyResult } from './dns-key.js';
 
 export interface DnsResolveResult extends DnsKeyResult {
@@ -16,5 +16,5 @@ export interface DnsResolveResult extends DnsKeyResult {
  */
 export const DnsService = Symbol('DnsService');
 export interface DnsService {
-  resolve(context: Context, description: string, callout: string): Promise<DnsResolveResult>;
+  resolve(context: UpcallContext, description: string, callout: string): Promise<DnsResolveResult>;
 }

@@ -1,11 +1,10 @@
 import type { ChildProcess } from 'node:child_process';
 import { inject, injectable } from 'inversify';
-import type { Context } from '../../broker/context-table.js';
-import { BrokerError } from '../../common/errors.js';
 import { Libc } from '../../ns/libc.js';
 import { Pidfd } from '../../ns/pidfd.js';
 import { Spawner } from '../native-spawner.js';
 import { UpcallRunner } from '../zygote-runner.js';
+import { liveTarget, type UpcallContext } from '../api/upcall-context.js';
 import { fileRequest, RelayTransport } from './relay-transport.js';
 
 export interface RunningRelay {
@@ -24,7 +23,7 @@ export interface RunningRelay {
 /** Starts the netrelay builtin as a child of a context's init. */
 export const RelayLauncher = Symbol('RelayLauncher');
 export interface RelayLauncher {
-  start(context: Context): Promise<RunningRelay>;
+  start(context: UpcallContext): Promise<RunningRelay>;
 }
 
 /**
@@ -51,12 +50,11 @@ export const PREFETCH = ['/etc/hosts', '/etc/resolv.conf'] as const;
 export class ZygoteRelayLauncher implements RelayLauncher {
   constructor(@inject(UpcallRunner) private readonly runner: UpcallRunner) {}
 
-  async start(context: Context): Promise<RunningRelay> {
-    const held = context.namespaces;
-    if (context.state !== 'live' || held === null) throw new BrokerError('E_INIT_EXITED', `the init of context ${context.id} has exited`);
+  async start(context: UpcallContext): Promise<RunningRelay> {
+    const { target } = liveTarget(context);
     const session = this.runner.open({
       stdin: Buffer.concat(PREFETCH.map(fileRequest)), // with the spawn frame: the relay reads both at once
-      target: { initPid: context.initPid, initStartTime: context.initStartTime, pidnsIno: context.pidnsId.ino, host: held.host },
+      target,
       mode: 'builtin',
       builtin: 'netrelay',
       argv: [],
@@ -84,12 +82,11 @@ export class ZygoteRelayLauncher implements RelayLauncher {
 export class SpawnerRelayLauncher implements RelayLauncher {
   constructor(@inject(Spawner) private readonly spawner: Spawner, @inject(Libc) private readonly libc: Libc) {}
 
-  async start(context: Context): Promise<RunningRelay> {
-    const held = context.namespaces;
-    if (context.state !== 'live' || held === null) throw new BrokerError('E_INIT_EXITED', `the init of context ${context.id} has exited`);
+  async start(context: UpcallContext): Promise<RunningRelay> {
+    const { target, init } = liveTarget(context);
     // A host context relays from the broker's own namespaces (mask 0), as keyutils would resolve.
-    using self = held.host ? Pidfd.open(this.libc, process.pid) : null;
-    const { child, failure } = this.spawner.start({ target: self ?? held.init, argv: ['netrelay'], builtin: true, stdio: ['pipe', 'pipe', 'pipe'] });
+    using self = target.host ? Pidfd.open(this.libc, process.pid) : null;
+    const { child, failure } = this.spawner.start({ target: self ?? init, argv: ['netrelay'], builtin: true, stdio: ['pipe', 'pipe', 'pipe'] });
     const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
     // A relay that dies makes writes fail with EPIPE: that must end this upcall, never the broker.
     child.stdin!.on('error', (err) => child.stdout?.emit('error', err));

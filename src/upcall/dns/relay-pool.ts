@@ -1,7 +1,8 @@
 import { inject, injectable } from 'inversify';
-import { type Context, ContextTable } from '../../broker/context-table.js';
 import { BrokerConfig, Clock } from '../../common/tokens.js';
 import { Metrics } from '../../service/metrics.js';
+import { ContextEvents } from '../api/context-events.js';
+import type { UpcallContext } from '../api/upcall-context.js';
 import { PREFETCH, RelayLauncher, type RunningRelay } from './relay-launcher.js';
 import type { RelayTransport } from './relay-transport.js';
 
@@ -34,7 +35,7 @@ export interface RelayLease {
 
 interface Parked {
   relay: RunningRelay;
-  context: Context;
+  context: UpcallContext;
   born: number;
   timer: NodeJS.Timeout;
 }
@@ -63,7 +64,7 @@ export class RelayPool {
     @inject(RelayLauncher) private readonly launcher: RelayLauncher,
     @inject(BrokerConfig) broker: BrokerConfig,
     @inject(Clock) private readonly clock: Clock,
-    @inject(ContextTable) contexts: ContextTable,
+    @inject(ContextEvents) contexts: ContextEvents,
     @inject(Metrics) private readonly metrics: Metrics,
   ) {
     this.config = { ...DEFAULT_RELAY_POOL, ...broker.dns };
@@ -78,7 +79,7 @@ export class RelayPool {
   }
 
   /** A relay for one upcall in `context`: an idle one if there is a usable one, else a new one. */
-  async acquire(context: Context, fresh = false): Promise<RelayLease> {
+  async acquire(context: UpcallContext, fresh = false): Promise<RelayLease> {
     const list = fresh ? undefined : this.byContext.get(context.id);
     while (list && list.length > 0) {
       const p = list.pop()!; // the most recently used
@@ -102,7 +103,7 @@ export class RelayPool {
     for (const p of [...this.all]) this.drop(p);
   }
 
-  private lease(relay: RunningRelay, context: Context, born: number, reused: boolean): RelayLease {
+  private lease(relay: RunningRelay, context: UpcallContext, born: number, reused: boolean): RelayLease {
     let released = false;
     return {
       transport: relay.transport,
@@ -116,12 +117,12 @@ export class RelayPool {
     };
   }
 
-  private usable(relay: RunningRelay, context: Context, born: number): boolean {
+  private usable(relay: RunningRelay, context: UpcallContext, born: number): boolean {
     return !this.closed && this.config.relayReuseMs > 0 && context.state === 'live' && context.namespaces !== null &&
       relay.transport.settled && this.clock.monotonic() - born < this.config.relayReuseMs;
   }
 
-  private park(relay: RunningRelay, context: Context, born: number): void {
+  private park(relay: RunningRelay, context: UpcallContext, born: number): void {
     const list = this.byContext.get(context.id) ?? [];
     if (list.length >= this.config.relaysIdlePerContext) {
       void relay.stop();

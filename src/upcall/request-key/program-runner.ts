@@ -5,15 +5,15 @@
  */
 import { readFileSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
-import type { Context } from '../../broker/context-table.js';
 import { BrokerError } from '../../common/errors.js';
 import type { Libc } from '../../ns/libc.js';
 import { Pidfd } from '../../ns/pidfd.js';
 import { EXEC_FAILED, EXEC_NOT_FOUND, SPAWNER_FAILED, type Spawner } from '../native-spawner.js';
 import type { UpcallRunner } from '../zygote-runner.js';
+import { liveTarget, type UpcallContext } from '../api/upcall-context.js';
 
 export interface ProgramRun {
-  context: Context;
+  context: UpcallContext;
   argv: string[];
   stdin: Buffer | null;
   timeoutMs: number;
@@ -44,11 +44,10 @@ export class ZygoteProgramRunner implements KeyProgramRunner {
   constructor(private readonly runner: UpcallRunner) {}
 
   async run(req: ProgramRun): Promise<ProgramResult> {
-    const held = req.context.namespaces;
-    if (req.context.state !== 'live' || held === null) throw new BrokerError('E_INIT_EXITED', `the init of context ${req.context.id} has exited`);
+    const { target } = liveTarget(req.context);
     try {
       const out = await this.runner.run({
-        target: { initPid: req.context.initPid, initStartTime: req.context.initStartTime, pidnsIno: req.context.pidnsId.ino, host: held.host },
+        target,
         mode: 'exec',
         argv: req.argv,
         ...(req.stdin !== null ? { stdin: req.stdin } : {}),
@@ -85,11 +84,10 @@ export class SpawnerProgramRunner implements KeyProgramRunner {
   constructor(private readonly spawner: Spawner, private readonly libc: Libc) {}
 
   async run(req: ProgramRun): Promise<ProgramResult> {
-    const held = req.context.namespaces;
-    if (req.context.state !== 'live' || held === null) throw new BrokerError('E_INIT_EXITED', `the init of context ${req.context.id} has exited`);
+    const { target, init } = liveTarget(req.context);
     // A host context runs in the broker's own namespaces (mask 0), as keyutils would.
-    using self = held.host ? Pidfd.open(this.libc, process.pid) : null;
-    const { child, failure } = this.spawner.start({ target: self ?? held.init, argv: req.argv, stdio: ['pipe', 'pipe', 'pipe'] });
+    using self = target.host ? Pidfd.open(this.libc, process.pid) : null;
+    const { child, failure } = this.spawner.start({ target: self ?? init, argv: req.argv, stdio: ['pipe', 'pipe', 'pipe'] });
     let overflow = false;
     let timedOut = false;
     const stdout: Buffer[] = [];
