@@ -53,6 +53,7 @@ import { LightContainer } from './light-container.js';
 import { DEFAULT_NATIVE_DIR } from '../src/common/paths.js';
 import { join } from 'node:path';
 import { BenchRuleFile, runPrefix } from './rule-file.js';
+import type { Figures } from './targets.js';
 
 export const HOST_DNS = 'host: keyctl request2 dns_resolver <name in /etc/hosts>, key.dns_resolver';
 
@@ -77,6 +78,7 @@ export async function safeHostNames(): Promise<string[]> {
 
 /** The namespaces a mounting agent (CSI node plugin, runtime hook) enters: the container's network and mount. */
 const AGENT_NS = ['net', 'mount'] as const;
+const CONTAINER_HOSTS = 'container: fresh name from its /etc/hosts, through the broker';
 const AGENT_HOSTS = 'agent (initial user namespace; nsenter --net --mount into the container): fresh name from the container\'s /etc/hosts, through the broker';
 
 /** How many of the broker's request-key audit lines for descriptions starting with `prefix` took each route. */
@@ -103,7 +105,7 @@ export async function registerRoot(c: LightContainer, tenantSocket: string): Pro
   return r.stdout.trim();
 }
 
-export async function dnsBench(opts: { warmup: number; iterations: number }): Promise<string> {
+export async function dnsBench(opts: { warmup: number; iterations: number }, figures: Figures = {}): Promise<string> {
   const hostNames = await safeHostNames();
   if (hostNames.length === 0) throw new Error('dns bench: no name of /etc/hosts resolves without a DNS query; refusing to run the host side');
   const run = runPrefix('bd');
@@ -176,13 +178,19 @@ export async function dnsBench(opts: { warmup: number; iterations: number }): Pr
     const rows = await compare([
       { name: HOST_DNS, run: () => timed(host, hostNames[n++ % hostNames.length]!) },
       ...(userns ? [
-        { name: 'container: fresh name from its /etc/hosts, through the broker', run: () => timed(inside, hostsName(h++)) },
+        { name: CONTAINER_HOSTS, run: () => timed(inside, hostsName(h++)) },
         { name: 'container: the same, broker with dns.relayReuseMs 0 (a relay per upcall: before RelayPool)', run: () => timed(inside, unpooledName(u++)) },
         { name: 'container: fresh name from its DNS server, through the broker', run: () => timed(inside, dnsName(d++)) },
       ] : []),
       { name: AGENT_HOSTS, run: () => timed(agentNs, agentHostsName(ah++)) },
       { name: 'agent: the same, a fresh name from the container\'s DNS server (in its netns), through the broker', run: () => timed(agentNs, agentDnsName(ad++)) },
     ], opts);
+    const med = (n: string) => rows.find((r) => r.name === n)?.median ?? NaN;
+    // The target's figure: a requester inside the container where this kernel runs its upcall, else the agent
+    // (initial user namespace, in the container's net and mount namespaces): the kernel path a container's mount takes.
+    figures.dns = userns
+      ? { value: med(CONTAINER_HOSTS) / med(HOST_DNS), detail: `requester inside the container; agent ${(med(AGENT_HOSTS) / med(HOST_DNS)).toFixed(2)}x` }
+      : { value: med(AGENT_HOSTS) / med(HOST_DNS), detail: 'requester: an agent in the container\'s net+mount namespaces, since this kernel refuses request-key from a user namespace' };
     const routes = agentRoutes(broker.output, `${run}-a`);
     const wrong = Object.entries(routes).filter(([route]) => route !== 'netns-context');
     if (routes['netns-context'] === undefined || wrong.length > 0) throw new Error(`dns bench: the agent's requests took routes ${JSON.stringify(routes)}, not only netns-context`);

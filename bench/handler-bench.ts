@@ -12,6 +12,7 @@ import { ShellAgent } from './agent.js';
 import { handlerTimes } from './dns-bench.js';
 import { compare, fmt, table } from './harness.js';
 import { BenchRuleFile, runPrefix } from './rule-file.js';
+import type { Figures } from './targets.js';
 
 export const KEYCTL_HANDLER = '/bin/keyctl instantiate %k (request-key.conf line)';
 
@@ -20,7 +21,9 @@ const median = (xs: number[]) => {
   return s.length ? s[Math.floor(s.length / 2)]! : NaN;
 };
 
-export async function handlerBench(opts: { warmup: number; iterations: number }): Promise<string> {
+const NEGATE = 'upcall-request-key, broker answers at once (no rule: negate)';
+
+export async function handlerBench(opts: { warmup: number; iterations: number }, figures: Figures = {}): Promise<string> {
   const run = runPrefix('bh');
   const broker = new BrokerProcess();
   const config = join(broker.dir, 'config.json');
@@ -45,9 +48,11 @@ export async function handlerBench(opts: { warmup: number; iterations: number })
     };
     const rows = await compare([
       { name: KEYCTL_HANDLER, run: () => request(`${run}:k`, true) },
-      { name: 'upcall-request-key, broker answers at once (no rule: negate)', run: () => request(`${run}:hn`, false) },
+      { name: NEGATE, run: () => request(`${run}:hn`, false) },
       { name: 'upcall-request-key, broker runs the rule\'s /bin/echo in the requester\'s context (instantiate)', run: () => request(`${run}:he`, true) },
     ], opts);
+    const byName = (n: string) => rows.find((r) => r.name === n)!.median;
+    figures.handler = { value: byName(NEGATE) / byName(KEYCTL_HANDLER), detail: `${fmt(byName(NEGATE), 2)} vs ${fmt(byName(KEYCTL_HANDLER), 2)} ms; handler's own time ${fmt(median(handlerTimes(logs.negate)), 2)} ms` };
     return `Each figure is \`keyctl session - keyctl request2 user DESC '' @s\` on the host, timed by bash; the key type's handler is what differs. ` +
       `The broker serves host requesters here (hostRequests: serve), so the rule's program runs in the broker's own context through the zygote (no context cache for the host).\n\n` +
       `${table(rows, KEYCTL_HANDLER)}\n\n` +

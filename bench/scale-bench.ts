@@ -14,7 +14,7 @@
  * "ready").
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { BrokerClient } from '../src/client/broker-client.js';
@@ -23,11 +23,14 @@ import type { RegistrationInfo } from '../src/common/types.js';
 import { BrokerProcess } from '../tests/helpers/broker-process.js';
 import { eventLoopDelayMs, fdCount, fmt, markdownTable, rssMb, scrapeMetrics, stats } from './harness.js';
 import { LightContainer } from './light-container.js';
+import type { Figures } from './targets.js';
 
 const ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/', LANG: 'C.UTF-8' };
 const HELPER = join(DEFAULT_NATIVE_DIR, 'ub-mount-helper');
 /** 100, not 30: a median of 30 moved by ±50 % between runs on a shared machine. */
 const PROBE_REGISTRATIONS = 100;
+/** Idle time before the "held" RSS is read: past V8's memory reducer (8 s without much allocation). */
+const SETTLE_MS = 12_000;
 
 /** pid 1: register "/" $2 times on socket $1, say how many worked, wait for EOF. */
 const INIT = String.raw`
@@ -88,6 +91,21 @@ function stateBytes(dir: string): number {
   return readdirSync(dir).filter((f) => /^registrations\.(json|journal\.\d+)$/.test(f)).reduce((n, f) => n + statSync(join(dir, f)).size, 0);
 }
 
+/**
+ * UB_BENCH_HEAPSNAPSHOT=1 with UB_BROKER_NODE_ARGS='--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=DIR': a heap
+ * snapshot of the full broker (what 10,000 registrations hold), written to DIR before the restart.
+ */
+async function heapSnapshotIfAsked(pid: number, output: string): Promise<void> {
+  const dir = process.env.UB_BENCH_MEMORY_DIR;
+  if (dir === undefined) return;
+  writeFileSync(join(dir, 'smaps.txt'), readFileSync(`/proc/${pid}/smaps`));
+  writeFileSync(join(dir, 'status.txt'), readFileSync(`/proc/${pid}/status`));
+  writeFileSync(join(dir, 'broker-output.txt'), output);
+  if (process.env.UB_BENCH_HEAPSNAPSHOT !== '1') return;
+  process.kill(pid, 'SIGUSR2');
+  await new Promise((res) => setTimeout(res, 20_000));
+}
+
 async function timeOp<T>(n: number, op: () => Promise<T>): Promise<number[]> {
   const t: number[] = [];
   for (let i = 0; i < n; i++) {
@@ -98,8 +116,9 @@ async function timeOp<T>(n: number, op: () => Promise<T>): Promise<number[]> {
   return t;
 }
 
-export async function scaleBench(quick: boolean): Promise<string> {
-  const containers = quick ? 200 : 1000;
+export async function scaleBench(figures: Figures = {}): Promise<string> {
+  // 1,000 with --quick too (about 50 s): the RSS target is at 10,000 registrations.
+  const containers = 1000;
   const perContainer = 10;
   const broker = new BrokerProcess();
   const registrants: Registrant[] = [];
@@ -138,6 +157,12 @@ export async function scaleBench(quick: boolean): Promise<string> {
     admin.close();
     const rss = rssMb(broker.pid!);
     const fds = fdCount(broker.pid!);
+    // Held, not in use: RSS once the broker has been idle past V8's memory reducer (it collects after about 8 s
+    // of low allocation), so the garbage of the five full `list` replies just sent (4 MB of JSON each) is not counted.
+    await new Promise((res) => setTimeout(res, SETTLE_MS));
+    const rssSettled = rssMb(broker.pid!);
+    await heapSnapshotIfAsked(broker.pid!, broker.output);
+    figures.rss = { value: rssSettled, detail: `${registered + 2 * PROBE_REGISTRATIONS} registrations over ${containers + 1} containers, ${SETTLE_MS / 1000} s idle; right after the lists ${rss.toFixed(0)} MB; empty broker ${rss0.toFixed(0)} MB` };
     const stateOnDisk = stateBytes(broker.stateDir);
 
     // Restart: SIGTERM, start again on the same state dir; "ready" comes after every record was re-validated.
@@ -164,7 +189,7 @@ export async function scaleBench(quick: boolean): Promise<string> {
         ['`list` of all (admin), median of 5', `${fmt(stats('', listT).median)} ms`],
         ['`show` by id, median of 50', `${fmt(stats('', showIdT).median)} ms`],
         [`\`list\` from inside the probe container (its own ${2 * PROBE_REGISTRATIONS}, filtered out of all), median of 5`, `${fmt(tenantList)} ms`],
-        ['broker RSS: empty / full', `${rss0.toFixed(0)} / ${rss.toFixed(0)} MB`],
+        ['broker RSS: empty / full, right after the lists / full, after ' + `${SETTLE_MS / 1000} s idle`, `${rss0.toFixed(0)} / ${rss.toFixed(0)} / ${rssSettled.toFixed(0)} MB`],
         ['broker open fds: empty / full', `${fds0} / ${fds}`],
         ['event-loop delay max: while they register / during the late probe (1 ms resolution)', `${fmt(fillLoopMax, 1)} / ${fmt(eventLoopDelayMs(lateLoop, 'max'), 1)} ms (p99 ${fmt(eventLoopDelayMs(lateLoop, 'p99'), 1)} ms)`],
         ['state on disk (snapshot + journals)', `${(stateOnDisk / 1e6).toFixed(1)} MB`],

@@ -17,6 +17,7 @@ import { registerRoot } from './dns-bench.js';
 import { cpuSeconds, eventLoopDelayMs, fmt, gcPauseMs, machineBusySeconds, markdownTable, rssMb, scrapeMetrics, stats } from './harness.js';
 import { LightContainer } from './light-container.js';
 import { runPrefix } from './rule-file.js';
+import type { Figures } from './targets.js';
 
 const NAMES_PER_CONTAINER = 64;
 /** Requests in flight per connection (the broker's connectionInFlight is 16) and connections used. */
@@ -58,7 +59,7 @@ interface Round {
   pings: number[];
 }
 
-export async function throughputBench(quick: boolean): Promise<string> {
+export async function throughputBench(quick: boolean, figures: Figures = {}): Promise<string> {
   const run = runPrefix('bt');
   const shapes = [1, 10, 100];
   const seconds = quick ? 4 : 15;
@@ -142,8 +143,14 @@ export async function throughputBench(quick: boolean): Promise<string> {
       const pings = (async () => {
         while (pinging) {
           const t0 = performance.now();
-          await pinger.ping();
-          r.pings.push(performance.now() - t0);
+          try {
+            await pinger.ping();
+            r.pings.push(performance.now() - t0);
+          } catch (err) {
+            // E_BUSY at the global request limit (closed loop at 64 in flight): counted as an error, not a crash.
+            const code = `ping ${(err as { code?: string }).code ?? (err as Error).message}`;
+            r.errors.set(code, (r.errors.get(code) ?? 0) + 1);
+          }
           await new Promise((res) => setTimeout(res, 10));
         }
       })();
@@ -164,6 +171,8 @@ export async function throughputBench(quick: boolean): Promise<string> {
       for (const c of conns) c.close();
     }
     const fds = readdirSync(`/proc/${pid}/fd`).length;
+    const open = rounds.find((r) => typeof r.n === 'string');
+    if (open) figures.loop = { value: open.loopMax, detail: `p99 ${fmt(open.loopP99, 1)} ms; GC pause max ${fmt(open.gcMax, 1)} ms; ${seconds} s window` };
     const rows = rounds.map((r) => {
       const s = stats('', r.latencies);
       const p = stats('', r.pings);
@@ -181,6 +190,8 @@ export async function throughputBench(quick: boolean): Promise<string> {
       `\n\nBroker at the end: RSS ${rssMb(pid).toFixed(0)} MB, ${fds} open fds.`;
   } finally {
     for (const c of clients) c.close();
+    // SIGTERM first: a broker run with --cpu-prof (UB_BROKER_NODE_ARGS) writes its profile as it exits.
+    await broker.stop('SIGTERM').catch(() => undefined);
     await broker.dispose();
     for (let k = 0; k < containers.length; k += 25) await Promise.all(containers.slice(k, k + 25).map((c) => c.stop()));
   }
