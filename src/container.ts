@@ -29,6 +29,7 @@ import { RelayLauncher, SpawnerRelayLauncher, ZygoteRelayLauncher } from './upca
 import { ResolveOps } from './broker/resolve-ops.js';
 import { StatusOps } from './broker/status-ops.js';
 import { UpcallSlots } from './broker/upcall-slots.js';
+import { UpcallDispatcher } from './broker/upcall-dispatcher.js';
 import { ContextEvents } from './upcall/api/context-events.js';
 import { Metrics } from './service/metrics.js';
 import { MetricsServer } from './service/metrics-server.js';
@@ -100,6 +101,7 @@ export function brokerModule(): ContainerModule {
     bind(ResolveOps).toSelf().inSingletonScope();
     bind(StatusOps).toSelf().inSingletonScope();
     bind(UpcallSlots).toSelf().inSingletonScope();
+    bind(UpcallDispatcher).toSelf().inSingletonScope();
     bind(Metrics).toSelf().inSingletonScope();
     bind(MetricsServer).toSelf().inSingletonScope();
     bind(SdNotify).toSelf().inSingletonScope();

@@ -1,16 +1,15 @@
 import { inject, injectable } from 'inversify';
 import { z } from 'zod';
 import { BrokerError } from '../common/errors.js';
-import { Clock, LoggerFactory, type Logger } from '../common/tokens.js';
 import type { PeerIdentity } from '../server/peer-identity.js';
 import { parseParams } from '../server/protocol.js';
 import { RequestHandlers } from '../server/request-handlers.js';
 import { liveTarget } from '../upcall/api/upcall-context.js';
-import { UpcallRunner, type UpcallOutcome } from '../upcall/zygote-runner.js';
+import { UpcallRunner } from '../upcall/zygote-runner.js';
 import { Authorizer } from './authorizer.js';
 import { RegistrationOps } from './registration-ops.js';
 import { selectorOf } from './registry.js';
-import { UpcallSlots } from './upcall-slots.js';
+import { UpcallDispatcher, type UpcallRecord } from './upcall-dispatcher.js';
 
 const MAX_OUTPUT = 4 * 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -39,18 +38,13 @@ export interface ExecResult {
  */
 @injectable()
 export class ExecOps {
-  private readonly log: Logger;
-
   constructor(
     @inject(RegistrationOps) private readonly registrations: RegistrationOps,
     @inject(Authorizer) private readonly auth: Authorizer,
     @inject(UpcallRunner) private readonly runner: UpcallRunner,
-    @inject(Clock) private readonly clock: Clock,
-    @inject(UpcallSlots) private readonly slots: UpcallSlots,
-    @inject(LoggerFactory) loggers: LoggerFactory,
+    @inject(UpcallDispatcher) private readonly dispatcher: UpcallDispatcher,
     @inject(RequestHandlers) handlers: RequestHandlers,
   ) {
-    this.log = loggers.get('broker:ExecOps');
     handlers.add('exec', (p, peer) => this.exec(p, peer));
   }
 
@@ -59,26 +53,20 @@ export class ExecOps {
     if (!this.auth.isHostRoot(peer)) throw new BrokerError('E_PERMISSION', 'exec is for host root only');
     const reg = this.registrations.resolve(selectorOf(p.mount), peer);
     const { target } = liveTarget(reg.context, `registration ${reg.id}`, { id: reg.id, initPid: reg.context.initPid });
-    const started = this.clock.monotonic();
     const timeoutMs = p.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    const audit = (result: Record<string, unknown>): void =>
-      this.log.audit('upcall', { kind: 'exec', id: reg.id, context: reg.context.id, argv0: p.argv[0], durationMs: this.clock.monotonic() - started, ...result });
-    let out: UpcallOutcome;
-    try {
-      out = await this.slots.run(reg.context, () => this.runner.run({
-        target,
-        mode: 'exec',
-        argv: p.argv,
-        ...(p.stdinBase64 !== undefined ? { stdin: Buffer.from(p.stdinBase64, 'base64') } : {}),
-        timeoutMs,
-        outputCap: MAX_OUTPUT,
-      }));
-    } catch (err) {
-      const e = await reg.context.explain(err);
-      audit({ error: e.code });
-      throw e;
-    }
-    audit({ pid: out.pid, code: out.code, signal: out.signal, timedOut: out.timedOut, degraded: degradedFields(out.fields) });
+    const audit = (ms: number, result: Record<string, unknown>): UpcallRecord =>
+      ({ kind: 'exec', outcome: null, seconds: ms / 1000, event: 'upcall', audit: { kind: 'exec', id: reg.id, context: reg.context.id, argv0: p.argv[0], durationMs: ms, ...result } });
+    const out = await this.dispatcher.dispatch(reg.context, () => this.runner.run({
+      target,
+      mode: 'exec',
+      argv: p.argv,
+      ...(p.stdinBase64 !== undefined ? { stdin: Buffer.from(p.stdinBase64, 'base64') } : {}),
+      timeoutMs,
+      outputCap: MAX_OUTPUT,
+    }), {
+      ok: (out, ms) => audit(ms, { pid: out.pid, code: out.code, signal: out.signal, timedOut: out.timedOut, degraded: degradedFields(out.fields) }),
+      failed: (e, ms) => audit(ms, { error: e.code }),
+    });
     if (out.timedOut) throw new BrokerError('E_UPCALL_TIMEOUT', 'exec timed out', { timeoutMs });
     return {
       code: out.code,

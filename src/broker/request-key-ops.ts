@@ -10,7 +10,7 @@ import { startTimeOf } from '../ns/proc-info.js';
 import type { PeerIdentity } from '../server/peer-identity.js';
 import { parseParams } from '../server/protocol.js';
 import { RequestHandlers } from '../server/request-handlers.js';
-import { Metrics } from '../service/metrics.js';
+import { liveTarget } from '../upcall/api/upcall-context.js';
 import { DnsService } from '../upcall/dns/dns-service.js';
 import { Spawner } from '../upcall/native-spawner.js';
 import { type KeyProgramRunner, SpawnerProgramRunner, ZygoteProgramRunner } from '../upcall/request-key/program-runner.js';
@@ -19,8 +19,7 @@ import { UpcallRunner } from '../upcall/zygote-runner.js';
 import { Authorizer } from './authorizer.js';
 import type { Context } from './context-table.js';
 import { KeyRouter, type Routed } from './key-router.js';
-import type { HeldNamespaces } from './namespace-walker.js';
-import { UpcallSlots } from './upcall-slots.js';
+import { UpcallDispatcher } from './upcall-dispatcher.js';
 
 /** pidfd_open(2) flag for a thread (not a thread-group leader): O_EXCL, Linux 6.9. */
 const PIDFD_THREAD = 0o200;
@@ -83,11 +82,10 @@ export class RequestKeyOps {
     @inject(Spawner) spawner: Spawner,
     @inject(Libc) private readonly libc: Libc,
     @inject(Clock) private readonly clock: Clock,
-    @inject(Metrics) private readonly metrics: Metrics,
     @inject(BrokerConfig) config: BrokerConfig,
     @inject(LoggerFactory) loggers: LoggerFactory,
     @inject(RequestHandlers) handlers: RequestHandlers,
-    @inject(UpcallSlots) private readonly slots: UpcallSlots,
+    @inject(UpcallDispatcher) private readonly dispatcher: UpcallDispatcher,
     @inject(UpcallRunner) @optional() runner?: UpcallRunner,
   ) {
     this.log = loggers.get('broker:RequestKeyOps');
@@ -117,15 +115,18 @@ export class RequestKeyOps {
     const decision = await Promise.race([work, deadline]).finally(() => clearTimeout(timer));
     work.catch(() => undefined);
     const durationMs = Math.round((this.clock.monotonic() - started) * 1000) / 1000;
-    this.metrics.upcall('request-key', decision.action === 'instantiate' ? 'ok' : decision.action, durationMs / 1000,
-      decision.action === 'instantiate' ? undefined : { message: decision.reason, ...(decision.context ? { context: decision.context } : {}) });
-    if (decision.route !== undefined) this.metrics.keyRoute(decision.route);
-    this.log.audit('request-key', {
-      keyId: p.keyId, type: p.type, description: p.description, requesterPid: p.requesterPid, uid: p.uid,
-      action: decision.action, ...('errno' in decision ? { errno: decision.errnoName } : {}),
-      ...('timeoutSeconds' in decision ? { timeoutSeconds: decision.timeoutSeconds } : {}),
-      ...('expirySeconds' in decision ? { expirySeconds: decision.expirySeconds } : {}),
-      context: decision.context ?? null, host: decision.host ?? null, route: decision.route ?? null, reason: decision.reason, durationMs,
+    this.dispatcher.record({
+      kind: 'request-key', outcome: decision.action === 'instantiate' ? 'ok' : decision.action, seconds: durationMs / 1000,
+      ...(decision.action === 'instantiate' ? {} : { failure: { message: decision.reason, ...(decision.context ? { context: decision.context } : {}) } }),
+      ...(decision.route !== undefined ? { route: decision.route } : {}),
+      event: 'request-key',
+      audit: {
+        keyId: p.keyId, type: p.type, description: p.description, requesterPid: p.requesterPid, uid: p.uid,
+        action: decision.action, ...('errno' in decision ? { errno: decision.errnoName } : {}),
+        ...('timeoutSeconds' in decision ? { timeoutSeconds: decision.timeoutSeconds } : {}),
+        ...('expirySeconds' in decision ? { expirySeconds: decision.expirySeconds } : {}),
+        context: decision.context ?? null, host: decision.host ?? null, route: decision.route ?? null, reason: decision.reason, durationMs,
+      },
     });
     return decision;
   }
@@ -185,13 +186,13 @@ export class RequestKeyOps {
         return { action: 'decline', reason: 'answered as on the host (hostRequests: decline)', ...where };
       }
       const callout = p.calloutBase64 !== undefined ? Buffer.from(p.calloutBase64, 'base64') : Buffer.from(p.callout ?? '', 'utf8');
-      // Held per context: every container's kernel upcalls come in as host root.
-      const d = await this.slots.run(ctx, () => p.type === 'dns_resolver'
+      // Slots are held per context: every container's kernel upcalls come in as host root.
+      const d = await this.dispatcher.run(ctx, () => p.type === 'dns_resolver'
         ? this.dnsKey(ctx, p.description, callout.toString('utf8'))
         : this.ruleKey(ctx, p, callout, budgetMs));
       return { ...d, ...where };
     } catch (err) {
-      return { ...this.fromError(await ctx.explain(err), `context ${ctx.id}`), ...where };
+      return { ...this.fromError(err, `context ${ctx.id}`), ...where };
     }
   }
 
@@ -228,13 +229,12 @@ export class RequestKeyOps {
     const match = selectRule(this.conf.rules, { type: p.type, description: p.description, callout: callout.toString('utf8') });
     if (match === null) return this.negate(`no rule for key type "${p.type}" matches "${p.description}"`);
     const rule = match.rule;
-    const held = ctx.namespaces;
-    if (held === null) throw new BrokerError('E_INIT_EXITED', `the init of context ${ctx.id} has exited`);
+    const { target: { host }, init } = liveTarget(ctx);
     const kr = p.keyrings ?? { thread: 0, process: 0, session: 0 };
     const argv = [rule.program, ...expandArgs(rule.args, {
       o: p.op, k: String(p.keyId), t: p.type, d: p.description, c: callout.toString('utf8'),
-      u: String(held.host ? p.uid : mapIdInto(this.idMap(held, 'uid_map'), p.uid)),
-      g: String(held.host ? p.gid : mapIdInto(this.idMap(held, 'gid_map'), p.gid)),
+      u: String(host ? p.uid : mapIdInto(this.idMap(init, 'uid_map'), p.uid)),
+      g: String(host ? p.gid : mapIdInto(this.idMap(init, 'gid_map'), p.gid)),
       T: String(kr.thread), P: String(kr.process), S: String(kr.session),
     })];
     const timeoutMs = Math.max(1, Math.min(rule.timeoutMs, budgetMs - 100));
@@ -252,9 +252,9 @@ export class RequestKeyOps {
   }
 
   /** The context's uid_map/gid_map, read through its init's /proc entry (checked alive after the read). */
-  private idMap(held: HeldNamespaces, file: 'uid_map' | 'gid_map'): string {
-    const text = readFileSync(`/proc/${held.init.pid}/${file}`, 'utf8');
-    if (!held.init.isAlive()) throw new BrokerError('E_INIT_EXITED', `init ${held.init.pid} exited`);
+  private idMap(init: Pidfd, file: 'uid_map' | 'gid_map'): string {
+    const text = readFileSync(`/proc/${init.pid}/${file}`, 'utf8');
+    if (!init.isAlive()) throw new BrokerError('E_INIT_EXITED', `init ${init.pid} exited`);
     return text;
   }
 

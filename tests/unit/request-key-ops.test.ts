@@ -13,6 +13,7 @@ import type { Context } from '../../src/broker/context-table.js';
 import type { KeyRoute } from '../../src/broker/key-route.js';
 import type { KeyRouter, Routed } from '../../src/broker/key-router.js';
 import { type KeyDecision, RequestKeyOps } from '../../src/broker/request-key-ops.js';
+import { UpcallDispatcher } from '../../src/broker/upcall-dispatcher.js';
 import { UpcallSlots } from '../../src/broker/upcall-slots.js';
 import { defaultConfig } from '../../src/common/defaults.js';
 import { BrokerError } from '../../src/common/errors.js';
@@ -82,7 +83,9 @@ function opsWith(o: Options): Harness {
   } as unknown as UpcallRunner;
   const handlers = new RequestHandlerTable();
   const auth = o.auth ?? ({ isHostRoot: (p: PeerIdentity) => p === hostRoot } as unknown as Authorizer);
-  new RequestKeyOps(auth, router, dns, {} as Spawner, o.libc ?? realLibc(), new SystemClock(), new Metrics(), config, h.logs, handlers, new UpcallSlots(config), runner);
+  const clock = new SystemClock();
+  const dispatcher = new UpcallDispatcher(new UpcallSlots(config), new Metrics(), clock, h.logs);
+  new RequestKeyOps(auth, router, dns, {} as Spawner, o.libc ?? realLibc(), clock, config, h.logs, handlers, dispatcher, runner);
   h.handler = handlers.get('request-key')!.handler;
   return h;
 }
