@@ -1,9 +1,9 @@
 import type { ChildProcess } from 'node:child_process';
-import { closeSync, readFileSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { inject, injectable } from 'inversify';
 import { BrokerError } from '../common/errors.js';
-import { BrokerConfig, LoggerFactory, ProcessSpawner, type Logger } from '../common/tokens.js';
+import { BrokerConfig, LoggerFactory, ProcessSpawner, ProcFs, type Logger } from '../common/tokens.js';
 import { COMPAT_FEATURES, kernelCompat } from '../ns/kernel-compat.js';
 import { Libc } from '../ns/libc.js';
 import { MW, mntNsIdOf, type MountSyscalls, mountSyscalls } from '../ns/mount-syscalls.js';
@@ -99,6 +99,7 @@ export class MountWatcher {
     @inject(ProcessSpawner) private readonly spawner: ProcessSpawner,
     @inject(BrokerConfig) private readonly config: BrokerConfig,
     @inject(LoggerFactory) loggers: LoggerFactory,
+    @inject(ProcFs) private readonly proc: ProcFs,
   ) {
     this.log = loggers.get('broker:MountWatcher');
     registry.onRegistered((reg, mounter) => {
@@ -441,7 +442,7 @@ export class MountWatcher {
   /** `fn` of the viewer's mountinfo; undefined when the viewer has exited (nothing is known then). */
   private read<T>(viewer: Pidfd, fn: (mountinfo: string) => T): T | undefined {
     try {
-      const text = readFileSync(`/proc/${viewer.pid}/mountinfo`, 'utf8');
+      const text = this.proc.readText(`${viewer.pid}/mountinfo`);
       return viewer.isAlive() ? fn(text) : undefined;
     } catch {
       return undefined;
