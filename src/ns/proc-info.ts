@@ -30,10 +30,15 @@ export function startTimeOf(pidfd: Pidfd): number {
 
 const CAP_SYS_ADMIN = 21n;
 
+/** Whether a /proc/<pid>/status text shows CAP_SYS_ADMIN in the effective set. */
+export function statusHasSysAdmin(status: string): boolean {
+  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(status);
+  return m !== null && ((BigInt(`0x${m[1]}`) >> CAP_SYS_ADMIN) & 1n) === 1n;
+}
+
 /** Whether the process holds CAP_SYS_ADMIN (in its own user namespace) in its effective set. */
 export function hasSysAdmin(pidfd: Pidfd): boolean {
-  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(readProc(pidfd, 'status'));
-  return m !== null && ((BigInt(`0x${m[1]}`) >> CAP_SYS_ADMIN) & 1n) === 1n;
+  return statusHasSysAdmin(readProc(pidfd, 'status'));
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { ProcFs } from '../common/tokens.js';
+import { statusHasSysAdmin } from '../ns/proc-info.js';
 import type { PeerCred } from '../ns/peer.js';
 import type { Pidfd } from '../ns/pidfd.js';
 
@@ -21,8 +22,6 @@ export interface PeerIdentity {
   sysAdmin: boolean;
 }
 
-const CAP_SYS_ADMIN = 21n;
-
 /**
  * Whether the peer holds CAP_SYS_ADMIN with the credentials the kernel recorded
  * at connect() (SO_PEERCRED), read once when the connection is accepted. The
@@ -41,8 +40,6 @@ export function connectSysAdmin(pidfd: Pick<Pidfd, 'pid' | 'isAlive'>, uid: numb
     return false;
   }
   if (!pidfd.isAlive()) return false;
-  const cap = /^CapEff:\s*([0-9a-f]+)$/m.exec(status);
   const uids = /^Uid:\s*(\d+)\s+(\d+)/m.exec(status);
-  if (cap === null || uids === null || Number(uids[2]) !== uid) return false;
-  return ((BigInt(`0x${cap[1]}`) >> CAP_SYS_ADMIN) & 1n) === 1n;
+  return uids !== null && Number(uids[2]) === uid && statusHasSysAdmin(status);
 }
