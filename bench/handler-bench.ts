@@ -61,6 +61,8 @@ export async function handlerBench(opts: { warmup: number; iterations: number },
   } finally {
     await agent?.close();
     for (const f of files) f.remove();
+    // SIGTERM first: a broker run with --cpu-prof (UB_BROKER_NODE_ARGS) writes its profile as it exits.
+    await broker.stop('SIGTERM').catch(() => undefined);
     await broker.dispose();
   }
 }

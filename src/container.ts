@@ -15,9 +15,9 @@ import { RegistrationOps } from './broker/registration-ops.js';
 import { RegistrationRestorer } from './broker/registration-restorer.js';
 import { Registry } from './broker/registry.js';
 import { StateStore } from './broker/state-store.js';
-import { BrokerConfig, Clock, FileSystem, LoggerFactory, ProcessSpawner, ProcFs, Signals } from './common/tokens.js';
+import { BrokerConfig, Clock, FileSystem, LoggerFactory, ProcessSpawner, ProcFs, Signals, Timers } from './common/tokens.js';
 import { Libc, loadLibc } from './ns/libc.js';
-import { NodeFileSystem, NodeProcessSpawner, NodeProcFs, NodeSignals, SystemClock } from './platform/node-platform.js';
+import { NodeFileSystem, NodeProcessSpawner, NodeProcFs, NodeSignals, SystemClock, SystemTimers } from './platform/node-platform.js';
 import { RequestHandlers, RequestHandlerTable } from './server/request-handlers.js';
 import { SocketServer } from './server/socket-server.js';
 import { NativeSpawner, Spawner } from './upcall/native-spawner.js';
@@ -43,6 +43,7 @@ import { SdNotify } from './service/sd-notify.js';
 export function platformModule(): ContainerModule {
   return new ContainerModule(({ bind }) => {
     bind<Clock>(Clock).to(SystemClock).inSingletonScope();
+    bind<Timers>(Timers).to(SystemTimers).inSingletonScope();
     bind<FileSystem>(FileSystem).to(NodeFileSystem).inSingletonScope();
     bind<ProcessSpawner>(ProcessSpawner).to(NodeProcessSpawner).inSingletonScope();
     bind<Signals>(Signals).to(NodeSignals).inSingletonScope();

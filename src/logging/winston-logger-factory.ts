@@ -1,3 +1,5 @@
+import { writeSync } from 'node:fs';
+import { Writable } from 'node:stream';
 import winston from 'winston';
 import type { Logger, LoggerFactory } from '../common/tokens.js';
 
@@ -29,7 +31,7 @@ export class WinstonLoggerFactory implements LoggerFactory {
     this.root = winston.createLogger({
       level: options.level,
       format,
-      transports: [new winston.transports.Stream({ stream: options.stream ?? process.stdout })],
+      transports: [new winston.transports.Stream({ stream: new TurnBatchedStream(options.stream ?? process.stdout) })],
     });
   }
 
@@ -56,6 +58,59 @@ export class WinstonLoggerFactory implements LoggerFactory {
       this.root.on('finish', () => resolve());
       this.root.end();
     });
+  }
+}
+
+/**
+ * Lines are written once per turn of the event loop, joined, instead of with one write(2) each as they are
+ * made: the reply to a request goes out before its audit line is written, and a busy broker makes one system
+ * call per turn rather than one per line. Measured (issue 17, bench/profiles/handler-broker.txt): the audit
+ * line's synchronous write to stdout was 40 % of the request-key op's own time. Lines still pending when the
+ * process exits (an uncaught error, process.exit) are written synchronously on 'exit' when the target is
+ * stdout or stderr.
+ */
+export class TurnBatchedStream extends Writable {
+  private pending: string[] = [];
+  private scheduled = false;
+  private readonly fd: number | null;
+
+  constructor(private readonly target: NodeJS.WritableStream) {
+    super({ decodeStrings: false });
+    this.fd = target === process.stdout ? 1 : target === process.stderr ? 2 : null;
+    if (this.fd !== null) process.once('exit', () => this.flushSync());
+  }
+
+  override _write(chunk: string | Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
+    this.pending.push(typeof chunk === 'string' ? chunk : chunk.toString());
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flushTurn());
+    }
+    done();
+  }
+
+  override _final(done: (error?: Error | null) => void): void {
+    this.flushTurn();
+    done();
+  }
+
+  private flushTurn(): void {
+    this.scheduled = false;
+    if (this.pending.length === 0) return;
+    const text = this.pending.join('');
+    this.pending = [];
+    this.target.write(text);
+  }
+
+  private flushSync(): void {
+    if (this.pending.length === 0 || this.fd === null) return;
+    const text = this.pending.join('');
+    this.pending = [];
+    try {
+      writeSync(this.fd, text);
+    } catch {
+      // stdout gone or full at exit: nothing more to do
+    }
   }
 }
 
