@@ -12,6 +12,13 @@ export interface Clock {
   monotonic(): number; // ms, monotonic
 }
 
+/** Timers whose firing is a decision (an idle relay ends): a unit test fires them by moving a fake clock. */
+export const Timers = Symbol('Timers');
+export interface Timers {
+  /** Call `fn` once, `ms` from now; the result cancels it (idempotent). A timer does not keep the process alive. */
+  after(ms: number, fn: () => void): () => void;
+}
+
 export const FileSystem = Symbol('FileSystem');
 export interface FileSystem {
   readFile(path: string): Promise<Buffer>;

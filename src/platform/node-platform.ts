@@ -3,7 +3,7 @@ import { promises as fsp, readFileSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { injectable } from 'inversify';
-import type { AppendFile, Clock, FileSystem, ProcessSpawner, ProcFs, Signals } from '../common/tokens.js';
+import type { AppendFile, Clock, FileSystem, ProcessSpawner, ProcFs, Signals, Timers } from '../common/tokens.js';
 
 /** The real clock. */
 @injectable()
@@ -13,6 +13,16 @@ export class SystemClock implements Clock {
   }
   monotonic(): number {
     return performance.now();
+  }
+}
+
+/** Real timers, unref'd. */
+@injectable()
+export class SystemTimers implements Timers {
+  after(ms: number, fn: () => void): () => void {
+    const t = setTimeout(fn, ms);
+    t.unref();
+    return () => clearTimeout(t);
   }
 }
 

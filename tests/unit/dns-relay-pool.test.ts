@@ -9,11 +9,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, test } from 'node:test';
 import type { Context, ContextTable } from '../../src/broker/context-table.js';
 import { defaultConfig } from '../../src/common/defaults.js';
-import type { Clock } from '../../src/common/tokens.js';
 import { Metrics } from '../../src/service/metrics.js';
 import { PREFETCH, type RelayLauncher, type RunningRelay } from '../../src/upcall/dns/relay-launcher.js';
 import { RelayPool, type RelayPoolConfig } from '../../src/upcall/dns/relay-pool.js';
 import { RelayTransport } from '../../src/upcall/dns/relay-transport.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 
 /**
  * A relay in memory speaking netrelay's framing: each 'F' request is answered
@@ -82,8 +82,7 @@ class FakeLauncher implements RelayLauncher {
 }
 
 function setup(dns: Partial<RelayPoolConfig> = {}) {
-  let t = 1000;
-  const clock: Clock = { now: () => t, monotonic: () => t };
+  const clock = new FakeClock();
   const listeners: Array<(c: Context) => void> = [];
   const releases: Array<(c: Context) => void> = [];
   const contexts = {
@@ -91,10 +90,10 @@ function setup(dns: Partial<RelayPoolConfig> = {}) {
     onRelease: (l: (c: Context) => void) => releases.push(l),
   } as unknown as ContextTable;
   const launcher = new FakeLauncher();
-  const pool = new RelayPool(launcher, { ...defaultConfig(), dns: { relayIdleMs: 5000, ...dns } }, clock, contexts, new Metrics());
+  const pool = new RelayPool(launcher, { ...defaultConfig(), dns: { relayIdleMs: 5000, ...dns } }, clock, contexts, new Metrics(), clock);
   const ctx = (id: string) => ({ id, state: 'live', namespaces: {} }) as unknown as Context;
   return {
-    pool, launcher, ctx, advance: (ms: number) => (t += ms),
+    pool, launcher, ctx, clock, advance: (ms: number) => clock.advance(ms),
     exit: (c: Context) => listeners.forEach((l) => l(c)), release: (c: Context) => releases.forEach((l) => l(c)),
   };
 }
@@ -206,13 +205,35 @@ describe('RelayPool', () => {
     assert.ok(launcher.started.every((r) => r.stopped));
   });
 
-  test('idle relays end after relayIdleMs', async () => {
-    const { pool, launcher, ctx } = setup({ relayIdleMs: 20 });
+  test('idle relays end after relayIdleMs (or when they reach relayReuseMs, if sooner), on the clock, not before', async () => {
+    const { pool, launcher, ctx, clock } = setup({ relayIdleMs: 20 });
     await upcall(pool, ctx('c1'));
     assert.equal(pool.idle, 1);
-    await sleep(60);
+    clock.advance(19);
+    assert.equal(pool.idle, 1, 'not before relayIdleMs');
+    clock.advance(1);
     assert.equal(pool.idle, 0);
     assert.equal(launcher.started[0]!.stopped, true);
+    assert.equal(clock.pending, 0);
+    const reuse = setup({ relayIdleMs: 1000, relayReuseMs: 300 });
+    await upcall(reuse.pool, reuse.ctx('c2'));
+    reuse.clock.advance(299);
+    assert.equal(reuse.pool.idle, 1);
+    reuse.clock.advance(1);
+    assert.equal(reuse.pool.idle, 0, 'a relay too old to be reused is not kept idle');
+  });
+
+  test('a relay taken from the pool is no longer timed: its idle timer is cancelled, a new one starts when it is parked again', async () => {
+    const { pool, ctx, clock } = setup({ relayIdleMs: 20 });
+    const c = ctx('c1');
+    await upcall(pool, c);
+    clock.advance(15);
+    assert.equal((await upcall(pool, c)).reused, true);
+    assert.equal(clock.pending, 1, 'the first timer was cancelled; one new one');
+    clock.advance(15);
+    assert.equal(pool.idle, 1, '30 ms after the first parking, 15 after the second: still idle');
+    clock.advance(5);
+    assert.equal(pool.idle, 0);
   });
 
   test('caps: per context, and in all (the least recently parked goes first)', async () => {

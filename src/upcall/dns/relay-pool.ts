@@ -1,28 +1,16 @@
 import { inject, injectable } from 'inversify';
-import { BrokerConfig, Clock } from '../../common/tokens.js';
+import type { RelayPoolConfig } from '../../common/config-schema.js';
+import { relayPoolOf } from '../../common/defaults.js';
+import { BrokerConfig, Clock, Timers } from '../../common/tokens.js';
 import { Metrics } from '../../service/metrics.js';
 import { ContextEvents } from '../api/context-events.js';
 import type { UpcallContext } from '../api/upcall-context.js';
 import { PREFETCH, RelayLauncher, type RunningRelay } from './relay-launcher.js';
 import type { RelayTransport } from './relay-transport.js';
 
-/** How DNS relays are kept between upcalls (config `dns`, docs/operations.md). */
-export interface RelayPoolConfig {
-  /**
-   * A relay serves further upcalls of its context for at most this long after
-   * it was started (when the zygote checked its context against the init's);
-   * 0: a new relay for every upcall.
-   */
-  relayReuseMs: number;
-  /** An idle relay ends after this long without an upcall. */
-  relayIdleMs: number;
-  /** Idle relays kept per context... */
-  relaysIdlePerContext: number;
-  /** ...and in all (the least recently used one goes first). */
-  relaysIdle: number;
-}
-
-export const DEFAULT_RELAY_POOL: RelayPoolConfig = { relayReuseMs: 2000, relayIdleMs: 1000, relaysIdlePerContext: 4, relaysIdle: 256 };
+/** How DNS relays are kept (config `dns`): part of the one config schema (src/common/config-schema.ts). */
+export type { RelayPoolConfig } from '../../common/config-schema.js';
+export { DEFAULT_RELAY_POOL } from '../../common/defaults.js';
 
 /** A relay lent to one upcall; give it back with release(). */
 export interface RelayLease {
@@ -37,7 +25,8 @@ interface Parked {
   relay: RunningRelay;
   context: UpcallContext;
   born: number;
-  timer: NodeJS.Timeout;
+  /** Ends its idleness (Timers.after). */
+  cancel: () => void;
 }
 
 /**
@@ -66,8 +55,9 @@ export class RelayPool {
     @inject(Clock) private readonly clock: Clock,
     @inject(ContextEvents) contexts: ContextEvents,
     @inject(Metrics) private readonly metrics: Metrics,
+    @inject(Timers) private readonly timers: Timers,
   ) {
-    this.config = { ...DEFAULT_RELAY_POOL, ...broker.dns };
+    this.config = relayPoolOf(broker);
     contexts.onInitExit((ctx) => this.drain(ctx.id));
     contexts.onRelease((ctx) => this.drain(ctx.id));
     metrics.gauge('upcall_broker_dns_relays_idle', 'DNS relays kept idle between upcalls', () => this.all.size);
@@ -130,8 +120,7 @@ export class RelayPool {
     }
     while (this.all.size >= this.config.relaysIdle) this.drop(this.all.values().next().value!);
     const ageMs = this.clock.monotonic() - born;
-    const p: Parked = { relay, context, born, timer: setTimeout(() => this.drop(p), Math.max(1, Math.min(this.config.relayIdleMs, this.config.relayReuseMs - ageMs))) };
-    p.timer.unref();
+    const p: Parked = { relay, context, born, cancel: this.timers.after(Math.max(1, Math.min(this.config.relayIdleMs, this.config.relayReuseMs - ageMs)), () => this.drop(p)) };
     relay.park(true);
     list.push(p);
     this.byContext.set(context.id, list);
@@ -139,7 +128,7 @@ export class RelayPool {
   }
 
   private unpark(p: Parked): void {
-    clearTimeout(p.timer);
+    p.cancel();
     this.all.delete(p);
     const list = this.byContext.get(p.context.id);
     if (!list) return;
