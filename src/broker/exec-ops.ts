@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { BrokerError } from '../common/errors.js';
 import type { PeerIdentity } from '../server/peer-identity.js';
 import { parseParams } from '../server/protocol.js';
-import { RequestHandlers } from '../server/request-handlers.js';
+import type { OpContribution, RequestHandlers } from '../server/request-handlers.js';
 import { liveTarget } from '../upcall/api/upcall-context.js';
 import { UpcallRunner } from '../upcall/zygote-runner.js';
 import { Authorizer } from './authorizer.js';
@@ -37,14 +37,15 @@ export interface ExecResult {
  * anything is started.
  */
 @injectable()
-export class ExecOps {
+export class ExecOps implements OpContribution {
   constructor(
     @inject(RegistrationOps) private readonly registrations: RegistrationOps,
     @inject(Authorizer) private readonly auth: Authorizer,
     @inject(UpcallRunner) private readonly runner: UpcallRunner,
     @inject(UpcallDispatcher) private readonly dispatcher: UpcallDispatcher,
-    @inject(RequestHandlers) handlers: RequestHandlers,
-  ) {
+  ) {}
+
+  registerOps(handlers: RequestHandlers): void {
     handlers.add('exec', (p, peer) => this.exec(p, peer));
   }
 

@@ -10,7 +10,7 @@ import { Pidfd } from '../ns/pidfd.js';
 import { startTimeOf } from '../ns/proc-info.js';
 import type { PeerIdentity } from '../server/peer-identity.js';
 import { parseParams } from '../server/protocol.js';
-import { RequestHandlers } from '../server/request-handlers.js';
+import type { OpContribution, RequestHandlers } from '../server/request-handlers.js';
 import { Authorizer } from './authorizer.js';
 import { type Context, ContextTable } from './context-table.js';
 import { MountHelperRoutes } from './mount-helper-routes.js';
@@ -55,7 +55,7 @@ interface HelperResult {
  * only when it succeeded. Host root on the admin socket only.
  */
 @injectable()
-export class MountOps {
+export class MountOps implements OpContribution {
   private readonly log: Logger;
   private seq = 0;
 
@@ -70,9 +70,11 @@ export class MountOps {
     @inject(Clock) private readonly clock: Clock,
     @inject(BrokerConfig) private readonly config: BrokerConfig,
     @inject(LoggerFactory) loggers: LoggerFactory,
-    @inject(RequestHandlers) handlers: RequestHandlers,
   ) {
     this.log = loggers.get('broker:MountOps');
+  }
+
+  registerOps(handlers: RequestHandlers): void {
     handlers.add('register-for', (p, peer) => this.registerFor(p, peer));
     handlers.add('mount-for', (p, peer) => this.mountFor(p, peer));
   }

@@ -8,7 +8,7 @@ import { containerKey, containerPidns } from '../server/tenant-key.js';
 import type { PeerIdentity } from '../server/peer-identity.js';
 import { JsonText } from '../server/framing.js';
 import { parseParams } from '../server/protocol.js';
-import { RequestHandlers } from '../server/request-handlers.js';
+import type { OpContribution, RequestHandlers } from '../server/request-handlers.js';
 import { Metrics } from '../service/metrics.js';
 import { Authorizer, notFoundError, type Viewer } from './authorizer.js';
 import { ContextTable } from './context-table.js';
@@ -33,7 +33,7 @@ const ShowParams = z.union([
 
 /** The registration ops of docs/protocol.md, each authorised by the kernel's view of the peer. */
 @injectable()
-export class RegistrationOps {
+export class RegistrationOps implements OpContribution {
   private readonly quota: number;
   private readonly log: Logger;
 
@@ -42,12 +42,14 @@ export class RegistrationOps {
     @inject(Authorizer) private readonly auth: Authorizer,
     @inject(ContextTable) private readonly contexts: ContextTable,
     @inject(Metrics) private readonly metrics: Metrics,
-    @inject(RequestHandlers) handlers: RequestHandlers,
     @inject(BrokerConfig) config: BrokerConfig,
     @inject(LoggerFactory) loggers: LoggerFactory,
   ) {
     this.quota = config.limits?.containerRegistrations ?? DEFAULT_LIMITS.containerRegistrations;
     this.log = loggers.get('broker:RegistrationOps');
+  }
+
+  registerOps(handlers: RequestHandlers): void {
     handlers.add('register', (p, peer) => this.register(p, peer), { tenant: true });
     handlers.add('unregister', (p, peer) => this.unregister(p, peer), { tenant: true });
     handlers.add('list', (_p, peer) => this.list(peer), { tenant: true });

@@ -9,7 +9,7 @@ import { Pidfd } from '../ns/pidfd.js';
 import { startTimeOf } from '../ns/proc-info.js';
 import type { PeerIdentity } from '../server/peer-identity.js';
 import { parseParams } from '../server/protocol.js';
-import { RequestHandlers } from '../server/request-handlers.js';
+import type { OpContribution, RequestHandlers } from '../server/request-handlers.js';
 import { liveTarget } from '../upcall/api/upcall-context.js';
 import { DnsService } from '../upcall/dns/dns-service.js';
 import { Spawner } from '../upcall/native-spawner.js';
@@ -70,7 +70,7 @@ const keyErrnoName = (n: number): string => KEY_ERRNO_NAMES[n] ?? errnoName(n);
  * matching configured rule, whose program runs as a child of the container's init.
  */
 @injectable()
-export class RequestKeyOps {
+export class RequestKeyOps implements OpContribution {
   private readonly log: Logger;
   private readonly programs: KeyProgramRunner;
   private readonly conf: RequestKeyConfig;
@@ -84,13 +84,15 @@ export class RequestKeyOps {
     @inject(Clock) private readonly clock: Clock,
     @inject(BrokerConfig) config: BrokerConfig,
     @inject(LoggerFactory) loggers: LoggerFactory,
-    @inject(RequestHandlers) handlers: RequestHandlers,
     @inject(UpcallDispatcher) private readonly dispatcher: UpcallDispatcher,
     @inject(UpcallRunner) @optional() runner?: UpcallRunner,
   ) {
     this.log = loggers.get('broker:RequestKeyOps');
     this.conf = config.requestKey;
     this.programs = runner ? new ZygoteProgramRunner(runner) : new SpawnerProgramRunner(spawner, libc);
+  }
+
+  registerOps(handlers: RequestHandlers): void {
     handlers.add('request-key', (p, peer) => this.requestKey(p, peer));
   }
 

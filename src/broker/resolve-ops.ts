@@ -2,7 +2,7 @@ import { inject, injectable } from 'inversify';
 import { z } from 'zod';
 import type { PeerIdentity } from '../server/peer-identity.js';
 import { parseParams } from '../server/protocol.js';
-import { RequestHandlers } from '../server/request-handlers.js';
+import type { OpContribution, RequestHandlers } from '../server/request-handlers.js';
 import { liveTarget } from '../upcall/api/upcall-context.js';
 import { DnsService } from '../upcall/dns/dns-service.js';
 import { RegistrationOps } from './registration-ops.js';
@@ -18,13 +18,14 @@ const ResolveParams = z.object({
 
 /** `resolve`: a dns_resolver upcall for a registration, answered in the kernel's formats. */
 @injectable()
-export class ResolveOps {
+export class ResolveOps implements OpContribution {
   constructor(
     @inject(RegistrationOps) private readonly registrations: RegistrationOps,
     @inject(DnsService) private readonly dns: DnsService,
     @inject(UpcallDispatcher) private readonly dispatcher: UpcallDispatcher,
-    @inject(RequestHandlers) handlers: RequestHandlers,
-  ) {
+  ) {}
+
+  registerOps(handlers: RequestHandlers): void {
     handlers.add('resolve', (p, peer) => this.resolve(p, peer), { tenant: true });
   }
 

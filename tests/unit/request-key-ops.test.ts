@@ -85,7 +85,7 @@ function opsWith(o: Options): Harness {
   const auth = o.auth ?? ({ isHostRoot: (p: PeerIdentity) => p === hostRoot } as unknown as Authorizer);
   const clock = new SystemClock();
   const dispatcher = new UpcallDispatcher(new UpcallSlots(config), new Metrics(), clock, h.logs);
-  new RequestKeyOps(auth, router, dns, {} as Spawner, o.libc ?? realLibc(), clock, config, h.logs, handlers, dispatcher, runner);
+  new RequestKeyOps(auth, router, dns, {} as Spawner, o.libc ?? realLibc(), clock, config, h.logs, dispatcher, runner).registerOps(handlers);
   h.handler = handlers.get('request-key')!.handler;
   return h;
 }
