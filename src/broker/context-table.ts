@@ -8,7 +8,7 @@ import { pollExited } from '../ns/pidfd.js';
 import { brokerPidns, containerKey, containerPidns } from '../server/tenant-key.js';
 import type { ContextEvents } from '../upcall/api/context-events.js';
 import type { UpcallContext } from '../upcall/api/upcall-context.js';
-import { type HeldNamespaces, releaseHeld } from './namespace-walker.js';
+import { type HeldNamespaces, releaseHeld } from './held-namespaces.js';
 
 /** How long a failed upcall waits to see whether its context's init is exiting (Context.explain). */
 const EXIT_SETTLE_MS = 250;

@@ -9,7 +9,8 @@ import { UpcallRunner } from '../upcall/zygote-runner.js';
 import { Authorizer } from './authorizer.js';
 import { RegistrationOps } from './registration-ops.js';
 import { selectorOf } from './registry.js';
-import { UpcallDispatcher, type UpcallRecord } from './upcall-dispatcher.js';
+import { UpcallDispatcher } from './upcall-dispatcher.js';
+import type { UpcallRecord } from './upcall-record.js';
 
 const MAX_OUTPUT = 4 * 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 30_000;

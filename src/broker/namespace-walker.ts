@@ -6,31 +6,7 @@ import { Libc } from '../ns/libc.js';
 import { type NamespaceFd, type NsIdentity, sameNs } from '../ns/namespace-fd.js';
 import { Pidfd } from '../ns/pidfd.js';
 import { startTimeOf } from '../ns/proc-info.js';
-
-/** What registration holds for a container: P0, U, and P0's init. */
-export interface HeldNamespaces {
-  p0: NamespaceFd;
-  userns: NamespaceFd;
-  init: Pidfd;
-  pidnsId: NsIdentity;
-  usernsId: NsIdentity;
-  initStartTime: number;
-  /** How many NS_GET_PARENT steps were taken from the mounter's pid namespace. */
-  depth: number;
-  /**
-   * P0 is the broker's own pid namespace: the "container" is the host. Upcalls
-   * then run in the broker's own namespaces, as keyutils would run them.
-   */
-  host: boolean;
-}
-
-/** What a stored registration remembers of its context (state-store.ts), to be held again on restore. */
-export interface StoredContext {
-  initPid: number;
-  initStartTime: number;
-  pidns: NsIdentity;
-  userns: NsIdentity;
-}
+import type { HeldNamespaces, StoredContext } from './held-namespaces.js';
 
 /** Run `build`; if it throws, close `fds` (whose ownership passes to what `build` returns). */
 function owning<T>(fds: ReadonlyArray<{ close(): void }>, build: () => T): T {
@@ -40,12 +16,6 @@ function owning<T>(fds: ReadonlyArray<{ close(): void }>, build: () => T): T {
     for (const fd of fds) fd.close();
     throw err;
   }
-}
-
-export function releaseHeld(h: HeldNamespaces): void {
-  h.init.close();
-  h.p0.close();
-  h.userns.close();
 }
 
 /**

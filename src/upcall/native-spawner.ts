@@ -3,38 +3,15 @@ import { join } from 'node:path';
 import { inject, injectable } from 'inversify';
 import { BrokerError, isErrorCode } from '../common/errors.js';
 import { BrokerConfig, LoggerFactory, ProcessSpawner, type Logger } from '../common/tokens.js';
-import type { Pidfd } from '../ns/pidfd.js';
 import { compatEnv } from '../ns/kernel-compat.js';
+import { Spawner, type SpawnRequest, type SpawnResult } from './api/spawner.js';
 
 /** Exit statuses of native-bindings/spawner.c (see native-bindings/README.md). */
 export const SPAWNER_FAILED = 125;
 export const EXEC_FAILED = 126;
 export const EXEC_NOT_FOUND = 127;
 
-export interface SpawnRequest {
-  target: Pidfd;
-  argv: readonly string[];
-  cwd?: string;
-  /** Run the spawner's own builtin named argv[0] after entering (no exec), instead of a program. */
-  builtin?: boolean;
-  /** stdin/stdout/stderr for the program, as for child_process.spawn (default: pipes). */
-  stdio?: [StdioOptions, StdioOptions, StdioOptions] | undefined;
-}
-
-export interface SpawnResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: Buffer;
-  stderr: Buffer;
-}
-
-export const Spawner = Symbol('Spawner');
-export interface Spawner {
-  /** Start argv inside the target's namespaces; the returned process is the spawner. */
-  start(req: SpawnRequest): { child: ChildProcess; failure: Promise<BrokerError | null> };
-  /** Start, collect output, and fail with the spawner's own error code when it could not run argv. */
-  run(req: SpawnRequest): Promise<SpawnResult>;
-}
+export { Spawner, type SpawnRequest, type SpawnResult } from './api/spawner.js';
 
 /**
  * Runs the C spawner (build/Release/upcall-spawner). The target pidfd travels as

@@ -3,7 +3,8 @@ import { DnsServiceImpl } from './dns/dns-service-impl.js';
 import { DnsService } from './dns/dns-service.js';
 import { RelayLauncher, SpawnerRelayLauncher, ZygoteRelayLauncher } from './dns/relay-launcher.js';
 import { RelayPool } from './dns/relay-pool.js';
-import { NativeSpawner, Spawner } from './native-spawner.js';
+import { Spawner } from './api/spawner.js';
+import { NativeSpawner } from './native-spawner.js';
 import { UpcallRunner, ZygoteRunner } from './zygote-runner.js';
 
 /** The upcall area: the zygote runner, the one-shot spawner, DNS (relays and the resolver service). */

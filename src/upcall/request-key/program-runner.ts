@@ -8,36 +8,13 @@ import type { ChildProcess } from 'node:child_process';
 import { BrokerError } from '../../common/errors.js';
 import type { Libc } from '../../ns/libc.js';
 import { Pidfd } from '../../ns/pidfd.js';
-import { EXEC_FAILED, EXEC_NOT_FOUND, SPAWNER_FAILED, type Spawner } from '../native-spawner.js';
+import { EXEC_FAILED, EXEC_NOT_FOUND, SPAWNER_FAILED } from '../native-spawner.js';
 import type { UpcallRunner } from '../zygote-runner.js';
-import { liveTarget, type UpcallContext } from '../api/upcall-context.js';
-
-export interface ProgramRun {
-  context: UpcallContext;
-  argv: string[];
-  stdin: Buffer | null;
-  timeoutMs: number;
-  /** stdout bytes kept; one more is read to tell "exactly at the cap" from "over it". */
-  outputCap: number;
-}
-
-export interface ProgramResult {
-  code: number | null;
-  signal: string | null;
-  stdout: Buffer;
-  stderr: Buffer;
-  /** stdout went over outputCap. */
-  overflow: boolean;
-  timedOut: boolean;
-  /** The program could not be started (not found in the container, not executable). */
-  notRunnable: 'not-found' | 'cannot-exec' | null;
-}
+import type { KeyProgramRunner, ProgramResult, ProgramRun } from '../api/key-program-runner.js';
+import type { Spawner } from '../api/spawner.js';
+import { liveTarget } from '../api/upcall-context.js';
 
 const STDERR_CAP = 4096;
-
-export interface KeyProgramRunner {
-  run(req: ProgramRun): Promise<ProgramResult>;
-}
 
 /** Through the zygote: a real child of the container's init, with init's whole context. */
 export class ZygoteProgramRunner implements KeyProgramRunner {
