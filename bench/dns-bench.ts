@@ -260,15 +260,16 @@ async function brokerSide(c: LightContainer, name: (i: number) => string, total:
   cold.configure({ contextCache: false });
   const warm = make();
   const clock = di.get<Clock>(Clock);
+  const timers = di.get<Timers>(Timers);
   const loggers = di.get<LoggerFactory>(LoggerFactory);
   const pool = (launcher: RelayLauncher, relayReuseMs: number) =>
-    new RelayPool(launcher, { ...defaultConfig(), dns: { relayReuseMs } }, clock, di.get(ContextTable), new Metrics(), di.get<Timers>(Timers));
+    new RelayPool(launcher, { ...defaultConfig(), dns: { relayReuseMs } }, clock, di.get(ContextTable), new Metrics(), timers);
   const kept = pool(new ZygoteRelayLauncher(warm), 2000);
   const services = {
-    spawner: new DnsServiceImpl(pool(new SpawnerRelayLauncher(di.get(Spawner), libc), 0), clock, loggers),
-    cold: new DnsServiceImpl(pool(new ZygoteRelayLauncher(cold), 0), clock, loggers),
-    warm: new DnsServiceImpl(pool(new ZygoteRelayLauncher(warm), 0), clock, loggers),
-    kept: new DnsServiceImpl(kept, clock, loggers),
+    spawner: new DnsServiceImpl(pool(new SpawnerRelayLauncher(di.get(Spawner), libc), 0), clock, loggers, timers),
+    cold: new DnsServiceImpl(pool(new ZygoteRelayLauncher(cold), 0), clock, loggers, timers),
+    warm: new DnsServiceImpl(pool(new ZygoteRelayLauncher(warm), 0), clock, loggers, timers),
+    kept: new DnsServiceImpl(kept, clock, loggers, timers),
   };
   using init = Pidfd.open(libc, c.initPid);
   const ctx = new Context('bench', walker.hold(init));

@@ -2,7 +2,7 @@ import { inject, injectable } from 'inversify';
 import type { UpcallContext } from '../api/upcall-context.js';
 import { BrokerError } from '../../common/errors.js';
 import { requestSignal } from '../../common/request-signal.js';
-import { Clock, LoggerFactory, type Logger } from '../../common/tokens.js';
+import { Clock, LoggerFactory, type Logger, Timers } from '../../common/tokens.js';
 import { resolveDnsKey } from './dns-key.js';
 import type { DnsResolveResult, DnsService } from './dns-service.js';
 import { type RelayLease, RelayPool } from './relay-pool.js';
@@ -26,18 +26,19 @@ export class DnsServiceImpl implements DnsService {
     @inject(RelayPool) private readonly relays: RelayPool,
     @inject(Clock) private readonly clock: Clock,
     @inject(LoggerFactory) loggers: LoggerFactory,
+    @inject(Timers) private readonly timers: Timers,
   ) {
     this.log = loggers.get('upcall:DnsService');
   }
 
   async resolve(context: UpcallContext, description: string, callout: string): Promise<DnsResolveResult> {
     const started = this.clock.monotonic();
-    let timer: NodeJS.Timeout | undefined;
+    let cancelTimer: (() => void) | undefined;
     // The request's own budget (requestSignal) ends the lookup too: its relay is stopped, its slots freed.
     const signal = requestSignal.getStore();
     let onAbort: (() => void) | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new BrokerError('E_UPCALL_TIMEOUT', `DNS upcall took over ${MAX_UPCALL_MS / 1000} s`)), MAX_UPCALL_MS);
+      cancelTimer = this.timers.after(MAX_UPCALL_MS, () => reject(new BrokerError('E_UPCALL_TIMEOUT', `DNS upcall took over ${MAX_UPCALL_MS / 1000} s`)));
       onAbort = () => reject(new BrokerError('E_UPCALL_TIMEOUT', 'the request this DNS upcall was for has run out of time'));
       if (signal?.aborted) onAbort();
       else signal?.addEventListener('abort', onAbort, { once: true });
@@ -69,7 +70,7 @@ export class DnsServiceImpl implements DnsService {
         return await attempt(await this.relays.acquire(context, true));
       }
     } finally {
-      clearTimeout(timer);
+      cancelTimer?.();
       if (onAbort) signal?.removeEventListener('abort', onAbort);
     }
   }
