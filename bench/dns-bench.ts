@@ -217,6 +217,8 @@ export async function dnsBench(opts: { warmup: number; iterations: number }, fig
     rules?.remove();
     unpooledRules?.remove();
     await c?.stop();
+    // SIGTERM first: a broker run with --cpu-prof (UB_BROKER_NODE_ARGS) writes its profile as it exits.
+    await Promise.all([broker, unpooled].map((b) => b.stop('SIGTERM').catch(() => undefined)));
     await broker.dispose();
     await unpooled.dispose();
   }

@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BrokerProcess } from '../tests/helpers/broker-process.js';
 import { ShellAgent } from './agent.js';
-import { handlerTimes } from './dns-bench.js';
+import { brokerTimes, handlerTimes } from './dns-bench.js';
 import { compare, fmt, table } from './harness.js';
 import { BenchRuleFile, runPrefix } from './rule-file.js';
 import type { Figures } from './targets.js';
@@ -57,7 +57,9 @@ export async function handlerBench(opts: { warmup: number; iterations: number },
       `The broker serves host requesters here (hostRequests: serve), so the rule's program runs in the broker's own context through the zygote (no context cache for the host).\n\n` +
       `${table(rows, KEYCTL_HANDLER)}\n\n` +
       `upcall-request-key's own time, main() to exit (its --log-file elapsed_us, medians): negate ${fmt(median(handlerTimes(logs.negate)))} ms, ` +
-      `instantiate from /bin/echo ${fmt(median(handlerTimes(logs.echo)))} ms.`;
+      `instantiate from /bin/echo ${fmt(median(handlerTimes(logs.echo)))} ms; ` +
+      `of it the broker's request-key op (its audit line's durationMs, medians): negate ${fmt(median(brokerTimes(broker.output, `${run}:hn`)))} ms, ` +
+      `instantiate ${fmt(median(brokerTimes(broker.output, `${run}:he`)))} ms.`;
   } finally {
     await agent?.close();
     for (const f of files) f.remove();

@@ -28,7 +28,7 @@ const sizes = quick ? { warmup: 20, iterations: 200 } : { warmup: 100, iteration
 const figures: Figures = {};
 const ratio = (rows: Stats[], name: string, reference: string) =>
   rows.find((r) => r.name === name)!.median / rows.find((r) => r.name === reference)!.median;
-const command = `npm run bench -- ${argv.join(' ')}`.trim();
+const command = argv.length ? `npm run bench -- ${argv.join(' ')}` : 'npm run bench';
 const started = performance.now();
 let failed = 0;
 

@@ -29,8 +29,8 @@ const ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 const HELPER = join(DEFAULT_NATIVE_DIR, 'ub-mount-helper');
 /** 100, not 30: a median of 30 moved by ±50 % between runs on a shared machine. */
 const PROBE_REGISTRATIONS = 100;
-/** Idle time before the "held" RSS is read: past V8's memory reducer (8 s without much allocation). */
-const SETTLE_MS = 12_000;
+/** Idle time before the "held" RSS is read: past V8's memory reducer (it runs 8 s after a full GC when allocation is low, and may wait another round on a busy machine: 12 s was not always enough). */
+const SETTLE_MS = 30_000;
 
 /** pid 1: register "/" $2 times on socket $1, say how many worked, wait for EOF. */
 const INIT = String.raw`
