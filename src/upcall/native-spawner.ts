@@ -6,7 +6,7 @@ import { BrokerConfig, LoggerFactory, ProcessSpawner, type Logger } from '../com
 import { compatEnv } from '../ns/kernel-compat.js';
 import { Spawner, type SpawnRequest, type SpawnResult } from './api/spawner.js';
 
-/** Exit statuses of native-bindings/spawner.c (see native-bindings/README.md). */
+/** Exit statuses of native-bindings/spawner/spawner.c (see native-bindings/README.md). */
 export const SPAWNER_FAILED = 125;
 export const EXEC_FAILED = 126;
 export const EXEC_NOT_FOUND = 127;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { DEFAULT_NATIVE_DIR } from '../../src/common/paths.js';
 
-// The C client's JSON scanner and framing are tested in C (native-bindings/ub-client-selftest.c);
+// The C client's JSON scanner and framing are tested in C (native-bindings/test/ub-client-selftest.c);
 // this runs that program and fails with its own report.
 test('C client selftest (JSON scanner, framing, timeouts) passes', () => {
   const r = spawnSync(join(DEFAULT_NATIVE_DIR, 'ub-client-selftest'), [], { encoding: 'utf8', timeout: 60_000 });

@@ -7,7 +7,7 @@
  * Prints "FAIL ..." lines (every check with -v), then "N passed, N failed".
  */
 #define URK_NO_MAIN
-#include "upcall-request-key.c"
+#include "request-key/upcall-request-key.c"
 
 #include "selftest.h"
 

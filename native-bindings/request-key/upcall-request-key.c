@@ -36,7 +36,7 @@
 #include <unistd.h>
 
 #include "ub-client.h"
-#include "upcall-request-key.h"
+#include "request-key/upcall-request-key.h"
 
 /* ------------------------------------------------------------------------ */
 /* Pure helpers (tested by upcall-request-key-selftest.c)                    */

@@ -19,7 +19,7 @@
  *
  * Prints "FAIL ..." lines (every check with -v), then "N passed, N failed".
  */
-#include "context.c"
+#include "context/context.c"
 
 #include <linux/audit.h>
 #include <stdint.h>

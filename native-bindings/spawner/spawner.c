@@ -39,7 +39,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "context.h"
+#include "context/context.h"
 #include "netrelay.h"
 #include "ub-kernel.h"
 

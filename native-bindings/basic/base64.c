@@ -1,7 +1,7 @@
 /* base64.c: see base64.h. */
 #include <errno.h>
 
-#include "base64.h"
+#include "basic/base64.h"
 
 static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 

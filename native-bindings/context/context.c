@@ -31,7 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "context.h"
+#include "context/context.h"
 #include "ub-kernel.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))

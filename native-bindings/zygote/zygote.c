@@ -57,8 +57,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "base64.h"
-#include "context.h"
+#include "basic/base64.h"
+#include "context/context.h"
 #include "netrelay.h"
 #include "ub-client.h"
 #include "ub-kernel.h"
