@@ -8,7 +8,14 @@
       "target_name": "ub-basic",
       "type": "static_library",
       "sources": [
-        "native-bindings/basic/base64.c"
+        "native-bindings/basic/base64.c",
+        "native-bindings/basic/buf.c",
+        "native-bindings/basic/fd.c",
+        "native-bindings/basic/file.c",
+        "native-bindings/basic/json.c",
+        "native-bindings/basic/proc.c",
+        "native-bindings/basic/time.c",
+        "native-bindings/basic/utf8.c"
       ],
       "cflags": ["-fPIC"]
     },
@@ -16,7 +23,12 @@
       "target_name": "ub-context",
       "type": "static_library",
       "dependencies": ["ub-basic"],
-      "sources": ["native-bindings/context/context.c"]
+      "sources": [
+        "native-bindings/context/open.c",
+        "native-bindings/context/capture.c",
+        "native-bindings/context/apply.c",
+        "native-bindings/context/check.c"
+      ]
     },
     {
       "target_name": "ub-netrelay",
@@ -74,7 +86,7 @@
     {
       "target_name": "ub-context-selftest",
       "type": "executable",
-      "dependencies": ["ub-basic"],
+      "dependencies": ["ub-context", "ub-basic"],
       "sources": ["native-bindings/test/context-selftest.c"]
     },
     {

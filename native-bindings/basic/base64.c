@@ -1,5 +1,6 @@
 /* base64.c: see base64.h. */
 #include <errno.h>
+#include <stdlib.h>
 
 #include "basic/base64.h"
 
@@ -71,6 +72,10 @@ long ub_base64_decode(const char *in, size_t len, unsigned char *out)
 		}
 		for (; k < 4; k++)
 			v[k] = 0;
+		if ((pad == 2 && (v[1] & 15)) || (pad == 1 && (v[2] & 3))) {
+			errno = EINVAL;          /* not canonical: stray bits before the padding */
+			return -1;
+		}
 		out[o++] = (unsigned char)(v[0] << 2 | v[1] >> 4);
 		if (pad < 2)
 			out[o++] = (unsigned char)((v[1] & 15) << 4 | v[2] >> 2);
@@ -78,4 +83,30 @@ long ub_base64_decode(const char *in, size_t len, unsigned char *out)
 			out[o++] = (unsigned char)((v[2] & 3) << 6 | v[3]);
 	}
 	return (long)o;
+}
+
+char *ub_base64_encode_alloc(const unsigned char *in, size_t len)
+{
+	char *out = malloc(ub_base64_encoded_len(len) + 1);
+
+	if (out)
+		ub_base64_encode(in, len, out);
+	return out;
+}
+
+int ub_base64_decode_alloc(const char *in, size_t len, unsigned char **out, size_t *out_len)
+{
+	unsigned char *buf = malloc(len / 4 * 3 + 1);
+	long n;
+
+	if (!buf)
+		return -1;
+	n = ub_base64_decode(in, len, buf);
+	if (n < 0) {
+		free(buf);
+		return -1;
+	}
+	*out = buf;
+	*out_len = (size_t)n;
+	return 0;
 }

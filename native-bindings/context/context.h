@@ -3,8 +3,9 @@
  * host's view and give it to the calling process, step by step, so that what
  * it execs afterwards starts exactly as a child of that init would.
  *
- * Shared by the zygote (zygote.c, one fork per upcall) and the one-shot
- * `upcall-spawner exec` (spawner.c).  Nothing here exits or prints: every
+ * Shared by the zygote (zygote/, one fork per upcall) and the one-shot
+ * `upcall-spawner exec` (spawner/).  open.c, capture.c, apply.c and check.c
+ * implement it.  Nothing here exits or prints: every
  * function returns 0, or -1 and fills a struct ub_ctx_error that the caller
  * reports in its own format.  See native-bindings/README.md for the order of
  * the steps and why each one sits where it does.
@@ -19,6 +20,11 @@
  *   ub_ctx_prepare_final   inside   session keyring, no_new_privs
  *   ub_ctx_seal            inside   seccomp filters: the very last step
  *   ub_ctx_exec            inside   argv[0] resolved in the container's root
+ *
+ * For the zygote's context cache (a template reuses a capture):
+ *
+ *   ub_ctx_snapshot_read   outside  what every reader sees alike, before capturing
+ *   ub_ctx_check           inside   is init's context still the captured one?
  */
 #ifndef UB_CONTEXT_H
 #define UB_CONTEXT_H
@@ -128,8 +134,6 @@ int ub_ctx_seal(struct ub_context *c, struct ub_ctx_error *e);
  * searched in path (NULL: UB_CTX_DEFAULT_PATH).  Returns only on failure. */
 int ub_ctx_exec(char *const argv[], char *const envp[], const char *path, struct ub_ctx_error *e);
 
-/* Field 22 (starttime) of a /proc/<pid>/stat text. */
-int ub_proc_start_time(const char *stat, unsigned long long *out);
 
 /* True once the process behind pidfd has exited (polls readable). */
 int ub_ctx_target_exited(int pidfd);
@@ -160,6 +164,43 @@ int ub_pidfd_open_child(pid_t child, pid_t parent, int parent_pidfd);
  * NSpid lines of its fdinfo and of our status, read in procdir (a host /proc
  * fd, or -1 for "/proc").  -1 with errno. */
 pid_t ub_pidfd_vpid(int procdir, int pidfd);
+
+/*
+ * The context cache: what a template checks before each use.  Two kinds of
+ * evidence that init's context is still the captured one:
+ *  - values the kernel shows the same to every reader (rlimits, scheduling,
+ *    oom_score_adj, root, cwd, namespaces, LSM label): read before capturing
+ *    (ub_ctx_snapshot_read) and again before each use, and compared, so a
+ *    change at any time after the snapshot is seen;
+ *  - values shown per reader (ids translated into the reader's user
+ *    namespace, cgroup paths relative to its cgroup namespace): init's current
+ *    ones against what was captured and applied (the context, and the
+ *    checker's own cgroups in snapshot.cgroup), both seen from inside.
+ * Not checked (bounded by the cache's TTL): personality and timer slack
+ * (reading them needs PTRACE_MODE_ATTACH), securebits (never copied).
+ */
+#define UB_SNAP_NS 6
+
+struct ub_ctx_snapshot {
+	int nice, policy, rtprio, ioprio;
+	unsigned char affinity[128];
+	struct rlimit rlim[RLIM_NLIMITS];
+	int oom;
+	dev_t dev[2 + UB_SNAP_NS];      /* root, cwd, namespaces */
+	ino_t ino[2 + UB_SNAP_NS];
+	char lsm[256];
+	char cgroup[4096];              /* the checker's cgroups seen from inside: init's as applied (set by the caller) */
+};
+
+/* Everything of the snapshot but cgroup, of init whose number in the
+ * caller's pid namespace is pid (<= 0: unknown).  0, or -1 with errno and
+ * *what the part that could not be read. */
+int ub_ctx_snapshot_read(const struct ub_context *c, pid_t pid, struct ub_ctx_snapshot *s, const char **what);
+
+/* Is init's context still the one captured in c and snap?  1 yes; 0 no, with
+ * why.  Everything is read through the host /proc/<init> fd or by pid, so no
+ * /proc of the container is trusted. */
+int ub_ctx_check(const struct ub_context *c, pid_t pid, const struct ub_ctx_snapshot *snap, char *why, size_t cap);
 
 /* The fields as one JSON object ({"rlimits":"ok",...}) into buf. */
 void ub_ctx_fields_json(const struct ub_context *c, char *buf, size_t cap);

@@ -49,6 +49,7 @@
 #define UB_CLIENT_H
 
 #include <stddef.h>
+#include "ub-json.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -65,8 +66,6 @@ extern "C" {
 /* Largest request frame body the broker accepts; larger ones are refused
  * client-side (E_BAD_REQUEST, EMSGSIZE) and never sent. */
 #define UB_MAX_REQUEST 65536u
-/* Deepest nesting of arrays/objects the JSON scanner accepts. */
-#define UB_JSON_MAX_DEPTH 64
 
 /* A failure, as a code and a one-line message (control characters replaced
  * by '?', truncated to fit on a UTF-8 character boundary).  code is "" when
@@ -198,46 +197,8 @@ int ub_unregister(struct ub_conn *conn, const char *id, struct ub_error *err);
 /* ub_ping: check that the broker answers. */
 int ub_ping(struct ub_conn *conn, struct ub_error *err);
 
-/*
- * The JSON scanner, for reading fields of a result.  All functions take a
- * pointer and a length (the text need not be NUL-terminated), never read
- * outside [json, json + len), and accept only strict RFC 8259 JSON in valid
- * UTF-8 with nesting at most UB_JSON_MAX_DEPTH.  Malformed input gives -1
- * with errno EBADMSG.
- */
-
-/* ub_json_validate: 0 if [json, json+len) is exactly one JSON value with
- * optional surrounding whitespace; else -1, errno EBADMSG. */
-int ub_json_validate(const char *json, size_t len);
-
-/* ub_json_find: in the JSON object [json, json+len) (surrounding whitespace
- * allowed), find the member whose decoded name equals key and store its raw
- * value span in *val / *val_len (pointing into json, not NUL-terminated).
- * The whole object is scanned and validated.  Returns 0; or -1 with errno
- * ENOENT (no such member), EBADMSG (malformed, not an object, or the name
- * occurs more than once: duplicates are ambiguous and refused), EINVAL (NULL
- * argument). */
-int ub_json_find(const char *json, size_t len, const char *key,
-		 const char **val, size_t *val_len);
-
-/* ub_json_get_string: like ub_json_find, then decode the member's value,
- * which must be a JSON string (escapes decoded, \uXXXX surrogate pairs
- * joined into UTF-8; a lone surrogate or U+0000 is refused with EBADMSG).
- * On success *out is a malloc'd NUL-terminated copy; free(3) it.  Returns 0
- * or -1 (errno ENOENT, EBADMSG incl. "not a string", EINVAL, ENOMEM). */
-int ub_json_get_string(const char *json, size_t len, const char *key, char **out);
-
-/* ub_json_decode_string: decode one JSON string token [tok, tok+tok_len)
- * including its quotes, as ub_json_get_string does.  *out malloc'd, free(3)
- * it.  Returns 0 or -1 (EBADMSG, EINVAL, ENOMEM). */
-int ub_json_decode_string(const char *tok, size_t tok_len, char **out);
-
-/* ub_json_quote: s as a JSON string literal including the quotes: '"', '\\'
- * and control characters (< 0x20 and 0x7f) escaped, other bytes copied.
- * Returns a malloc'd string (free(3) it), or NULL with errno EINVAL (s NULL),
- * EILSEQ (s is not valid UTF-8: overlong, surrogate, > U+10FFFF, truncated)
- * or ENOMEM.  For building params_json with snprintf. */
-char *ub_json_quote(const char *s);
+/* The JSON scanner (ub_json_validate, ub_json_find, ub_json_get_string,
+ * ub_json_decode_string, ub_json_quote) is declared in ub-json.h. */
 
 /*
  * ub_parse_response: parse one response frame body [body, body+len) as

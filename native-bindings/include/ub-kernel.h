@@ -84,4 +84,21 @@
 #define UB_CLONE_PIDFD 0x1000
 #define UB_PIDFD_SIGNAL_PROCESS_GROUP 0x4
 
+/* Kernel structs this tree passes to ioctl(2) and clone3(2), in their first
+ * (smallest) layouts. */
+#include <stdint.h>
+
+/* struct pidfd_info, v0 layout (64 bytes): include/uapi/linux/pidfd.h */
+struct pidfd_info_v0 {
+	uint64_t mask, cgroupid;
+	uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
+	int32_t exit_code;
+};
+_Static_assert(sizeof(struct pidfd_info_v0) == 64, "pidfd_info v0 is 64 bytes");
+
+/* struct clone_args, CLONE_ARGS_SIZE_VER0: include/uapi/linux/sched.h */
+struct clone_args_v0 {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+};
+
 #endif /* UB_KERNEL_H */

@@ -23,72 +23,20 @@
 #include <unistd.h>
 #include "netrelay.h"
 #include "ub-kernel.h"
+#include "basic/file.h"
+#include "basic/frame.h"
+#include "basic/time.h"
 
 #define MAX_REQUEST (NETRELAY_MAX_MSG + 512)
 
-static int read_full(int fd, void *buf, size_t len)
-{
-	size_t got = 0;
-	while (got < len) {
-		ssize_t n = read(fd, (char *)buf + got, len - got);
-		if (n == 0)
-			return got == 0 ? 0 : -EPROTO;
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		got += (size_t)n;
-	}
-	return 1;
-}
-
-static int write_full(int fd, const void *buf, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, buf, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		buf = (const char *)buf + n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int reply(int out, int status, const void *data, size_t len)
 {
-	uint8_t head[5];
-	uint32_t total = htonl((uint32_t)(len + 1));
-	memcpy(head, &total, 4);
-	head[4] = (uint8_t)status;
-	int r = write_full(out, head, sizeof(head));
-	return r < 0 ? r : write_full(out, data, len);
-}
-
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-/* Wait for `events` on fd until the absolute deadline; 0 ready, -ETIMEDOUT, or -errno. */
-static int wait_fd(int fd, short events, long deadline)
-{
-	for (;;) {
-		long left = deadline - now_ms();
-		if (left <= 0)
-			return -ETIMEDOUT;
-		struct pollfd p = { .fd = fd, .events = events };
-		int r = poll(&p, 1, (int)left);
-		if (r > 0)
-			return 0;
-		if (r < 0 && errno != EINTR)
-			return -errno;
-	}
+	uint8_t head[UB_FRAME_HEADER + 1];
+	ub_frame_put_len(head, (uint32_t)(len + 1));
+	head[UB_FRAME_HEADER] = (uint8_t)status;
+	if (ub_write_all(out, head, sizeof(head)) < 0 || ub_write_all(out, data, len) < 0)
+		return -errno;
+	return 0;
 }
 
 #define MAX_SYMLINKS 40 /* as the kernel's MAXSYMLINKS */
@@ -255,15 +203,36 @@ static int make_addr(const char *text, uint16_t port, struct sockaddr_storage *s
 	return -EINVAL;
 }
 
+/* A non-blocking socket of type connecting to ss (a stream one may still be
+ * in progress): the fd, or -errno. */
+static int connect_to(const struct sockaddr_storage *ss, socklen_t alen, int type)
+{
+	int s = socket(ss->ss_family, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (s < 0)
+		return -errno;
+	if (connect(s, (const struct sockaddr *)ss, alen) < 0 && (type != SOCK_STREAM || errno != EINPROGRESS)) {
+		int err = errno;
+		close(s);
+		return -err;
+	}
+	return s;
+}
+
+/* Wait for events on fd until deadline: 0, or -errno (-ETIMEDOUT). */
+static int wait_fd(int fd, short events, long deadline)
+{
+	return ub_wait_fd(fd, events, deadline) < 0 ? -errno : 0;
+}
+
 /* UDP: connect() so the kernel drops datagrams from anyone but the server. */
 static int query_udp(const struct sockaddr_storage *ss, socklen_t alen, const uint8_t *msg, size_t mlen,
 		     long deadline, uint8_t *buf, size_t *blen)
 {
-	int s = socket(ss->ss_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	int s = connect_to(ss, alen, SOCK_DGRAM);
 	if (s < 0)
-		return -errno;
+		return s;
 	int r = 0;
-	if (connect(s, (const struct sockaddr *)ss, alen) < 0 || send(s, msg, mlen, 0) < 0)
+	if (send(s, msg, mlen, 0) < 0)
 		r = -errno;
 	while (r == 0) {
 		if ((r = wait_fd(s, POLLIN, deadline)) < 0)
@@ -304,13 +273,11 @@ static int io_deadline(int s, int writing, uint8_t *buf, size_t len, long deadli
 static int query_tcp(const struct sockaddr_storage *ss, socklen_t alen, const uint8_t *msg, size_t mlen,
 		     long deadline, uint8_t *buf, size_t *blen)
 {
-	int s = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	int s = connect_to(ss, alen, SOCK_STREAM);
 	if (s < 0)
-		return -errno;
-	int r = 0;
-	if (connect(s, (const struct sockaddr *)ss, alen) < 0 && errno != EINPROGRESS)
-		r = -errno;
-	if (r == 0 && (r = wait_fd(s, POLLOUT, deadline)) == 0) {
+		return s;
+	int r = wait_fd(s, POLLOUT, deadline);
+	if (r == 0) {
 		int err = 0;
 		socklen_t el = sizeof(err);
 		getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &el);
@@ -339,7 +306,7 @@ static void serve_query(int out, const uint8_t *p, size_t len)
 		return;
 	}
 	uint16_t port = (uint16_t)((p[1] << 8) | p[2]);
-	uint32_t timeout = ((uint32_t)p[3] << 24) | ((uint32_t)p[4] << 16) | ((uint32_t)p[5] << 8) | p[6];
+	uint32_t timeout = ub_frame_len(p + 3);
 	char addr[64];
 	size_t alen = p[7];
 	if (alen >= sizeof(addr)) {
@@ -356,7 +323,7 @@ static void serve_query(int out, const uint8_t *p, size_t len)
 	}
 	const uint8_t *msg = p + 8 + alen;
 	size_t mlen = len - 8 - alen;
-	long deadline = now_ms() + (timeout > 60000 ? 60000 : (long)timeout);
+	long deadline = ub_now_ms() + (timeout > 60000 ? 60000 : (long)timeout);
 	size_t blen = 0;
 	int r = p[0] == 0 ? query_udp(&ss, sslen, msg, mlen, deadline, buf, &blen)
 			  : query_tcp(&ss, sslen, msg, mlen, deadline, buf, &blen);
@@ -367,17 +334,17 @@ int netrelay_serve(int in, int out)
 {
 	static uint8_t req[MAX_REQUEST + 1];
 	for (;;) {
-		uint32_t len;
-		int r = read_full(in, &len, 4);
+		uint8_t head[UB_FRAME_HEADER];
+		int r = ub_read_exact(in, head, sizeof(head));
 		if (r == 0)
 			return 0;
 		if (r < 0)
-			return -r;
-		len = ntohl(len);
+			return errno;
+		uint32_t len = ub_frame_len(head);
 		if (len == 0 || len > MAX_REQUEST)
 			return EPROTO;
-		if ((r = read_full(in, req, len)) <= 0)
-			return r == 0 ? EPROTO : -r;
+		if ((r = ub_read_exact(in, req, len)) <= 0)
+			return r == 0 ? EPROTO : errno;
 		if (req[0] == 'F') {
 			req[len] = '\0';
 			serve_file(out, (const char *)req + 1);

@@ -37,6 +37,11 @@
 
 #include "ub-client.h"
 #include "request-key/upcall-request-key.h"
+#include "basic/base64.h"
+#include "basic/utf8.h"
+#include "basic/file.h"
+#include "basic/proc.h"
+#include "basic/time.h"
 
 /* ------------------------------------------------------------------------ */
 /* Pure helpers (tested by upcall-request-key-selftest.c)                    */
@@ -263,33 +268,6 @@ int urk_find_auth(const char *buf, size_t len, int32_t serial, struct urk_auth_i
 	return -1;
 }
 
-int urk_stat_starttime(const char *stat, size_t len, unsigned long long *out)
-{
-	const char *p = NULL, *end = stat + len;
-	unsigned long long v = 0;
-	int field;
-
-	for (const char *q = stat; q < end; q++)
-		if (*q == ')')
-			p = q;
-	if (!p || end - p < 2) {
-		errno = EBADMSG;
-		return -1;
-	}
-	p += 2;                 /* ") " then field 3 */
-	for (field = 3; field < 22 && p < end; p++)
-		if (*p == ' ')
-			field++;
-	if (field != 22 || p >= end || *p < '0' || *p > '9') {
-		errno = EBADMSG;
-		return -1;
-	}
-	for (; p < end && *p >= '0' && *p <= '9'; p++)
-		v = v * 10 + (unsigned)(*p - '0');
-	*out = v;
-	return 0;
-}
-
 int urk_parse_describe(char *buf, char **type, char **description)
 {
 	char *p = buf;
@@ -310,132 +288,28 @@ int urk_parse_describe(char *buf, char **type, char **description)
 	return 0;
 }
 
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-char *urk_base64_encode(const unsigned char *in, size_t len)
-{
-	char *out = malloc(4 * ((len + 2) / 3) + 1), *o = out;
-	size_t i;
-
-	if (!out)
-		return NULL;
-	for (i = 0; i + 2 < len; i += 3) {
-		unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
-		*o++ = b64[v >> 18]; *o++ = b64[(v >> 12) & 63]; *o++ = b64[(v >> 6) & 63]; *o++ = b64[v & 63];
-	}
-	if (len - i == 1) {
-		unsigned v = (unsigned)in[i] << 16;
-		*o++ = b64[v >> 18]; *o++ = b64[(v >> 12) & 63]; *o++ = '='; *o++ = '=';
-	} else if (len - i == 2) {
-		unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8;
-		*o++ = b64[v >> 18]; *o++ = b64[(v >> 12) & 63]; *o++ = b64[(v >> 6) & 63]; *o++ = '=';
-	}
-	*o = 0;
-	return out;
-}
-
-static int b64val(char c)
-{
-	if (c >= 'A' && c <= 'Z') return c - 'A';
-	if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-	if (c >= '0' && c <= '9') return c - '0' + 52;
-	if (c == '+') return 62;
-	if (c == '/') return 63;
-	return -1;
-}
-
-int urk_base64_decode(const char *in, size_t len, unsigned char **out, size_t *out_len)
-{
-	unsigned char *buf;
-	size_t i, n = 0, pad = 0;
-
-	if (len % 4 != 0) {
-		errno = EBADMSG;
-		return -1;
-	}
-	if (len >= 1 && in[len - 1] == '=') pad++;
-	if (len >= 2 && in[len - 2] == '=') pad++;
-	buf = malloc(len / 4 * 3 + 1);
-	if (!buf)
-		return -1;
-	for (i = 0; i < len; i += 4) {
-		int a = b64val(in[i]), b = b64val(in[i + 1]), c, d;
-		int last = i + 4 == len;
-
-		c = (last && pad >= 2) ? 0 : b64val(in[i + 2]);
-		d = (last && pad >= 1) ? 0 : b64val(in[i + 3]);
-		if (a < 0 || b < 0 || c < 0 || d < 0)
-			goto bad;
-		buf[n++] = (unsigned char)(a << 2 | b >> 4);
-		if (!(last && pad >= 2))
-			buf[n++] = (unsigned char)((b & 15) << 4 | c >> 2);
-		else if (b & 15)
-			goto bad;       /* non-canonical: stray bits */
-		if (!(last && pad >= 1))
-			buf[n++] = (unsigned char)((c & 3) << 6 | d);
-		else if (pad == 1 && (c & 3))
-			goto bad;
-	}
-	*out = buf;
-	*out_len = n;
-	return 0;
-bad:
-	free(buf);
-	errno = EBADMSG;
-	return -1;
-}
-
-int urk_valid_utf8(const char *str, size_t len)
-{
-	const unsigned char *s = (const unsigned char *)str;
-	size_t i = 0;
-
-	while (i < len) {
-		unsigned c = s[i], need, min, cp;
-
-		if (c == 0)
-			return 0;
-		if (c < 0x80) { i++; continue; }
-		if (c >= 0xc2 && c <= 0xdf) { need = 1; min = 0x80; cp = c & 0x1f; }
-		else if (c >= 0xe0 && c <= 0xef) { need = 2; min = 0x800; cp = c & 0x0f; }
-		else if (c >= 0xf0 && c <= 0xf4) { need = 3; min = 0x10000; cp = c & 0x07; }
-		else return 0;
-		if (len - i <= need)
-			return 0;
-		for (unsigned k = 1; k <= need; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return 0;
-			cp = cp << 6 | (s[i + k] & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return 0;
-		i += need + 1;
-	}
-	return 1;
-}
-
 char *urk_build_params(const struct urk_request *r)
 {
 	char *op = NULL, *type = NULL, *desc = NULL, *callout = NULL, *out = NULL;
 	const char *callout_key;
 	int n;
 
-	if (!urk_valid_utf8(r->type, strlen(r->type)) || !urk_valid_utf8(r->description, strlen(r->description)) ||
-	    !urk_valid_utf8(r->op, strlen(r->op))) {
+	if (!ub_utf8_valid(r->type, strlen(r->type)) || !ub_utf8_valid(r->description, strlen(r->description)) ||
+	    !ub_utf8_valid(r->op, strlen(r->op))) {
 		errno = EILSEQ;
 		return NULL;
 	}
 	op = ub_json_quote(r->op);
 	type = ub_json_quote(r->type);
 	desc = ub_json_quote(r->description);
-	if (urk_valid_utf8(r->callout, r->callout_len) && memchr(r->callout, 0, r->callout_len) == NULL) {
+	if (ub_utf8_valid(r->callout, r->callout_len) && memchr(r->callout, 0, r->callout_len) == NULL) {
 		char *tmp = strndup(r->callout, r->callout_len);
 
 		callout_key = "callout";
 		callout = tmp ? ub_json_quote(tmp) : NULL;
 		free(tmp);
 	} else {
-		char *enc = urk_base64_encode((const unsigned char *)r->callout, r->callout_len);
+		char *enc = ub_base64_encode_alloc((const unsigned char *)r->callout, r->callout_len);
 
 		callout_key = "calloutBase64";
 		if (enc) {
@@ -531,7 +405,7 @@ int urk_parse_decision(const char *json, size_t len, struct urk_decision *d, cha
 			goto bad;
 		}
 		if (strlen(b64s) > (size_t)URK_MAX_PAYLOAD / 3 * 4 + 4 ||
-		    urk_base64_decode(b64s, strlen(b64s), &d->payload, &d->payload_len) < 0) {
+		    ub_base64_decode_alloc(b64s, strlen(b64s), &d->payload, &d->payload_len) < 0) {
 			snprintf(why, whylen, "payloadBase64 is not valid base64 of at most %u bytes", URK_MAX_PAYLOAD);
 			goto bad;
 		}
@@ -637,7 +511,7 @@ const char *urk_errno_name(int err)
 #define PROC_KEYS_MAX (64u * 1024u * 1024u)
 
 static struct urk_options opts;
-static struct timespec t_start;
+static long long t_start_ns;
 /* For the backstop timer's signal handler: the key, and when to give up. */
 static volatile sig_atomic_t g_key;
 static volatile sig_atomic_t g_fail_timeout;
@@ -649,10 +523,7 @@ static long keyctl5(int cmd, unsigned long a2, unsigned long a3, unsigned long a
 
 static long elapsed_us(void)
 {
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (now.tv_sec - t_start.tv_sec) * 1000000L + (now.tv_nsec - t_start.tv_nsec) / 1000;
+	return (long)((ub_now_ns() - t_start_ns) / 1000);
 }
 
 static int remaining_ms(void)
@@ -796,65 +667,6 @@ static void fail_key(int err, const char *fmt, ...)
 	exit(1);
 }
 
-static char *read_file(const char *path, size_t max, size_t *len_out)
-{
-	size_t cap = 65536, len = 0;
-	char *buf = malloc(cap + 1);
-	int fd;
-
-	if (!buf)
-		return NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		int e = errno;
-
-		free(buf);
-		errno = e;
-		return NULL;
-	}
-	for (;;) {
-		ssize_t n;
-
-		if (len == cap) {
-			char *nb;
-
-			if (cap >= max) {
-				close(fd);
-				free(buf);
-				errno = EFBIG;
-				return NULL;
-			}
-			cap *= 2;
-			nb = realloc(buf, cap + 1);
-			if (!nb) {
-				close(fd);
-				free(buf);
-				errno = ENOMEM;
-				return NULL;
-			}
-			buf = nb;
-		}
-		n = read(fd, buf + len, cap - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			int e = errno;
-
-			close(fd);
-			free(buf);
-			errno = e;
-			return NULL;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	buf[len] = 0;
-	*len_out = len;
-	return buf;
-}
-
 /* Whether pid lives in our own user namespace (the host's, for a handler the kernel started). */
 static int same_userns(pid_t pid)
 {
@@ -983,7 +795,7 @@ int main(int argc, char **argv)
 	long n;
 	int rc;
 
-	clock_gettime(CLOCK_MONOTONIC, &t_start);
+	t_start_ns = ub_now_ns();
 	rc = urk_parse_args(argc, argv, &opts, err, sizeof(err));
 	if (rc > 0)
 		return 0;
@@ -1022,8 +834,7 @@ int main(int argc, char **argv)
 	auth_serial = (int32_t)n;
 
 	/* The requester: the auth key's pid: field, only shown by /proc/keys. */
-	keys = read_file("/proc/keys", PROC_KEYS_MAX, &keys_len);
-	if (!keys)
+	if (ub_read_file_at(AT_FDCWD, "/proc/keys", PROC_KEYS_MAX, &keys, &keys_len) < 0)
 		fail_key(URK_EKEYREJECTED, "cannot read /proc/keys: %s", strerror(errno));
 	if (urk_find_auth(keys, keys_len, auth_serial, &auth) < 0)
 		fail_key(URK_EKEYREJECTED, "authorisation key %d: %s in /proc/keys", (int)auth_serial,
@@ -1040,8 +851,9 @@ int main(int argc, char **argv)
 		size_t slen;
 
 		snprintf(path, sizeof(path), "/proc/%d/stat", (int)auth.pid);
-		stat = read_file(path, 1 << 16, &slen);
-		if (stat && urk_stat_starttime(stat, slen, &start_time) < 0)
+		if (ub_read_file_at(AT_FDCWD, path, 1 << 16, &stat, &slen) < 0)
+			stat = NULL;
+		else if (ub_proc_stat_field(stat, slen, UB_STAT_START_TIME, &start_time) < 0)
 			start_time = 0;
 		free(stat);
 	}

@@ -98,26 +98,11 @@ int urk_parse_int32(const char *s, int32_t *out);
 int urk_find_auth(const char *buf, size_t len, int32_t serial, struct urk_auth_info *out);
 
 /*
- * urk_stat_starttime: field 22 of a /proc/<pid>/stat text (clock ticks since
- * boot); the comm field may contain spaces and ')'.  0 or -1 (EBADMSG).
- */
-int urk_stat_starttime(const char *stat, size_t len, unsigned long long *out);
-
-/*
  * urk_parse_describe: split KEYCTL_DESCRIBE's "type;uid;gid;perm;description"
  * in place (buf is modified).  The description is everything after the fourth
  * ';' (it may itself contain ';').  0 or -1 (EBADMSG).
  */
 int urk_parse_describe(char *buf, char **type, char **description);
-
-/* Base64 (RFC 4648, with padding).  encode: malloc'd NUL-terminated string or
- * NULL (ENOMEM).  decode: 0 and a malloc'd buffer (may be empty; never NULL on
- * success), or -1 (EBADMSG: bad character, length or padding; ENOMEM). */
-char *urk_base64_encode(const unsigned char *in, size_t len);
-int urk_base64_decode(const char *in, size_t len, unsigned char **out, size_t *out_len);
-
-/* Whether [s, s+len) is valid UTF-8 with no NUL (JSON-safe after quoting). */
-int urk_valid_utf8(const char *s, size_t len);
 
 /* The request's params, as one JSON object (malloc'd), or NULL with errno
  * (ENOMEM; EILSEQ when type or description is not valid UTF-8).  callout is

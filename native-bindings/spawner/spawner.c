@@ -42,6 +42,8 @@
 #include "context/context.h"
 #include "netrelay.h"
 #include "ub-kernel.h"
+#include "ub-json.h"
+#include "basic/file.h"
 
 #define SPAWNER_VERSION "0.2.0"
 #define EXIT_SPAWNER 125
@@ -69,37 +71,6 @@ static const struct builtin *builtin; /* which one */
 static int error_fd = -1;
 static volatile pid_t child_pid;
 
-static ssize_t xwrite(int fd, const char *buf, size_t len)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = write(fd, buf + done, len - done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		done += n;
-	}
-	return done;
-}
-
-/* Append s to out as the body of a JSON string; returns the new length. */
-static size_t json_escape(char *out, size_t pos, size_t cap, const char *s)
-{
-	for (; *s && pos + 7 < cap; s++) {
-		unsigned char c = *s;
-		if (c == '"' || c == '\\')
-			pos += snprintf(out + pos, cap - pos, "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			pos += snprintf(out + pos, cap - pos, "\\u%04x", c);
-		else
-			out[pos++] = c;
-	}
-	out[pos] = '\0';
-	return pos;
-}
-
 static void report_error(const char *code, const char *step, int err)
 {
 	char line[1024];
@@ -107,14 +78,14 @@ static void report_error(const char *code, const char *step, int err)
 	size_t n;
 
 	n = snprintf(line, sizeof(line), "upcall-spawner: %s: %s: %s\n", code, step, strerror(err));
-	xwrite(STDERR_FILENO, line, n < sizeof(line) ? n : sizeof(line) - 1);
+	ub_write_all(STDERR_FILENO, line, n < sizeof(line) ? n : sizeof(line) - 1);
 	if (error_fd >= 0) {
 		n = snprintf(line, sizeof(line), "{\"error\":{\"code\":\"%s\",\"step\":\"", code);
-		n = json_escape(line, n, sizeof(line) - 40, step);
+		n = ub_json_escape(line, n, sizeof(line) - 40, step);
 		n += snprintf(line + n, sizeof(line) - n, "\",\"errno\":%d,\"message\":\"", err);
-		n = json_escape(line, n, sizeof(line) - 8, strerror(err));
+		n = ub_json_escape(line, n, sizeof(line) - 8, strerror(err));
 		n += snprintf(line + n, sizeof(line) - n, "\"}}\n");
-		xwrite(error_fd, line, n);
+		ub_write_all(error_fd, line, n);
 	}
 	errno = saved;
 }

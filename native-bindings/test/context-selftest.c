@@ -1,5 +1,5 @@
 /*
- * ub-context-selftest: pid reuse against context.c, on the real kernel (root).
+ * ub-context-selftest: pid reuse against context/, on the real kernel (root).
  *
  * A pid that is reused between two steps cannot be timed from outside, so the
  * reuse is made to happen: each case runs as pid 1 of a fresh pid namespace
@@ -7,7 +7,7 @@
  * number to another process at once with clone3(set_tid), as CRIU does.  Then
  * the function under test is called with the number (and the old pidfd):
  *
- *  - capture_seccomp (issue 16, finding 5): init's pid now names another
+ *  - ctx_capture_seccomp (issue 16, finding 5): init's pid now names another
  *    process; PTRACE_SEIZE by number attaches to it, and the pidfd check that
  *    follows must leave it running.  The stand-in blocks in sigwaitinfo(),
  *    which fails with EINTR when a PTRACE_INTERRUPT stops it (a plain seize
@@ -19,7 +19,26 @@
  *
  * Prints "FAIL ..." lines (every check with -v), then "N passed, N failed".
  */
-#include "context/context.c"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "context/context-internal.h"
+#include "ub-kernel.h"
+#include "basic/file.h"
+#include "basic/time.h"
 
 #include <linux/audit.h>
 #include <stdint.h>
@@ -88,7 +107,7 @@ static char proc_state(pid_t pid)
 	char st = '?';
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if (read_at(AT_FDCWD, path, &text, NULL) < 0)
+	if (ub_read_file_at(AT_FDCWD, path, MAX_PROC_FILE, &text, NULL) < 0)
 		return '?';
 	p = strrchr(text, ')');
 	if (p && p[1] == ' ')
@@ -146,7 +165,7 @@ static pid_t start_stand_in(pid_t want, int *pidfd, int *report)
 	pid_t pid = clone_with_pipe(want, pidfd, report, stand_in, 0);
 
 	while (pid > 0 && proc_state(pid) != 'S')
-		sleep_ms(1);
+		ub_sleep_ms(1);
 	return pid;
 }
 
@@ -168,7 +187,7 @@ static void case_seccomp_reused_pid(void)
 {
 	struct ub_context c;
 	struct ub_ctx_error e;
-	int oldfd = -1, pidfd = -1, report, rc;
+	int oldfd = -1, pidfd = -1, report = -1, rc;
 	pid_t init, other;
 
 	/* the control: init itself, alive, is stopped once and its filter read */
@@ -178,7 +197,7 @@ static void case_seccomp_reused_pid(void)
 	c.pid = init;
 	c.pidfd = pidfd;
 	c.seccomp_mode = 2;
-	rc = capture_seccomp(&c, &e);
+	rc = ctx_capture_seccomp(&c, &e);
 	CHECK(rc == 0 && c.nfilters == 1);
 	c.pidfd = -1;
 	ub_ctx_release(&c);
@@ -198,7 +217,7 @@ static void case_seccomp_reused_pid(void)
 	c.pid = init;
 	c.pidfd = oldfd; /* init's pidfd: readable now */
 	c.seccomp_mode = 2;
-	rc = capture_seccomp(&c, &e);
+	rc = ctx_capture_seccomp(&c, &e);
 	CHECK(rc < 0 && strcmp(e.code, "E_INIT_EXITED") == 0);
 	CHECK(c.nfilters == 0);                 /* nothing read from the other process */
 	CHECK(proc_state(other) == 'S');        /* not stopped */
@@ -367,13 +386,13 @@ static void isolated(void (*fn)(void))
 
 static void open_child_info(void)
 {
-	compat_have[UB_COMPAT_PIDFD_INFO] = 1;
+	ctx_compat_have[UB_COMPAT_PIDFD_INFO] = 1;
 	case_open_child("PIDFD_GET_INFO");
 }
 
 static void open_child_fallback(void)
 {
-	compat_have[UB_COMPAT_PIDFD_INFO] = 0; /* as before 6.13 */
+	ctx_compat_have[UB_COMPAT_PIDFD_INFO] = 0; /* as before 6.13 */
 	case_open_child("/proc/<pid>/stat");
 }
 

@@ -82,16 +82,16 @@ static void test_stat(void)
 	char *buf;
 
 	buf = exact("2850 (keyctl) D 2847 2850 1 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 123456789 5000 100", &len);
-	CHECK(urk_stat_starttime(buf, len, &st) == 0 && st == 123456789ULL);
+	CHECK(ub_proc_stat_field(buf, len, UB_STAT_START_TIME, &st) == 0 && st == 123456789ULL);
 	free(buf);
 	buf = exact("7 (a) b) (c) S 1 7 7 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 42 5000 100\n", &len);
-	CHECK(urk_stat_starttime(buf, len, &st) == 0 && st == 42);
+	CHECK(ub_proc_stat_field(buf, len, UB_STAT_START_TIME, &st) == 0 && st == 42);
 	free(buf);
 	buf = exact("7 (x) S 1 2", &len);
-	CHECK(urk_stat_starttime(buf, len, &st) < 0);
+	CHECK(ub_proc_stat_field(buf, len, UB_STAT_START_TIME, &st) < 0);
 	free(buf);
 	buf = exact("no paren here", &len);
-	CHECK(urk_stat_starttime(buf, len, &st) < 0);
+	CHECK(ub_proc_stat_field(buf, len, UB_STAT_START_TIME, &st) < 0);
 	free(buf);
 }
 
@@ -115,10 +115,10 @@ static void test_base64(void)
 	size_t n;
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		char *e = urk_base64_encode((const unsigned char *)cases[i][0], strlen(cases[i][0]));
+		char *e = ub_base64_encode_alloc((const unsigned char *)cases[i][0], strlen(cases[i][0]));
 		CHECK(e && !strcmp(e, cases[i][1]));
 		free(e);
-		CHECK(urk_base64_decode(cases[i][1], strlen(cases[i][1]), &out, &n) == 0 && n == strlen(cases[i][0]) &&
+		CHECK(ub_base64_decode_alloc(cases[i][1], strlen(cases[i][1]), &out, &n) == 0 && n == strlen(cases[i][0]) &&
 		      memcmp(out, cases[i][0], n) == 0);
 		free(out);
 	}
@@ -126,27 +126,27 @@ static void test_base64(void)
 		unsigned char bin[256];
 		for (int i = 0; i < 256; i++)
 			bin[i] = (unsigned char)i;
-		char *e = urk_base64_encode(bin, sizeof(bin));
-		CHECK(urk_base64_decode(e, strlen(e), &out, &n) == 0 && n == 256 && memcmp(out, bin, 256) == 0);
+		char *e = ub_base64_encode_alloc(bin, sizeof(bin));
+		CHECK(ub_base64_decode_alloc(e, strlen(e), &out, &n) == 0 && n == 256 && memcmp(out, bin, 256) == 0);
 		free(out);
 		free(e);
 	}
-	CHECK(urk_base64_decode("Zm9", 3, &out, &n) < 0);
-	CHECK(urk_base64_decode("Zm9!", 4, &out, &n) < 0);
-	CHECK(urk_base64_decode("Zh==", 4, &out, &n) < 0);  /* stray bits */
-	CHECK(urk_base64_decode("Z===", 4, &out, &n) < 0);
-	CHECK(urk_base64_decode("=m9v", 4, &out, &n) < 0);
+	CHECK(ub_base64_decode_alloc("Zm9", 3, &out, &n) < 0);
+	CHECK(ub_base64_decode_alloc("Zm9!", 4, &out, &n) < 0);
+	CHECK(ub_base64_decode_alloc("Zh==", 4, &out, &n) < 0);  /* stray bits */
+	CHECK(ub_base64_decode_alloc("Z===", 4, &out, &n) < 0);
+	CHECK(ub_base64_decode_alloc("=m9v", 4, &out, &n) < 0);
 }
 
 static void test_utf8(void)
 {
-	CHECK(urk_valid_utf8("plain", 5));
-	CHECK(urk_valid_utf8("h\xc3\xa9", 3));
-	CHECK(!urk_valid_utf8("\xc3", 1));
-	CHECK(!urk_valid_utf8("\xc0\xaf", 2));          /* overlong */
-	CHECK(!urk_valid_utf8("\xed\xa0\x80", 3));      /* surrogate */
-	CHECK(!urk_valid_utf8("a\0b", 3));
-	CHECK(!urk_valid_utf8("\xff", 1));
+	CHECK(ub_utf8_valid("plain", 5));
+	CHECK(ub_utf8_valid("h\xc3\xa9", 3));
+	CHECK(!ub_utf8_valid("\xc3", 1));
+	CHECK(!ub_utf8_valid("\xc0\xaf", 2));          /* overlong */
+	CHECK(!ub_utf8_valid("\xed\xa0\x80", 3));      /* surrogate */
+	CHECK(ub_utf8_valid("a\0b", 3));            /* NUL is UTF-8: callers refusing it check themselves */
+	CHECK(!ub_utf8_valid("\xff", 1));
 }
 
 static void test_params(void)

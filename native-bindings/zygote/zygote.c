@@ -58,6 +58,12 @@
 #include <unistd.h>
 
 #include "basic/base64.h"
+#include "basic/buf.h"
+#include "basic/fd.h"
+#include "basic/file.h"
+#include "basic/frame.h"
+#include "basic/proc.h"
+#include "basic/time.h"
 #include "context/context.h"
 #include "netrelay.h"
 #include "ub-client.h"
@@ -82,22 +88,6 @@
 #define EXIT_CANNOT_EXEC 126
 #define EXIT_NOT_FOUND 127
 
-struct pidfd_info_v0 {
-	uint64_t mask, cgroupid;
-	uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
-	int32_t exit_code;
-};
-
-/* struct clone_args, CLONE_ARGS_SIZE_VER0 (include/uapi/linux/sched.h) */
-struct clone_args_v0 {
-	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
-};
-
-struct buf {
-	char *p;
-	size_t len, cap;
-};
-
 enum builtin { BUILTIN_NONE, BUILTIN_ECHO_CONTEXT, BUILTIN_NETRELAY };
 
 struct spawn_args {
@@ -115,7 +105,7 @@ struct spawn_args {
 
 struct stream {
 	int fd;
-	struct buf data;
+	struct ub_buf data;
 	int truncated;
 };
 
@@ -170,7 +160,7 @@ static struct tmpl tmpls[TEMPLATE_SLOTS];
 static int opt_templates = 1;
 static long long opt_ttl_ms = 10000, opt_idle_ms = 3000;
 static int opt_max_templates = MAX_TEMPLATES;
-static struct buf inbuf, outq;
+static struct ub_buf inbuf, outq;
 /* not on the stack, so that scrub_foreign() finds them: what was last read
  * from the broker and from an upcall, the last request sent to a template */
 static char stdin_tmp[65536], stream_tmp[65536], qmsg_out[QMSG_MAX];
@@ -192,14 +182,7 @@ static const char *const prof_names[PF_COUNT] = { "parsed", "forked", "a_start",
 static long long (*prof)[PF_COUNT];
 static int prof_slot;
 static FILE *prof_out;
-static long long prof_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-#define PROF(slot, k) do { if (prof) prof[(slot)][(k)] = prof_ns(); } while (0)
+#define PROF(slot, k) do { if (prof) prof[(slot)][(k)] = ub_now_ns(); } while (0)
 static void prof_init(void)
 {
 	char path[64];
@@ -230,14 +213,6 @@ static void prof_dump(int slot)
  * small helpers
  */
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
 /*
  * What held a request's data (argv, env, cwd, stdin, output, frames, events)
  * is zeroed before it is freed, and a growing buffer is moved by hand (realloc
@@ -246,70 +221,6 @@ static long long now_ms(void)
  * nothing of other tenants' requests in it.  scrub_foreign() clears what is
  * still live in each A right after the fork.
  */
-static void free_zeroed(void *p)
-{
-	if (!p)
-		return;
-	explicit_bzero(p, malloc_usable_size(p));
-	free(p);
-}
-
-static int buf_append(struct buf *b, const void *p, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		char *q;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		q = malloc(cap);
-		if (!q)
-			return -1;
-		if (b->len)
-			memcpy(q, b->p, b->len);
-		free_zeroed(b->p);
-		b->p = q;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, p, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-	return 0;
-}
-
-static void buf_free(struct buf *b)
-{
-	free_zeroed(b->p);
-	memset(b, 0, sizeof(*b));
-}
-
-static void close_fd(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-	*fd = -1;
-}
-
-/* s as the body of a JSON string, ASCII only (bytes >= 0x80 become '?'), so
- * that no UTF-8 needs validating. */
-static size_t json_ascii(char *out, size_t cap, const char *s)
-{
-	size_t n = 0;
-
-	for (; *s && n + 8 < cap; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\')
-			n += snprintf(out + n, cap - n, "\\%c", c);
-		else if (c < 0x20 || c >= 0x7f)
-			n += snprintf(out + n, cap - n, c < 0x20 ? "\\u%04x" : "?", c);
-		else
-			out[n++] = (char)c;
-	}
-	out[n] = '\0';
-	return n;
-}
-
 static const char *signal_name(int sig, char *buf, size_t cap)
 {
 	const char *abbrev = sigabbrev_np(sig);
@@ -327,9 +238,10 @@ static const char *signal_name(int sig, char *buf, size_t cap)
 
 static void emit(const char *json, size_t len)
 {
-	unsigned char hdr[4] = { len >> 24, len >> 16, len >> 8, len };
+	unsigned char hdr[UB_FRAME_HEADER];
 
-	if (buf_append(&outq, hdr, 4) < 0 || buf_append(&outq, json, len) < 0) {
+	ub_frame_put_len(hdr, (uint32_t)len);
+	if (ub_buf_append(&outq, hdr, sizeof(hdr)) < 0 || ub_buf_append(&outq, json, len) < 0) {
 		fputs("upcall-zygote: out of memory queueing an event\n", stderr);
 		exit(EXIT_SPAWNER);
 	}
@@ -341,8 +253,8 @@ static void emit_error_raw(int have_id, unsigned long long id, const char *code,
 	char json[2048], idtext[32], s[600], m[600];
 
 	snprintf(idtext, sizeof(idtext), have_id ? "%llu" : "null", id);
-	json_ascii(s, sizeof(s), step);
-	json_ascii(m, sizeof(m), message);
+	ub_json_escape(s, 0, sizeof(s), step);
+	ub_json_escape(m, 0, sizeof(m), message);
 	emit(json, snprintf(json, sizeof(json),
 			    "{\"id\":%s,\"event\":\"error\",\"code\":\"%s\",\"native\":\"%s\",\"step\":\"%s\",\"errno\":%d,\"message\":\"%s\"}",
 			    idtext, code, native, s, err, m));
@@ -387,15 +299,14 @@ static void emit_child_error(struct req *r)
 	free(step);
 }
 
-static char *base64_of(const struct buf *b)
+static char *base64_of(const struct ub_buf *b)
 {
-	char *out = malloc(ub_base64_encoded_len(b->len) + 1);
+	char *out = ub_base64_encode_alloc((const unsigned char *)(b->p ? b->p : ""), b->len);
 
 	if (!out) {
 		fputs("upcall-zygote: out of memory encoding output\n", stderr);
 		exit(EXIT_SPAWNER);
 	}
-	ub_base64_encode((const unsigned char *)(b->p ? b->p : ""), b->len, out);
 	return out;
 }
 
@@ -420,9 +331,9 @@ static void emit_exit(struct req *r)
 		     r->id, (int)r->cpid, code, sig, o, e, r->out.truncated || r->err.truncated ? "true" : "false",
 		     r->timed_out && !r->killed ? "true" : "false", r->fields ? r->fields : "{}");
 	emit(json, (size_t)n);
-	free_zeroed(json);
-	free_zeroed(o);
-	free_zeroed(e);
+	ub_free_zeroed(json);
+	ub_free_zeroed(o);
+	ub_free_zeroed(e);
 #ifdef UB_ZYGOTE_PROFILE
 	PROF(r - reqs, PF_Z_EMIT);
 	prof_dump((int)(r - reqs));
@@ -438,7 +349,7 @@ static void child_report(const struct ub_ctx_error *e)
 	char msg[1024], step[600];
 	int n;
 
-	json_ascii(step, sizeof(step), e->step);
+	ub_json_escape(step, 0, sizeof(step), e->step);
 	n = snprintf(msg, sizeof(msg), "E{\"code\":\"%s\",\"step\":\"%s\",\"errno\":%d}", e->code, step, e->err);
 	send(CHILD_SOCK, msg, (size_t)n, MSG_NOSIGNAL);
 }
@@ -467,24 +378,6 @@ static void default_signals(void)
 		sigaction(sig, &sa, NULL); /* EINVAL for SIGKILL/SIGSTOP/libc-internal: fine */
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-}
-
-/* One datagram: the kind byte, then n fds (SCM_RIGHTS). */
-static int send_fds(int sock, char kind, const int *fds, int n)
-{
-	char control[CMSG_SPACE(4 * sizeof(int))];
-	struct iovec iov = { &kind, 1 };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
-			      .msg_controllen = CMSG_SPACE((size_t)n * sizeof(int)) };
-	struct cmsghdr *cm;
-
-	memset(control, 0, sizeof(control));
-	cm = CMSG_FIRSTHDR(&msg);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN((size_t)n * sizeof(int));
-	memcpy(CMSG_DATA(cm), fds, (size_t)n * sizeof(int));
-	return sendmsg(sock, &msg, MSG_NOSIGNAL) == 1 ? 0 : -1;
 }
 
 /* builtin "echo-context": what this process is, seen from inside. */
@@ -582,71 +475,19 @@ static int enter_request_cwd(const char *cwd, struct ub_ctx_error *e)
 }
 
 /* ------------------------------------------------------------------------
- * the context cache: what a template checks before each use
- *
- * Two kinds of evidence that init's context is still the captured one:
- *  - values the kernel shows the same to every reader (rlimits, scheduling,
- *    oom_score_adj, root, cwd, namespaces, LSM label): A reads them before
- *    capturing (struct snapshot), B reads them again and compares, so a change
- *    at any time after the snapshot is seen;
- *  - values shown per reader (ids translated into the reader's user namespace,
- *    cgroup paths relative to its cgroup namespace): B compares init's current
- *    ones with what was captured and applied (ctx, and T's own cgroups), both
- *    seen from inside.
- * Not checked (bounded by the TTL): personality and timer slack (reading them
- * needs PTRACE_MODE_ATTACH), securebits (never copied).
+ * the context cache: what a template checks before each use (context.h,
+ * ub_ctx_snapshot_read and ub_ctx_check)
  */
-#define SNAP_NS 6
-static const char *const snap_ns_names[SNAP_NS] = { "ns/mnt", "ns/net", "ns/uts", "ns/ipc", "ns/cgroup", "ns/time" };
-
-struct snapshot {
-	int nice, policy, rtprio, ioprio;
-	unsigned char affinity[128];
-	struct rlimit rlim[RLIM_NLIMITS];
-	int oom;
-	dev_t dev[2 + SNAP_NS];         /* root, cwd, namespaces */
-	ino_t ino[2 + SNAP_NS];
-	char lsm[256];
-	int hostproc;                   /* the host's /proc: T reads its own cgroups by self/ */
-	char cgroup[4096];              /* T's cgroups seen from inside: init's as applied */
-};
-
-static struct snapshot snap;        /* in A and its template: taken once */
-
-/* The whole small file dirfd/name (NUL-terminated, truncated to cap-1). */
-static int slurp(int dirfd, const char *name, char *out, size_t cap)
-{
-	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	size_t n = 0;
-
-	if (fd < 0)
-		return -1;
-	for (;;) {
-		ssize_t r = read(fd, out + n, cap - 1 - n);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			int e = errno;
-			close(fd);
-			errno = e;
-			return -1;
-		}
-		if (r == 0 || (n += (size_t)r) == cap - 1)
-			break;
-	}
-	close(fd);
-	out[n] = '\0';
-	return 0;
-}
+static struct ub_ctx_snapshot snap; /* in A and its template: taken once */
+static int hostproc = -1;           /* A's host /proc: T reads its own cgroups by self/ */
 
 /* In T: the target is pid 1 of T's own pid namespace (B checked it before
  * forking T), for as long as it lives. */
 static int in_template;
 
 /* init's pid as the caller's pid namespace numbers it (B is inside: 1).
- * Before 6.13 it comes from the host /proc that A opened (snap.hostproc): B
- * is chrooted into the container by then; T has closed that fd, and knows. */
+ * Before 6.13 it comes from the host /proc that A opened (hostproc): B is
+ * chrooted into the container by then; T has closed that fd, and knows. */
 static pid_t target_vpid(int pidfd)
 {
 	if (in_template && !ub_compat_has(UB_COMPAT_PIDFD_INFO)) {
@@ -656,206 +497,12 @@ static pid_t target_vpid(int pidfd)
 		}
 		return 1;
 	}
-	return ub_pidfd_vpid(snap.hostproc > 0 ? snap.hostproc : -1, pidfd);
+	return ub_pidfd_vpid(hostproc > 0 ? hostproc : -1, pidfd);
 }
 
-/* /proc/<pid>/limits: a header, then one row per RLIMIT_* ("%-25s%-20s%-20s"). */
-static int limits_file(int procfd, struct rlimit *rl)
-{
-	char text[4096], *line;
-	int r;
-
-	if (slurp(procfd, "limits", text, sizeof(text)) < 0)
-		return -1;
-	line = strchr(text, '\n');
-	for (r = 0; r < RLIM_NLIMITS; r++) {
-		rlim_t v[2];
-		int i;
-
-		if (!line || strlen(++line) < 46)
-			return errno = EINVAL, -1;
-		for (i = 0; i < 2; i++) {
-			const char *f = line + 25 + 20 * i;
-			v[i] = strncmp(f, "unlimited", 9) == 0 ? RLIM_INFINITY : strtoull(f, NULL, 10);
-		}
-		rl[r].rlim_cur = v[0];
-		rl[r].rlim_max = v[1];
-		line = strchr(line, '\n');
-	}
-	return 0;
-}
-
-/* Everything of struct snapshot but the cgroups: -1 with *what on failure. */
-static int read_snapshot(const struct ub_context *c, struct snapshot *s, const char **what)
-{
-	struct sched_param sp;
-	cpu_set_t set;
-	pid_t pid = target_vpid(c->pidfd);
-	int r, i;
-
-	*what = "pid";
-	if (pid <= 0)
-		return -1;
-	*what = "scheduling";
-	errno = 0;
-	s->nice = getpriority(PRIO_PROCESS, (id_t)pid);
-	if ((s->nice == -1 && errno) || (s->policy = sched_getscheduler(pid)) < 0 || sched_getparam(pid, &sp) < 0 ||
-	    (s->ioprio = (int)syscall(SYS_ioprio_get, 1 /* IOPRIO_WHO_PROCESS */, pid)) < 0)
-		return -1;
-	s->rtprio = sp.sched_priority;
-	CPU_ZERO(&set);
-	if (sched_getaffinity(pid, sizeof(set), &set) < 0)
-		return -1;
-	memcpy(s->affinity, &set, sizeof(s->affinity));
-	*what = "rlimits";
-	for (r = 0; r < RLIM_NLIMITS; r++)
-		if (prlimit(pid, r, NULL, &s->rlim[r]) < 0)
-			break;
-	if (r < RLIM_NLIMITS && (errno != EPERM || limits_file(c->procfd, s->rlim) < 0))
-		return -1;
-	*what = "oom_score_adj";
-	{
-		char text[32];
-		if (slurp(c->procfd, "oom_score_adj", text, sizeof(text)) < 0)
-			return -1;
-		s->oom = atoi(text);
-	}
-	for (i = 0; i < 2 + SNAP_NS; i++) {
-		struct stat st;
-
-		*what = i == 0 ? "root" : i == 1 ? "cwd" : snap_ns_names[i - 2];
-		if (fstatat(c->procfd, *what, &st, 0) < 0) {
-			if (i >= 2 && errno == ENOENT)
-				st.st_dev = 0, st.st_ino = 0; /* this kernel lacks the type */
-			else
-				return -1;
-		}
-		s->dev[i] = st.st_dev;
-		s->ino[i] = st.st_ino;
-	}
-	*what = "attr/current";
-	if (slurp(c->procfd, "attr/current", s->lsm, sizeof(s->lsm)) < 0) {
-		if (errno != EINVAL && errno != ENOENT && errno != EOPNOTSUPP)
-			return -1;
-		snprintf(s->lsm, sizeof(s->lsm), "errno %d", errno);
-	}
-	return 0;
-}
-
-static int status_hex_is(const char *status, const char *key, uint64_t want)
-{
-	const char *v = strstr(status, key);
-
-	return v && strtoull(v + strlen(key), NULL, 16) == want;
-}
-
-static int status_num(const char *status, const char *key, int base, long *out)
-{
-	const char *v = strstr(status, key);
-
-	if (!v)
-		return -1;
-	*out = strtol(v + strlen(key), NULL, base);
-	return 0;
-}
-
-/* "Uid:\tr\te\ts\tfs" (already in our user namespace's numbers) against ids[4]. */
-static int status_ids_are(const char *status, const char *key, const unsigned int *ids)
-{
-	const char *v = strstr(status, key);
-	int i;
-
-	if (!v)
-		return 0;
-	v += strlen(key);
-	for (i = 0; i < 4; i++) {
-		char *end;
-		unsigned long x = strtoul(v, &end, 10);
-
-		if (end == v || x != ids[i])
-			return 0;
-		v = end;
-	}
-	return 1;
-}
-
-static int status_groups_are(const char *status, const gid_t *groups, size_t n)
-{
-	const char *v = strstr(status, "\nGroups:");
-	size_t i = 0;
-
-	if (!v)
-		return 0;
-	v += 8;
-	for (;;) {
-		char *end;
-		unsigned long x;
-
-		while (*v == ' ' || *v == '\t')
-			v++;
-		if (*v == '\n' || !*v)
-			break;
-		x = strtoul(v, &end, 10);
-		if (end == v || i >= n || x != groups[i])
-			return 0;
-		i++;
-		v = end;
-	}
-	return i == n;
-}
-
-/*
- * Is init's context still the one this template captured?  1 yes; 0 no, with
- * why; from inside (B) or from T right after it entered.  Everything is read
- * through the host /proc/<init> fd or the pidfd, so no /proc of the container
- * is trusted.
- */
 static int check_context(const struct ub_context *c, char *why, size_t cap)
 {
-	struct snapshot now;
-	char status[8192], cg[sizeof(snap.cgroup)];
-	const char *what;
-	long v;
-	int i;
-
-	memset(&now, 0, sizeof(now));
-	if (read_snapshot(c, &now, &what) < 0)
-		return snprintf(why, cap, "cannot read %s: %s", what, strerror(errno)), 0;
-	if (now.nice != snap.nice || now.policy != snap.policy || now.rtprio != snap.rtprio || now.ioprio != snap.ioprio ||
-	    memcmp(now.affinity, snap.affinity, sizeof(now.affinity)) != 0)
-		return snprintf(why, cap, "scheduling changed"), 0;
-	for (i = 0; i < RLIM_NLIMITS; i++)
-		if (now.rlim[i].rlim_cur != snap.rlim[i].rlim_cur || now.rlim[i].rlim_max != snap.rlim[i].rlim_max)
-			return snprintf(why, cap, "rlimit %d changed", i), 0;
-	if (now.oom != snap.oom)
-		return snprintf(why, cap, "oom_score_adj changed"), 0;
-	for (i = 0; i < 2 + SNAP_NS; i++)
-		if (now.dev[i] != snap.dev[i] || now.ino[i] != snap.ino[i])
-			return snprintf(why, cap, "%s changed", i == 0 ? "root" : i == 1 ? "cwd" : snap_ns_names[i - 2]), 0;
-	if (strcmp(now.lsm, snap.lsm) != 0)
-		return snprintf(why, cap, "LSM label changed"), 0;
-
-	if (slurp(c->procfd, "status", status, sizeof(status)) < 0)
-		return snprintf(why, cap, "cannot read status: %s", strerror(errno)), 0;
-	if (!status_ids_are(status, "\nUid:", c->uid) || !status_ids_are(status, "\nGid:", c->gid) ||
-	    !status_groups_are(status, c->groups, c->ngroups))
-		return snprintf(why, cap, "ids changed"), 0;
-	if (!status_hex_is(status, "\nCapInh:", c->cap_inh) || !status_hex_is(status, "\nCapPrm:", c->cap_prm) ||
-	    !status_hex_is(status, "\nCapEff:", c->cap_eff) || !status_hex_is(status, "\nCapBnd:", c->cap_bnd) ||
-	    !status_hex_is(status, "\nCapAmb:", c->cap_amb))
-		return snprintf(why, cap, "capabilities changed"), 0;
-	if (status_num(status, "\nNoNewPrivs:", 10, &v) < 0 || (v != 0) != c->nnp ||
-	    status_num(status, "\nSeccomp:", 10, &v) < 0 || v != c->seccomp_mode ||
-	    (c->seccomp_mode == 2 && (status_num(status, "\nSeccomp_filters:", 10, &v) < 0 || (size_t)v != c->nfilters)) ||
-	    status_num(status, "\nUmask:", 8, &v) < 0 || (mode_t)(v & 0777) != c->umask ||
-	    (status_num(status, "\nTHP_enabled:", 10, &v) == 0 && (v == 0) != c->thp_disabled))
-		return snprintf(why, cap, "no_new_privs, seccomp, umask or THP changed"), 0;
-
-	if (slurp(c->procfd, "cgroup", cg, sizeof(cg)) < 0)
-		return snprintf(why, cap, "cannot read cgroup: %s", strerror(errno)), 0;
-	if (strcmp(cg, snap.cgroup) != 0)
-		return snprintf(why, cap, "cgroups changed"), 0;
-	return 1;
+	return ub_ctx_check(c, target_vpid(c->pidfd), &snap, why, cap);
 }
 
 /* ------------------------------------------------------------------------
@@ -884,7 +531,7 @@ static void __attribute__((noreturn)) run_b(struct ub_context *ctx, const struct
 	PROF(prof_slot, PF_B_CLONE);
 	fds[0] = pidfd;
 	fds[1] = (int)syscall(UB_NR_pidfd_open, getpid(), 0);
-	if (fds[1] < 0 || send_fds(CHILD_SOCK, 'P', fds, 2) < 0) {
+	if (fds[1] < 0 || ub_send_fds(CHILD_SOCK, "P", 1, fds, 2, 0) < 0) {
 		syscall(UB_NR_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
 		child_fail_errno("E_FORK", "send pidfds", errno);
 	}
@@ -1004,7 +651,7 @@ static int t_spawn(struct ub_context *ctx, const struct spawn_args *a, const int
 		return 0;
 	}
 	PROF(prof_slot, PF_B_CLONE);
-	if (send_fds(sock, 'P', &pidfd, 1) < 0)
+	if (ub_send_fds(sock, "P", 1, &pidfd, 1, 0) < 0)
 		syscall(UB_NR_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
 	close(pidfd);
 	PROF(prof_slot, PF_B_SENT);
@@ -1032,32 +679,16 @@ static void __attribute__((noreturn)) template_serve(struct ub_context *ctx)
 	static char msgbuf[QMSG_MAX + 1];
 
 	for (;;) {
-		char control[CMSG_SPACE(4 * sizeof(int))];
-		struct iovec iov = { msgbuf, sizeof(msgbuf) };
-		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control) };
-		struct cmsghdr *cm;
 		struct spawn_args a;
-		int fds[4], nfds = 0, i, stale = 0;
-		ssize_t n = recvmsg(TMPL_CTL, &msg, MSG_CMSG_CLOEXEC);
+		int fds[4], nfds = 0, i, stale = 0, truncated;
+		ssize_t n = ub_recv_fds(TMPL_CTL, msgbuf, sizeof(msgbuf), fds, 4, &nfds, 0, &truncated);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			_exit(0);
-		for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
-			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-				int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-				for (i = 0; i < k; i++) {
-					int fd;
-					memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-					if (nfds < 4)
-						fds[nfds++] = fd;
-					else
-						close(fd);
-				}
-			}
 		memset(&a, 0, sizeof(a));
-		if (nfds == 4 && !(msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) && qmsg_read(msgbuf, (size_t)n, &a) == 0)
+		if (nfds == 4 && !truncated && qmsg_read(msgbuf, (size_t)n, &a) == 0)
 			stale = t_spawn(ctx, &a, fds, 1) < 0;
 		free(a.argv);
 		free(a.envp);
@@ -1106,30 +737,17 @@ static void __attribute__((noreturn)) run_template(struct ub_context *ctx, const
 		memset(zargv[0], 0, (size_t)(end - zargv[0]));
 		snprintf(zargv[0], (size_t)(end - zargv[0]) + 1, "upcall-context");
 	}
-	if (slurp(snap.hostproc, "self/cgroup", snap.cgroup, sizeof(snap.cgroup)) < 0 || !check_context(ctx, why, sizeof(why)))
+	if (ub_read_small_at(hostproc, "self/cgroup", snap.cgroup, sizeof(snap.cgroup)) < 0 || !check_context(ctx, why, sizeof(why)))
 		_exit(0); /* not cacheable: the zygote sees EOF and forgets us */
-	close(snap.hostproc);
-	snap.hostproc = -1;
+	close(hostproc);
+	hostproc = -1;
 	self = (int)syscall(UB_NR_pidfd_open, getpid(), 0);
 	n = snprintf(msg, sizeof(msg), "T%s", fields);
 	if (self < 0 || n >= (int)sizeof(msg))
 		_exit(0);
-	{
-		char control[CMSG_SPACE(sizeof(int))];
-		struct iovec iov = { msg, (size_t)n };
-		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control) };
-		struct cmsghdr *cm;
-
-		memset(control, 0, sizeof(control));
-		cm = CMSG_FIRSTHDR(&m);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &self, sizeof(int));
-		if (sendmsg(TMPL_CTL, &m, MSG_NOSIGNAL) != n)
-			_exit(0);
-		close(self);
-	}
+	if (ub_send_fds(TMPL_CTL, msg, (size_t)n, &self, 1, 0) < 0)
+		_exit(0);
+	close(self);
 	template_serve(ctx);
 }
 
@@ -1160,19 +778,19 @@ static void scrub_foreign(const struct spawn_args *own)
 			continue;
 		if (r->used) {
 			free_args(&r->a);
-			buf_free(&r->out.data);
-			buf_free(&r->err.data);
-			free_zeroed(r->fields);
-			free_zeroed(r->error);
+			ub_buf_free(&r->out.data);
+			ub_buf_free(&r->err.data);
+			ub_free_zeroed(r->fields);
+			ub_free_zeroed(r->error);
 		}
 		explicit_bzero(r, sizeof(*r));
 	}
 	for (i = 0; i < TEMPLATE_SLOTS; i++) {
-		free_zeroed(tmpls[i].fields);
+		ub_free_zeroed(tmpls[i].fields);
 		explicit_bzero(&tmpls[i], sizeof(tmpls[i]));
 	}
-	buf_free(&inbuf);
-	buf_free(&outq);
+	ub_buf_free(&inbuf);
+	ub_buf_free(&outq);
 	explicit_bzero(stdin_tmp, sizeof(stdin_tmp));
 	explicit_bzero(stream_tmp, sizeof(stream_tmp));
 	explicit_bzero(qmsg_out, sizeof(qmsg_out));
@@ -1215,8 +833,8 @@ static void __attribute__((noreturn)) run_a(const struct spawn_args *a, int in, 
 		tmpl = 0; /* no template for host requests: it would live in the host's pid namespace */
 	if (tmpl) {
 		memset(&snap, 0, sizeof(snap));
-		snap.hostproc = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
-		if (snap.hostproc < 0 || read_snapshot(&ctx, &snap, &what) < 0)
+		hostproc = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (hostproc < 0 || ub_ctx_snapshot_read(&ctx, target_vpid(ctx.pidfd), &snap, &what) < 0)
 			tmpl = 0; /* serve this request, cache nothing */
 	}
 	if (!tmpl && ctl >= 0)
@@ -1257,136 +875,29 @@ static void __attribute__((noreturn)) run_a(const struct spawn_args *a, int in, 
 }
 
 /* ------------------------------------------------------------------------
- * requests: parsing (the document is validated by ub_json_validate first, so
- * the walk below only has to find boundaries; decoding is ub-client's)
+ * requests: parsing (the document is validated by ub_json_validate first;
+ * the walk and the decoding are basic/json.c's)
  */
-
-struct span {
-	const char *p;
-	size_t len;
-};
-
-static const char *skip_ws(const char *p, const char *e)
-{
-	while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-		p++;
-	return p;
-}
-
-static const char *skip_string(const char *p, const char *e)
-{
-	for (p++; p < e && *p != '"'; p++)
-		if (*p == '\\')
-			p++;
-	return p + 1;
-}
-
-static const char *skip_value(const char *p, const char *e)
-{
-	int depth = 0;
-
-	if (*p == '"')
-		return skip_string(p, e);
-	if (*p != '{' && *p != '[') {
-		while (p < e && !strchr(",}] \t\r\n", *p))
-			p++;
-		return p;
-	}
-	do {
-		if (*p == '"') {
-			p = skip_string(p, e);
-			continue;
-		}
-		if (*p == '{' || *p == '[')
-			depth++;
-		else if (*p == '}' || *p == ']')
-			depth--;
-		p++;
-	} while (p < e && depth > 0);
-	return p;
-}
-
-struct iter {
-	const char *p, *e;
-	int obj;
-};
-
-static void iter_begin(struct iter *it, struct span v)
-{
-	it->p = v.p + 1;
-	it->e = v.p + v.len;
-	it->obj = *v.p == '{';
-}
-
-static int iter_next(struct iter *it, struct span *key, struct span *val)
-{
-	const char *p = skip_ws(it->p, it->e);
-
-	if (p < it->e && *p == ',')
-		p = skip_ws(p + 1, it->e);
-	if (p >= it->e || *p == '}' || *p == ']')
-		return 0;
-	if (it->obj) {
-		key->p = p;
-		p = skip_string(p, it->e);
-		key->len = (size_t)(p - key->p);
-		p = skip_ws(skip_ws(p, it->e) + 1, it->e); /* the ':' */
-	}
-	val->p = p;
-	p = skip_value(p, it->e);
-	val->len = (size_t)(p - val->p);
-	it->p = p;
-	return 1;
-}
-
-static int span_is(struct span s, const char *lit)
-{
-	return s.len == strlen(lit) && memcmp(s.p, lit, s.len) == 0;
-}
-
-/* A JSON integer in 0..2^53 (no sign, fraction or exponent). */
-static int span_uint(struct span s, unsigned long long max, unsigned long long *out)
-{
-	unsigned long long v = 0;
-	size_t i;
-
-	if (s.len == 0 || s.len > 16)
-		return -1;
-	for (i = 0; i < s.len; i++) {
-		if (s.p[i] < '0' || s.p[i] > '9')
-			return -1;
-		v = v * 10 + (unsigned long long)(s.p[i] - '0');
-	}
-	if (v > max)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-static int span_string(struct span s, char **out)
-{
-	return s.len && *s.p == '"' ? ub_json_decode_string(s.p, s.len, out) : -1;
-}
 
 static void free_args(struct spawn_args *a)
 {
 	char **p;
 
 	for (p = a->argv; p && *p; p++)
-		free_zeroed(*p);
+		ub_free_zeroed(*p);
 	for (p = a->envp; p && *p; p++)
-		free_zeroed(*p);
+		ub_free_zeroed(*p);
 	free(a->argv);
 	free(a->envp);
-	free_zeroed(a->cwd);
-	free_zeroed(a->input);
+	ub_free_zeroed(a->cwd);
+	ub_free_zeroed(a->input);
 	memset(a, 0, sizeof(*a));
 }
 
-static int parse_argv(struct span v, struct spawn_args *a, const char **why)
+static int parse_argv(struct ub_json_span v, struct spawn_args *a, const char **why)
 {
-	struct iter it;
-	struct span k, s;
+	struct ub_json_iter it;
+	struct ub_json_span k, s;
 	size_t n = 0;
 
 	if (*v.p != '[')
@@ -1394,21 +905,21 @@ static int parse_argv(struct span v, struct spawn_args *a, const char **why)
 	a->argv = calloc(MAX_ARGS + 1, sizeof(char *));
 	if (!a->argv)
 		return *why = "out of memory", -1;
-	iter_begin(&it, v);
-	while (iter_next(&it, &k, &s)) {
+	ub_json_iter_begin(&it, v);
+	while (ub_json_iter_next(&it, &k, &s) > 0) {
 		if (n == MAX_ARGS)
 			return *why = "argv has more than 256 entries", -1;
-		if (span_string(s, &a->argv[n]) < 0)
+		if (ub_json_string(s, &a->argv[n]) < 0)
 			return *why = "argv must be an array of strings", -1;
 		n++;
 	}
 	return 0;
 }
 
-static int parse_env(struct span v, struct spawn_args *a, const char **why)
+static int parse_env(struct ub_json_span v, struct spawn_args *a, const char **why)
 {
-	struct iter it;
-	struct span k, s;
+	struct ub_json_iter it;
+	struct ub_json_span k, s;
 	size_t n = 0;
 
 	if (*v.p != '{')
@@ -1416,14 +927,14 @@ static int parse_env(struct span v, struct spawn_args *a, const char **why)
 	a->envp = calloc(MAX_ARGS + 1, sizeof(char *));
 	if (!a->envp)
 		return *why = "out of memory", -1;
-	iter_begin(&it, v);
-	while (iter_next(&it, &k, &s)) {
+	ub_json_iter_begin(&it, v);
+	while (ub_json_iter_next(&it, &k, &s) > 0) {
 		char *name = NULL, *value = NULL;
 		int bad;
 
 		if (n == MAX_ARGS)
 			return *why = "env has more than 256 entries", -1;
-		bad = span_string(k, &name) < 0 || span_string(s, &value) < 0 || !*name || strchr(name, '=');
+		bad = ub_json_string(k, &name) < 0 || ub_json_string(s, &value) < 0 || !*name || strchr(name, '=');
 		if (!bad) { /* not asprintf: its growing buffer would be freed unzeroed */
 			size_t nl = strlen(name), vl = strlen(value);
 
@@ -1437,8 +948,8 @@ static int parse_env(struct span v, struct spawn_args *a, const char **why)
 		}
 		if (!bad && strcmp(name, "PATH") == 0)
 			a->path = a->envp[n] + 5;
-		free_zeroed(name);
-		free_zeroed(value);
+		ub_free_zeroed(name);
+		ub_free_zeroed(value);
 		if (bad)
 			return *why = "env must map names (without '=') to strings", -1;
 		n++;
@@ -1446,16 +957,16 @@ static int parse_env(struct span v, struct spawn_args *a, const char **why)
 	return 0;
 }
 
-static int parse_input(struct span v, struct spawn_args *a, const char **why)
+static int parse_input(struct ub_json_span v, struct spawn_args *a, const char **why)
 {
 	char *text = NULL;
 	long n;
 
-	if (span_string(v, &text) < 0)
+	if (ub_json_string(v, &text) < 0)
 		return *why = "stdinBase64 must be a string", -1;
 	a->input = malloc(strlen(text) / 4 * 3 + 1);
 	n = a->input ? ub_base64_decode(text, strlen(text), a->input) : -1;
-	free_zeroed(text);
+	ub_free_zeroed(text);
 	if (n < 0)
 		return *why = "stdinBase64 is not valid base64", -1;
 	a->input_len = (size_t)n;
@@ -1469,20 +980,21 @@ static const char *const key_names[K_COUNT] = {
 	"stdinBase64", "timeoutMs", "outputCap", "stream", "dataBase64", "eof", "startedEvent",
 };
 
-static int collect_members(const char *body, size_t len, struct span v[K_COUNT], const char **why)
+static int collect_members(const char *body, size_t len, struct ub_json_span v[K_COUNT], const char **why)
 {
-	struct iter it;
-	struct span whole = { skip_ws(body, body + len), 0 }, k, val;
+	struct ub_json_iter it;
+	struct ub_json_span whole = { body, len }, k, val;
 
-	whole.len = (size_t)(body + len - whole.p);
-	if (*whole.p != '{')
+	while (whole.len && strchr(" \t\r\n", *whole.p)) /* validated: never the whole body */
+		whole.p++, whole.len--;
+	if (!whole.len || *whole.p != '{')
 		return *why = "a request is a JSON object", -1;
-	iter_begin(&it, whole);
-	while (iter_next(&it, &k, &val)) {
+	ub_json_iter_begin(&it, whole);
+	while (ub_json_iter_next(&it, &k, &val) > 0) {
 		char *name = NULL;
 		int i;
 
-		if (span_string(k, &name) < 0)
+		if (ub_json_string(k, &name) < 0)
 			return *why = "bad member name", -1;
 		for (i = 0; i < K_COUNT && strcmp(name, key_names[i]) != 0; i++)
 			;
@@ -1496,38 +1008,38 @@ static int collect_members(const char *body, size_t len, struct span v[K_COUNT],
 	return 0;
 }
 
-static int parse_request(struct span v[K_COUNT], struct spawn_args *a, const char **why)
+static int parse_request(struct ub_json_span v[K_COUNT], struct spawn_args *a, const char **why)
 {
 	unsigned long long x;
 
 	if (v[K_DATA].p || v[K_EOF].p)
 		return *why = "dataBase64 and eof are for op \"stdin\"", -1;
-	if (!v[K_PID].p || span_uint(v[K_PID], INT_MAX, &x) < 0 || x == 0)
+	if (!v[K_PID].p || ub_json_uint(v[K_PID], INT_MAX, &x) < 0 || x == 0)
 		return *why = "initPid must be a positive integer", -1;
 	a->target.pid = (pid_t)x;
 	a->target.pidfd = -1;
-	if (!v[K_START].p || span_uint(v[K_START], 1ULL << 53, &a->target.start_time) < 0 || !a->target.start_time)
+	if (!v[K_START].p || ub_json_uint(v[K_START], 1ULL << 53, &a->target.start_time) < 0 || !a->target.start_time)
 		return *why = "initStartTime must be a positive integer", -1;
-	if (!v[K_PIDNS].p || span_uint(v[K_PIDNS], 1ULL << 53, &a->target.pidns_ino) < 0 || !a->target.pidns_ino)
+	if (!v[K_PIDNS].p || ub_json_uint(v[K_PIDNS], 1ULL << 53, &a->target.pidns_ino) < 0 || !a->target.pidns_ino)
 		return *why = "pidns must be a positive integer", -1;
-	if (v[K_HOST].p && !span_is(v[K_HOST], "true") && !span_is(v[K_HOST], "false"))
+	if (v[K_HOST].p && !ub_json_is(v[K_HOST], "true") && !ub_json_is(v[K_HOST], "false"))
 		return *why = "host must be a boolean", -1;
-	a->target.host = v[K_HOST].p && span_is(v[K_HOST], "true");
-	if (!v[K_MODE].p || (!span_is(v[K_MODE], "\"exec\"") && !span_is(v[K_MODE], "\"builtin\"")))
+	a->target.host = v[K_HOST].p && ub_json_is(v[K_HOST], "true");
+	if (!v[K_MODE].p || (!ub_json_is(v[K_MODE], "\"exec\"") && !ub_json_is(v[K_MODE], "\"builtin\"")))
 		return *why = "mode must be \"exec\" or \"builtin\"", -1;
-	if (span_is(v[K_MODE], "\"builtin\"")) {
-		if (v[K_BUILTIN].p && span_is(v[K_BUILTIN], "\"echo-context\""))
+	if (ub_json_is(v[K_MODE], "\"builtin\"")) {
+		if (v[K_BUILTIN].p && ub_json_is(v[K_BUILTIN], "\"echo-context\""))
 			a->builtin = BUILTIN_ECHO_CONTEXT;
-		else if (v[K_BUILTIN].p && span_is(v[K_BUILTIN], "\"netrelay\""))
+		else if (v[K_BUILTIN].p && ub_json_is(v[K_BUILTIN], "\"netrelay\""))
 			a->builtin = BUILTIN_NETRELAY;
 		else
 			return *why = "unknown builtin (known: echo-context, netrelay)", -1;
 	} else if (v[K_BUILTIN].p) {
 		return *why = "builtin is for mode \"builtin\"", -1;
 	}
-	if (v[K_STREAM].p && !span_is(v[K_STREAM], "true") && !span_is(v[K_STREAM], "false"))
+	if (v[K_STREAM].p && !ub_json_is(v[K_STREAM], "true") && !ub_json_is(v[K_STREAM], "false"))
 		return *why = "stream must be a boolean", -1;
-	a->stream = v[K_STREAM].p && span_is(v[K_STREAM], "true");
+	a->stream = v[K_STREAM].p && ub_json_is(v[K_STREAM], "true");
 	if (v[K_ARGV].p && parse_argv(v[K_ARGV], a, why) < 0)
 		return -1;
 	if (!a->builtin && (!a->argv || !a->argv[0]))
@@ -1540,15 +1052,15 @@ static int parse_request(struct span v[K_COUNT], struct spawn_args *a, const cha
 			return *why = "out of memory", -1;
 		a->path = a->envp[0] + 5;
 	}
-	if (v[K_CWD].p && (span_string(v[K_CWD], &a->cwd) < 0 || a->cwd[0] != '/'))
+	if (v[K_CWD].p && (ub_json_string(v[K_CWD], &a->cwd) < 0 || a->cwd[0] != '/'))
 		return *why = "cwd must be an absolute path", -1;
 	if (v[K_STDIN].p && parse_input(v[K_STDIN], a, why) < 0)
 		return -1;
-	if (!v[K_TIMEOUT].p || span_uint(v[K_TIMEOUT], MAX_TIMEOUT_MS, &x) < 0 || x == 0)
+	if (!v[K_TIMEOUT].p || ub_json_uint(v[K_TIMEOUT], MAX_TIMEOUT_MS, &x) < 0 || x == 0)
 		return *why = "timeoutMs must be an integer in 1..3600000", -1;
 	a->timeout_ms = (long long)x;
 	x = 1u << 20;
-	if (v[K_CAP].p && span_uint(v[K_CAP], MAX_OUTPUT_CAP, &x) < 0)
+	if (v[K_CAP].p && ub_json_uint(v[K_CAP], MAX_OUTPUT_CAP, &x) < 0)
 		return *why = "outputCap must be an integer in 0..8388608", -1;
 	a->output_cap = (size_t)x;
 	return 0;
@@ -1572,7 +1084,7 @@ static void forget_template(struct tmpl *t);
 static void retire(struct tmpl *t, int kill_it)
 {
 	t->live = 0;
-	close_fd(&t->ctl);
+	ub_close_fd(&t->ctl);
 	if (kill_it && t->pidfd >= 0)
 		syscall(UB_NR_pidfd_send_signal, t->pidfd, SIGKILL, NULL, 0);
 	if (t->pidfd < 0)
@@ -1591,9 +1103,9 @@ static void forget_template(struct tmpl *t)
 				reqs[i].fields = strdup(t->fields);
 			reqs[i].tmpl = NULL;
 		}
-	close_fd(&t->pidfd);
-	close_fd(&t->ctl);
-	free_zeroed(t->fields);
+	ub_close_fd(&t->pidfd);
+	ub_close_fd(&t->ctl);
+	ub_free_zeroed(t->fields);
 	memset(t, 0, sizeof(*t));
 	t->pidfd = t->ctl = -1;
 }
@@ -1667,19 +1179,14 @@ static struct tmpl *new_template(long long now)
 /* 'T' + fields, with T's pidfd: ready.  EOF: it gave up (not cacheable). */
 static void on_template_ctl(struct tmpl *t)
 {
-	char data[MSG_MAX], control[CMSG_SPACE(sizeof(int))];
-	struct iovec iov = { data, sizeof(data) - 1 };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control) };
-	struct cmsghdr *cm = NULL;
-	ssize_t n = recvmsg(t->ctl, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-	int fd = -1;
+	char data[MSG_MAX];
+	int fd = -1, nfds;
+	ssize_t n = ub_recv_fds(t->ctl, data, sizeof(data) - 1, &fd, 1, &nfds, MSG_DONTWAIT, NULL);
 
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
-	if (n > 0)
-		cm = CMSG_FIRSTHDR(&msg);
-	if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS && cm->cmsg_len == CMSG_LEN(sizeof(int)))
-		memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	if (nfds == 0)
+		fd = -1;
 	if (n > 1 && data[0] == 'T' && fd >= 0 && t->pidfd < 0 && !t->fields && ub_json_validate(data + 1, (size_t)n - 1) == 0) {
 		t->fields = strndup(data + 1, (size_t)n - 1);
 		t->pidfd = fd;
@@ -1775,18 +1282,24 @@ static void reset_req(struct req *r)
 
 /* Everything of one attempt at spawning (the fds, what the children said),
  * not the request itself: for a retry on the cold path. */
+/* The pipes, the socket, C's and B's pidfds and the output so far. */
+static void release_io(struct req *r)
+{
+	ub_close_fd(&r->sock); /* a C still waiting for 'G' reads EOF and exits */
+	ub_close_fd(&r->in_fd);
+	ub_close_fd(&r->out.fd);
+	ub_close_fd(&r->err.fd);
+	ub_close_fd(&r->cpidfd);
+	ub_close_fd(&r->bpidfd);
+	ub_buf_free(&r->out.data);
+	ub_buf_free(&r->err.data);
+}
+
 static void drop_attempt(struct req *r)
 {
-	close_fd(&r->sock);
-	close_fd(&r->in_fd);
-	close_fd(&r->out.fd);
-	close_fd(&r->err.fd);
-	close_fd(&r->cpidfd);
-	close_fd(&r->bpidfd);
-	buf_free(&r->out.data);
-	buf_free(&r->err.data);
-	free_zeroed(r->fields);
-	free_zeroed(r->error);
+	release_io(r);
+	ub_free_zeroed(r->fields);
+	ub_free_zeroed(r->error);
 	r->fields = r->error = NULL;
 	r->out.truncated = r->err.truncated = 0;
 	r->cpid = 0;
@@ -1800,7 +1313,7 @@ static void drop_attempt(struct req *r)
 static void free_req(struct req *r)
 {
 	drop_attempt(r);
-	close_fd(&r->apidfd);
+	ub_close_fd(&r->apidfd);
 	free_args(&r->a);
 	reset_req(r);
 }
@@ -1809,14 +1322,7 @@ static void free_req(struct req *r)
 static void finish(struct req *r)
 {
 	r->emitted = 1;
-	close_fd(&r->sock); /* a C still waiting for 'G' reads EOF and exits */
-	close_fd(&r->in_fd);
-	close_fd(&r->out.fd);
-	close_fd(&r->err.fd);
-	close_fd(&r->cpidfd);
-	close_fd(&r->bpidfd);
-	buf_free(&r->out.data);
-	buf_free(&r->err.data);
+	release_io(r);
 	if (r->a_reaped)
 		free_req(r);
 }
@@ -1832,22 +1338,12 @@ static int nonblock(int fd)
 static int send_to_template(struct tmpl *t, struct req *r, const int fds[4])
 {
 	char *msgbuf = qmsg_out;
-	char control[CMSG_SPACE(4 * sizeof(int))];
 	int size = qmsg_size(&r->a);
-	struct iovec iov = { msgbuf, (size_t)size };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control) };
-	struct cmsghdr *cm;
 
 	if (size < 0 || t->ctl < 0)
 		return -1;
 	qmsg_write(&r->a, (uint32_t)(r - reqs), msgbuf);
-	memset(control, 0, sizeof(control));
-	cm = CMSG_FIRSTHDR(&msg);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(4 * sizeof(int));
-	memcpy(CMSG_DATA(cm), fds, 4 * sizeof(int));
-	if (sendmsg(t->ctl, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) != size) {
+	if (ub_send_fds(t->ctl, msgbuf, (size_t)size, fds, 4, MSG_DONTWAIT) < 0) {
 		int e = errno;
 
 		explicit_bzero(msgbuf, (size_t)size);
@@ -1909,7 +1405,7 @@ static int start_request(struct req *r, long long now, int allow_template)
 		t->used = t->live = 1;
 		t->ctl = ctl[0];
 		ctl[0] = -1;
-		close_fd(&ctl[1]);
+		ub_close_fd(&ctl[1]);
 		nonblock(t->ctl);
 		t->init_pid = r->a.target.pid;
 		t->start_time = r->a.target.start_time;
@@ -1933,16 +1429,16 @@ sent:
 	nonblock(r->err.fd);
 	nonblock(r->sock);
 	if (r->in_off >= r->a.input_len && (!r->a.stream || r->in_eof))
-		close_fd(&r->in_fd);
+		ub_close_fd(&r->in_fd);
 	return 0;
 fail:
 	e = errno;
 	for (int i = 0; i < 2; i++) {
-		close_fd(&in[i]);
-		close_fd(&out[i]);
-		close_fd(&err[i]);
-		close_fd(&sv[i]);
-		close_fd(&ctl[i]);
+		ub_close_fd(&in[i]);
+		ub_close_fd(&out[i]);
+		ub_close_fd(&err[i]);
+		ub_close_fd(&sv[i]);
+		ub_close_fd(&ctl[i]);
 	}
 	if (t && !t->used)
 		memset(t, 0, sizeof(*t)), t->pidfd = t->ctl = -1;
@@ -1993,7 +1489,7 @@ static struct req *find_req(unsigned long long id)
 /* {"id":N,"op":"stdin","dataBase64":"...","eof":true}: more input for a
  * stream request; {"id":N,"op":"kill"}: kill it now.  An unknown id (the
  * request has ended) is ignored. */
-static void handle_control(unsigned long long id, int kill_op, struct span v[K_COUNT])
+static void handle_control(unsigned long long id, int kill_op, struct ub_json_span v[K_COUNT])
 {
 	struct req *r = find_req(id);
 	char *text = NULL;
@@ -2002,11 +1498,11 @@ static void handle_control(unsigned long long id, int kill_op, struct span v[K_C
 		return;
 	if (kill_op) {
 		r->killed = 1;
-		r->deadline = now_ms();
-		close_fd(&r->in_fd);
+		r->deadline = ub_now_ms();
+		ub_close_fd(&r->in_fd);
 		return;
 	}
-	if (v[K_DATA].p && span_string(v[K_DATA], &text) == 0 && r->in_fd >= 0 && !r->in_eof) {
+	if (v[K_DATA].p && ub_json_string(v[K_DATA], &text) == 0 && r->in_fd >= 0 && !r->in_eof) {
 		size_t room = strlen(text) / 4 * 3 + 3;
 		unsigned char *p;
 		long n;
@@ -2021,18 +1517,18 @@ static void handle_control(unsigned long long id, int kill_op, struct span v[K_C
 		if (p) {
 			if (r->a.input_len)
 				memcpy(p, r->a.input, r->a.input_len);
-			free_zeroed(r->a.input);
+			ub_free_zeroed(r->a.input);
 			r->a.input = p;
 			n = ub_base64_decode(text, strlen(text), p + r->a.input_len);
 			if (n > 0)
 				r->a.input_len += (size_t)n;
 		}
 	}
-	free_zeroed(text);
-	if (v[K_EOF].p && span_is(v[K_EOF], "true")) {
+	ub_free_zeroed(text);
+	if (v[K_EOF].p && ub_json_is(v[K_EOF], "true")) {
 		r->in_eof = 1;
 		if (r->in_fd >= 0 && r->in_off >= r->a.input_len)
-			close_fd(&r->in_fd);
+			ub_close_fd(&r->in_fd);
 	}
 }
 
@@ -2040,7 +1536,7 @@ static void handle_frame(const char *body, size_t len)
 {
 	unsigned long long id = 0;
 	const char *why = "invalid JSON", *v;
-	struct span m[K_COUNT] = { { 0 } };
+	struct ub_json_span m[K_COUNT] = { { 0 } };
 	struct req *r;
 	size_t vlen;
 	int have_id = 0;
@@ -2050,7 +1546,7 @@ static void handle_frame(const char *body, size_t len)
 		emit_error_raw(0, 0, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, why);
 		return;
 	}
-	if (ub_json_find(body, len, "id", &v, &vlen) == 0 && span_uint((struct span){ v, vlen }, 1ULL << 53, &id) == 0)
+	if (ub_json_find(body, len, "id", &v, &vlen) == 0 && ub_json_uint((struct ub_json_span){ v, vlen }, 1ULL << 53, &id) == 0)
 		have_id = 1;
 	if (!have_id) {
 		emit_error_raw(0, 0, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, "id must be an integer in 0..2^53");
@@ -2060,16 +1556,16 @@ static void handle_frame(const char *body, size_t len)
 		emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, why);
 		return;
 	}
-	if (m[K_OP].p && (span_is(m[K_OP], "\"stdin\"") || span_is(m[K_OP], "\"kill\""))) {
-		handle_control(id, span_is(m[K_OP], "\"kill\""), m);
+	if (m[K_OP].p && (ub_json_is(m[K_OP], "\"stdin\"") || ub_json_is(m[K_OP], "\"kill\""))) {
+		handle_control(id, ub_json_is(m[K_OP], "\"kill\""), m);
 		return;
 	}
-	if (!m[K_OP].p || !span_is(m[K_OP], "\"spawn\"")) {
+	if (!m[K_OP].p || !ub_json_is(m[K_OP], "\"spawn\"")) {
 		emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL,
 			       "op must be \"spawn\", \"stdin\" or \"kill\"");
 		return;
 	}
-	if (m[K_STARTED].p && !span_is(m[K_STARTED], "true") && !span_is(m[K_STARTED], "false")) {
+	if (m[K_STARTED].p && !ub_json_is(m[K_STARTED], "true") && !ub_json_is(m[K_STARTED], "false")) {
 		emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, "startedEvent must be a boolean");
 		return;
 	}
@@ -2087,10 +1583,10 @@ static void handle_frame(const char *body, size_t len)
 	r->used = 1;
 	r->id = id;
 	r->a = a;
-	r->started_event = !m[K_STARTED].p || span_is(m[K_STARTED], "true");
+	r->started_event = !m[K_STARTED].p || ub_json_is(m[K_STARTED], "true");
 	PROF(r - reqs, PF_PARSED);
-	r->deadline = now_ms() + r->a.timeout_ms;
-	if (start_request(r, now_ms(), 1) < 0) {
+	r->deadline = ub_now_ms() + r->a.timeout_ms;
+	if (start_request(r, ub_now_ms(), 1) < 0) {
 		int e = errno;
 		emit_native_error(r, "E_FORK", "start spawner", e);
 		free_req(r);
@@ -2113,14 +1609,6 @@ static void handle_frame(const char *body, size_t len)
 
 static int cn_fd = -1;
 #define CN_WAIT_MS 50 /* the exiting task sends it a few instructions after the wake-up; the loop waits meanwhile */
-
-static long long mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 /* PIDFD_INFO_EXIT works here: a child of ours, reaped, still has a status. */
 static int kernel_has_exit_info(void)
@@ -2236,9 +1724,8 @@ static void read_status(struct req *r)
 
 	cn_drain(); /* C's exit event, if a listener is open, is queued by now */
 	for (tries = 0; tries < 3 && !r->have_status; tries++) {
-		char path[64], *p, *stat = NULL;
-		int fd, field = 2;
-		ssize_t n;
+		char path[64], stat[4096];
+		unsigned long long code;
 
 		if (reaped_status(r->cpidfd, &r->status)) {
 			r->have_status = 1; /* reaped by init */
@@ -2248,25 +1735,13 @@ static void read_status(struct req *r)
 		 * /proc/<pid>/stat is C's; field 52 is the exit code in wait() form.
 		 * Asking the pidfd again afterwards proves it was still unreaped. */
 		snprintf(path, sizeof(path), "/proc/%d/stat", (int)r->cpid);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		stat = malloc(4096);
-		n = fd >= 0 && stat ? read(fd, stat, 4095) : -1;
-		if (fd >= 0)
-			close(fd);
-		if (n > 0) {
-			stat[n] = '\0';
-			for (p = strrchr(stat, ')'); p && *p && field < 52; p++)
-				if (*p == ' ')
-					field++;
-			/* still unreaped (its pidfd still names a pid): the file was C's */
-			if (p && field == 52 && ub_pidfd_pid(r->cpidfd) > 0) {
-				r->status = atoi(p);
-				r->have_status = 1;
-				free(stat);
-				return;
-			}
+		/* still unreaped (its pidfd still names a pid): the file was C's */
+		if (ub_read_small_at(AT_FDCWD, path, stat, sizeof(stat)) == 0 &&
+		    ub_proc_stat_field(stat, strlen(stat), UB_STAT_EXIT_CODE, &code) == 0 && ub_pidfd_pid(r->cpidfd) > 0) {
+			r->status = (int)code;
+			r->have_status = 1;
+			return;
 		}
-		free(stat);
 	}
 	/* reaped at once: its exit event follows the pidfd's wake-up */
 	for (tries = 0; cn_fd >= 0 && !r->have_status && tries < CN_WAIT_MS / 5; tries++) {
@@ -2282,9 +1757,9 @@ static void read_status(struct req *r)
 static char *request_fields(struct req *r)
 {
 	const char *base = r->fields ? r->fields : r->tmpl && r->tmpl->fields ? r->tmpl->fields : NULL;
-	struct span whole, k, val;
-	struct iter it;
-	struct buf out = { 0 };
+	struct ub_json_span whole, k, val;
+	struct ub_json_iter it;
+	struct ub_buf out = { 0 };
 	char tmp[400], esc[300];
 	int first = 1;
 
@@ -2292,29 +1767,29 @@ static char *request_fields(struct req *r)
 		return NULL;
 	whole.p = base;
 	whole.len = strlen(base);
-	iter_begin(&it, whole);
-	buf_append(&out, "{", 1);
-	while (iter_next(&it, &k, &val)) {
+	ub_json_iter_begin(&it, whole);
+	ub_buf_append(&out, "{", 1);
+	while (ub_json_iter_next(&it, &k, &val) > 0) {
 		if (!first)
-			buf_append(&out, ",", 1);
+			ub_buf_append(&out, ",", 1);
 		first = 0;
-		buf_append(&out, k.p, k.len);
-		buf_append(&out, ":", 1);
-		if (span_is(k, "\"cwd\"") && r->a.cwd) {
-			json_ascii(esc, 160, r->a.cwd);
-			buf_append(&out, tmp, (size_t)snprintf(tmp, sizeof(tmp), "\"request: %s\"", esc));
-		} else if (span_is(k, "\"dumpable\"") && r->a.builtin) {
-			buf_append(&out, "\"0 (builtin: no exec)\"", 22);
+		ub_buf_append(&out, k.p, k.len);
+		ub_buf_append(&out, ":", 1);
+		if (ub_json_is(k, "\"cwd\"") && r->a.cwd) {
+			ub_json_escape(esc, 0, 160, r->a.cwd);
+			ub_buf_append(&out, tmp, (size_t)snprintf(tmp, sizeof(tmp), "\"request: %s\"", esc));
+		} else if (ub_json_is(k, "\"dumpable\"") && r->a.builtin) {
+			ub_buf_append(&out, "\"0 (builtin: no exec)\"", 22);
 		} else {
-			buf_append(&out, val.p, val.len);
+			ub_buf_append(&out, val.p, val.len);
 		}
 	}
 	if (r->via_tmpl)
 		snprintf(tmp, sizeof(tmp), ",\"context\":\"cached: captured %lld ms ago, checked against init before this spawn\"}",
-			 now_ms() - r->tmpl_created);
+			 ub_now_ms() - r->tmpl_created);
 	else
 		snprintf(tmp, sizeof(tmp), ",\"context\":\"captured for this spawn%s\"}", r->retried ? " (the cached one was stale)" : "");
-	buf_append(&out, tmp, strlen(tmp));
+	ub_buf_append(&out, tmp, strlen(tmp));
 	return out.p;
 }
 
@@ -2325,7 +1800,7 @@ static int init_gone(const struct req *r)
 	unsigned long long start;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)r->a.target.pid);
-	if (slurp(AT_FDCWD, path, st, sizeof(st)) < 0 || ub_proc_start_time(st, &start) < 0)
+	if (ub_read_small_at(AT_FDCWD, path, st, sizeof(st)) < 0 || ub_proc_start_time(st, &start) < 0)
 		return 1;
 	return r->a.target.start_time && start != r->a.target.start_time;
 }
@@ -2351,7 +1826,7 @@ static void maybe_start(struct req *r)
 	f = request_fields(r);
 	if (!f)
 		return; /* the template has not said it is ready yet */
-	free_zeroed(r->fields);
+	ub_free_zeroed(r->fields);
 	r->fields = f;
 	r->got_r = 1;
 	r->started = 1;
@@ -2360,27 +1835,16 @@ static void maybe_start(struct req *r)
 		/* while C waits for 'G' its pid is surely its own: the start time that
 		 * lets the broker tell C from a later process with the same pid */
 		char path[64], st[1024], start[24] = "";
-		int fd, field = 2;
-		ssize_t n;
-		const char *q;
+		unsigned long long v;
 
 		snprintf(path, sizeof(path), "/proc/%d/stat", (int)r->cpid);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		n = fd >= 0 ? read(fd, st, sizeof(st) - 1) : -1;
-		if (fd >= 0)
-			close(fd);
-		if (n > 0) {
-			st[n] = '\0';
+		if (ub_read_small_at(AT_FDCWD, path, st, sizeof(st)) == 0) {
 			/* field 4, ppid: init's once B has exited; with PIDFD_GET_INFO's
 			 * ppid this was the same read, and it exists before 6.13 */
-			for (q = strrchr(st, ')'); q && *q && field < 22; q++) {
-				if (*q == ' ')
-					field++;
-				if (field == 4 && *q == ' ')
-					ppid = strtol(q + 1, NULL, 10);
-			}
-			if (q && field == 22)
-				snprintf(start, sizeof(start), "%.*s", (int)strspn(q, "0123456789"), q);
+			if (ub_proc_stat_field(st, strlen(st), UB_STAT_PPID, &v) == 0)
+				ppid = (long)v;
+			if (ub_proc_stat_field(st, strlen(st), UB_STAT_START_TIME, &v) == 0)
+				snprintf(start, sizeof(start), "%llu", v);
 		}
 		emit(json, snprintf(json, sizeof(json), "{\"id\":%llu,\"event\":\"started\",\"pid\":%d,\"ppid\":%d%s%s%s}", r->id,
 				    (int)r->cpid, (int)ppid, *start ? ",\"startTime\":\"" : "", start, *start ? "\"" : ""));
@@ -2403,7 +1867,7 @@ static void on_message(struct req *r, const char *msg, size_t n, const int *fds,
 		cpid = ub_pidfd_pid(r->cpidfd);
 		if (cpid > 0) {
 			r->cpid = cpid; /* C waits for 'G': alive, so the pid is known */
-			r->cpid_at_ns = mono_ns();
+			r->cpid_at_ns = ub_now_ns();
 		}
 		if (r->timed_out || r->emitted)
 			kill_tree(r);
@@ -2427,33 +1891,18 @@ static void on_message(struct req *r, const char *msg, size_t n, const int *fds,
 static void on_sock(struct req *r)
 {
 	for (;;) {
-		char data[MSG_MAX], control[CMSG_SPACE(4 * sizeof(int))];
-		struct iovec iov = { data, sizeof(data) };
-		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control) };
-		struct cmsghdr *cm;
-		ssize_t n = recvmsg(r->sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		char data[MSG_MAX];
 		int fds[4], nfds = 0;
+		ssize_t n = ub_recv_fds(r->sock, data, sizeof(data), fds, 4, &nfds, MSG_DONTWAIT, NULL);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN)
 			break;
 		if (n <= 0) {
-			close_fd(&r->sock); /* A, B and C all closed their end */
+			ub_close_fd(&r->sock); /* A, B and C all closed their end */
 			break;
 		}
-		for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
-			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-				int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int)), i;
-				for (i = 0; i < k; i++) {
-					int fd;
-					memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-					if (nfds < 4)
-						fds[nfds++] = fd;
-					else
-						close(fd);
-				}
-			}
 		on_message(r, data, (size_t)n, fds, nfds);
 	}
 	maybe_start(r);
@@ -2475,7 +1924,7 @@ static void on_stream(struct req *r, struct stream *s, size_t cap)
 		if (n < 0 && errno == EAGAIN)
 			return;
 		if (n <= 0) {
-			close_fd(&s->fd);
+			ub_close_fd(&s->fd);
 			return;
 		}
 		if (r->a.stream && s == &r->out) {
@@ -2491,12 +1940,12 @@ static void on_stream(struct req *r, struct stream *s, size_t cap)
 			k += (int)strlen(b64 + k);
 			memcpy(b64 + k, "\"}", 3);
 			emit(b64, (size_t)k + 2);
-			free_zeroed(b64);
+			ub_free_zeroed(b64);
 			continue;
 		}
 		if (s->data.len < cap) {
 			size_t take = (size_t)n < cap - s->data.len ? (size_t)n : cap - s->data.len;
-			if (buf_append(&s->data, tmp, take) < 0)
+			if (ub_buf_append(&s->data, tmp, take) < 0)
 				take = 0;
 			if (take < (size_t)n)
 				s->truncated = 1;
@@ -2513,9 +1962,9 @@ static void on_stdin_pipe(struct req *r)
 	if (n > 0)
 		r->in_off += (size_t)n;
 	if (n < 0 && errno != EAGAIN && errno != EINTR)
-		close_fd(&r->in_fd); /* the program closed its stdin (EPIPE) */
+		ub_close_fd(&r->in_fd); /* the program closed its stdin (EPIPE) */
 	else if (r->in_off >= r->a.input_len && (!r->a.stream || r->in_eof))
-		close_fd(&r->in_fd); /* done */
+		ub_close_fd(&r->in_fd); /* done */
 }
 
 static void on_a_exit(struct req *r)
@@ -2525,7 +1974,7 @@ static void on_a_exit(struct req *r)
 
 	if (p == r->apid || (p < 0 && errno == ECHILD)) {
 		r->a_reaped = 1;
-		close_fd(&r->apidfd);
+		ub_close_fd(&r->apidfd);
 	}
 }
 
@@ -2589,7 +2038,7 @@ static void on_stdin(void)
 		stdin_eof = 1;
 		return;
 	}
-	if (buf_append(&inbuf, tmp, (size_t)n) < 0) {
+	if (ub_buf_append(&inbuf, tmp, (size_t)n) < 0) {
 		fputs("upcall-zygote: out of memory reading requests\n", stderr);
 		exit(EXIT_SPAWNER);
 	}
@@ -2600,9 +2049,7 @@ static void on_stdin(void)
 			used = discard < inbuf.len ? discard : inbuf.len;
 			discard -= used;
 		} else if (inbuf.len >= 4) {
-			const unsigned char *h = (const unsigned char *)inbuf.p;
-
-			len = (size_t)h[0] << 24 | (size_t)h[1] << 16 | (size_t)h[2] << 8 | h[3];
+			len = ub_frame_len((const unsigned char *)inbuf.p);
 			if (len > MAX_REQUEST_FRAME) {
 				/* skip the body: the length says where the next frame starts */
 				emit_error_raw(0, 0, "E_BAD_REQUEST", "E_BAD_REQUEST", "read frame", EMSGSIZE,
@@ -2646,7 +2093,7 @@ static void on_stdout(void)
  * else of the containers is touched. */
 static void __attribute__((noreturn)) shut_down(void)
 {
-	long long deadline = now_ms() + SHUTDOWN_WAIT_MS;
+	long long deadline = ub_now_ms() + SHUTDOWN_WAIT_MS;
 	size_t i;
 
 	for (i = 0; i < MAX_INFLIGHT; i++)
@@ -2655,7 +2102,7 @@ static void __attribute__((noreturn)) shut_down(void)
 	for (i = 0; i < TEMPLATE_SLOTS; i++)
 		if (tmpls[i].used)
 			retire(&tmpls[i], 1);
-	while (now_ms() < deadline && waitpid(-1, NULL, WNOHANG) >= 0) {
+	while (ub_now_ms() < deadline && waitpid(-1, NULL, WNOHANG) >= 0) {
 		struct timespec ts = { 0, 5000000 };
 		nanosleep(&ts, NULL);
 	}
@@ -2858,7 +2305,7 @@ int main(int argc, char **argv)
 		tmpls[i].pidfd = tmpls[i].ctl = -1;
 
 	for (;;) {
-		long long now = now_ms();
+		long long now = ub_now_ms();
 		int timeout, n;
 
 		expire_templates(now);
