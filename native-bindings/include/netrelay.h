@@ -18,8 +18,7 @@
 #ifndef UB_NETRELAY_H
 #define UB_NETRELAY_H
 
-#define NETRELAY_MAX_FILE (1024 * 1024)
-#define NETRELAY_MAX_MSG 65535
+#include "ub-wire.h" /* UB_NETRELAY_MAX_FILE, UB_NETRELAY_MAX_MSG, UB_FRAME_HEADER */
 
 /* Serve requests from `in` until EOF; returns 0, or an errno on a broken stream. */
 int netrelay_serve(int in, int out);

@@ -50,13 +50,13 @@
 
 #include <stddef.h>
 #include "ub-json.h"
+#include "ub-wire.h" /* UB_DEFAULT_SOCKET */
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 /* The admin socket (0600, root) and the conventional tenant socket path. */
-#define UB_DEFAULT_SOCKET "/run/upcall-broker/broker.sock"
 #define UB_TENANT_SOCKET "/run/upcall-broker/tenant.sock"
 
 /* Used when a timeout argument is <= 0: nothing ever waits forever. */

@@ -24,13 +24,12 @@
 #include <unistd.h>
 
 #include "ub-kernel.h"
+#include "ub-wire.h"
 
-#define EXIT_SETUP 125
-#define EXIT_EXEC 127
 
 static void die(const char *step, const char *what) {
 	fprintf(stderr, "upcall-mount-in: %s %s: %s\n", step, what, strerror(errno));
-	exit(EXIT_SETUP);
+	exit(UB_EXIT_SPAWNER);
 }
 
 /* The pid a pidfd names, from /proc/self/fdinfo/FD ("Pid:" line; -1 once it has exited). */
@@ -86,5 +85,5 @@ int main(int argc, char **argv) {
 	setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
 	execvp(argv[i], &argv[i]);
 	fprintf(stderr, "upcall-mount-in: exec %s: %s\n", argv[i], strerror(errno));
-	return EXIT_EXEC;
+	return UB_EXIT_NOT_FOUND;
 }

@@ -27,7 +27,7 @@
 #include "basic/frame.h"
 #include "basic/time.h"
 
-#define MAX_REQUEST (NETRELAY_MAX_MSG + 512)
+#define MAX_REQUEST (UB_NETRELAY_MAX_MSG + 512)
 
 static int reply(int out, int status, const void *data, size_t len)
 {
@@ -153,7 +153,7 @@ static int open_in_root(const char *path, int flags)
 
 static void serve_file(int out, const char *path)
 {
-	static char data[NETRELAY_MAX_FILE];
+	static char data[UB_NETRELAY_MAX_FILE];
 	/* O_NONBLOCK: opening a FIFO must not wait for a writer. */
 	int fd = open_in_root(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0) {
@@ -166,7 +166,7 @@ static void serve_file(int out, const char *path)
 		reply(out, EINVAL, NULL, 0);
 		return;
 	}
-	if (st.st_size > NETRELAY_MAX_FILE) {
+	if (st.st_size > UB_NETRELAY_MAX_FILE) {
 		close(fd);
 		reply(out, EFBIG, NULL, 0);
 		return;
@@ -237,7 +237,7 @@ static int query_udp(const struct sockaddr_storage *ss, socklen_t alen, const ui
 	while (r == 0) {
 		if ((r = wait_fd(s, POLLIN, deadline)) < 0)
 			break;
-		ssize_t n = recv(s, buf, NETRELAY_MAX_MSG, 0);
+		ssize_t n = recv(s, buf, UB_NETRELAY_MAX_MSG, 0);
 		if (n >= 0) {
 			*blen = (size_t)n;
 			break;
@@ -300,7 +300,7 @@ static int query_tcp(const struct sockaddr_storage *ss, socklen_t alen, const ui
 
 static void serve_query(int out, const uint8_t *p, size_t len)
 {
-	static uint8_t buf[NETRELAY_MAX_MSG];
+	static uint8_t buf[UB_NETRELAY_MAX_MSG];
 	if (len < 8 || p[0] > 1 || 8 + (size_t)p[7] > len) {
 		reply(out, EINVAL, NULL, 0);
 		return;

@@ -42,13 +42,11 @@
 #include "context/context.h"
 #include "netrelay.h"
 #include "ub-kernel.h"
+#include "ub-wire.h"
 #include "ub-json.h"
 #include "basic/file.h"
 
 #define SPAWNER_VERSION "0.2.0"
-#define EXIT_SPAWNER 125
-#define EXIT_CANNOT_EXEC 126
-#define EXIT_NOT_FOUND 127
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 static const int forwarded_signals[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT };
@@ -93,7 +91,7 @@ static void report_error(const char *code, const char *step, int err)
 static void __attribute__((noreturn)) fail(const char *code, const char *step, int err)
 {
 	report_error(code, step, err);
-	exit(EXIT_SPAWNER);
+	exit(UB_EXIT_SPAWNER);
 }
 
 static void __attribute__((noreturn)) fail_ctx(const struct ub_ctx_error *e)
@@ -182,7 +180,7 @@ static void __attribute__((noreturn)) exec_child(struct ub_context *ctx, char **
 	ctx->pidfd = ctx->procfd = ctx->rootfd = ctx->lsm_fd = -1; /* closed above */
 	if (ub_ctx_prepare_final(ctx, &e) < 0 || ub_ctx_seal(ctx, &e) < 0) {
 		report_error(e.code, e.step, e.err);
-		_exit(EXIT_SPAWNER);
+		_exit(UB_EXIT_SPAWNER);
 	}
 	if (builtin) {
 		/* no exec to close it: EOF on the error fd says "running" */
@@ -193,10 +191,10 @@ static void __attribute__((noreturn)) exec_child(struct ub_context *ctx, char **
 	}
 	ub_ctx_exec(argv, environ, getenv("PATH"), &e);
 	report_error(e.code, e.step, e.err);
-	_exit(e.err == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC);
+	_exit(e.err == ENOENT ? UB_EXIT_NOT_FOUND : UB_EXIT_CANNOT_EXEC);
 fail_setup:
 	report_error("E_FORK", "prepare child", errno);
-	_exit(EXIT_SPAWNER);
+	_exit(UB_EXIT_SPAWNER);
 }
 
 static void __attribute__((noreturn)) wait_child(void)

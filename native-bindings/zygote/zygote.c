@@ -68,25 +68,18 @@
 #include "netrelay.h"
 #include "ub-client.h"
 #include "ub-kernel.h"
+#include "ub-wire.h"
 
 #define ZYGOTE_VERSION "0.1.0"
-#define MAX_REQUEST_FRAME (8u << 20)
-#define MAX_INFLIGHT 512
-#define MAX_OUTPUT_CAP (8u << 20)
-#define MAX_TIMEOUT_MS 3600000LL
 #define MAX_OUTQ (256u << 20)
 #define KILL_GRACE_MS 2000
 #define SHUTDOWN_WAIT_MS 2000
-#define MAX_ARGS 256
 #define MSG_MAX 8192
 #define CHILD_SOCK 3
 #define TMPL_CTL 4                      /* a template's end of its control socket */
 #define MAX_TEMPLATES 256
 #define TEMPLATE_SLOTS (MAX_TEMPLATES * 2) /* live ones, and retired ones until reaped */
 #define QMSG_MAX (64u << 10)            /* a request forwarded to a template, at most */
-#define EXIT_SPAWNER 125
-#define EXIT_CANNOT_EXEC 126
-#define EXIT_NOT_FOUND 127
 
 enum builtin { BUILTIN_NONE, BUILTIN_ECHO_CONTEXT, BUILTIN_NETRELAY };
 
@@ -155,7 +148,7 @@ struct req {
 	int timed_out, emitted;
 };
 
-static struct req reqs[MAX_INFLIGHT];
+static struct req reqs[UB_ZYGOTE_MAX_INFLIGHT];
 static struct tmpl tmpls[TEMPLATE_SLOTS];
 static int opt_templates = 1;
 static long long opt_ttl_ms = 10000, opt_idle_ms = 3000;
@@ -187,7 +180,7 @@ static void prof_init(void)
 {
 	char path[64];
 
-	prof = mmap(NULL, sizeof(*prof) * MAX_INFLIGHT, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	prof = mmap(NULL, sizeof(*prof) * UB_ZYGOTE_MAX_INFLIGHT, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (prof == MAP_FAILED)
 		prof = NULL;
 	snprintf(path, sizeof(path), "/tmp/ub-zygote-profile.%d.log", (int)getpid());
@@ -243,7 +236,7 @@ static void emit(const char *json, size_t len)
 	ub_frame_put_len(hdr, (uint32_t)len);
 	if (ub_buf_append(&outq, hdr, sizeof(hdr)) < 0 || ub_buf_append(&outq, json, len) < 0) {
 		fputs("upcall-zygote: out of memory queueing an event\n", stderr);
-		exit(EXIT_SPAWNER);
+		exit(UB_EXIT_SPAWNER);
 	}
 }
 
@@ -256,7 +249,7 @@ static void emit_error_raw(int have_id, unsigned long long id, const char *code,
 	ub_json_escape(s, 0, sizeof(s), step);
 	ub_json_escape(m, 0, sizeof(m), message);
 	emit(json, snprintf(json, sizeof(json),
-			    "{\"id\":%s,\"event\":\"error\",\"code\":\"%s\",\"native\":\"%s\",\"step\":\"%s\",\"errno\":%d,\"message\":\"%s\"}",
+			    "{\"id\":%s,\"event\":\"" UB_ZYGOTE_EVENT_ERROR "\",\"code\":\"%s\",\"native\":\"%s\",\"step\":\"%s\",\"errno\":%d,\"message\":\"%s\"}",
 			    idtext, code, native, s, err, m));
 }
 
@@ -305,7 +298,7 @@ static char *base64_of(const struct ub_buf *b)
 
 	if (!out) {
 		fputs("upcall-zygote: out of memory encoding output\n", stderr);
-		exit(EXIT_SPAWNER);
+		exit(UB_EXIT_SPAWNER);
 	}
 	return out;
 }
@@ -319,14 +312,14 @@ static void emit_exit(struct req *r)
 
 	if (!json) {
 		fputs("upcall-zygote: out of memory\n", stderr);
-		exit(EXIT_SPAWNER);
+		exit(UB_EXIT_SPAWNER);
 	}
 	if (r->have_status && WIFEXITED(r->status))
 		snprintf(code, sizeof(code), "%d", WEXITSTATUS(r->status));
 	else if (r->have_status && WIFSIGNALED(r->status))
 		snprintf(sig, sizeof(sig), "\"%s\"", signal_name(WTERMSIG(r->status), name, sizeof(name)));
 	n = snprintf(json, cap,
-		     "{\"id\":%llu,\"event\":\"exit\",\"pid\":%d,\"code\":%s,\"signal\":%s,\"stdoutBase64\":\"%s\",\"stderrBase64\":\"%s\","
+		     "{\"id\":%llu,\"event\":\"" UB_ZYGOTE_EVENT_EXIT "\",\"pid\":%d,\"code\":%s,\"signal\":%s,\"stdoutBase64\":\"%s\",\"stderrBase64\":\"%s\","
 		     "\"truncated\":%s,\"timedOut\":%s,\"fields\":%s}",
 		     r->id, (int)r->cpid, code, sig, o, e, r->out.truncated || r->err.truncated ? "true" : "false",
 		     r->timed_out && !r->killed ? "true" : "false", r->fields ? r->fields : "{}");
@@ -357,7 +350,7 @@ static void child_report(const struct ub_ctx_error *e)
 static void __attribute__((noreturn)) child_fail(const struct ub_ctx_error *e)
 {
 	child_report(e);
-	_exit(EXIT_SPAWNER);
+	_exit(UB_EXIT_SPAWNER);
 }
 
 static void __attribute__((noreturn)) child_fail_errno(const char *code, const char *step, int err)
@@ -431,7 +424,7 @@ static void __attribute__((noreturn)) run_c(struct ub_context *ctx, const struct
 		child_fail(&e);
 	/* wait until the zygote knows our pid and B is gone: then init is our parent */
 	if (recv(CHILD_SOCK, &go, 1, 0) != 1 || go != 'G')
-		_exit(EXIT_SPAWNER);
+		_exit(UB_EXIT_SPAWNER);
 	PROF(prof_slot, PF_C_GO);
 	if (ub_ctx_seal(ctx, &e) < 0)
 		child_fail(&e);
@@ -445,7 +438,7 @@ static void __attribute__((noreturn)) run_c(struct ub_context *ctx, const struct
 	}
 	ub_ctx_exec(a->argv, a->envp, a->path, &e);
 	child_report(&e);
-	_exit(e.err == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC);
+	_exit(e.err == ENOENT ? UB_EXIT_NOT_FOUND : UB_EXIT_CANNOT_EXEC);
 }
 
 /* The request's cwd, entered by B with init's credentials (as a child of init
@@ -589,7 +582,7 @@ static int qmsg_read(char *msg, size_t len, struct spawn_args *a)
 	if (len < 1 + sizeof(h) || msg[0] != 'Q' || msg[len - 1] != '\0')
 		return -1;
 	memcpy(&h, msg + 1, sizeof(h));
-	if (h.argc > MAX_ARGS || h.envc > MAX_ARGS)
+	if (h.argc > UB_ZYGOTE_MAX_ARGS || h.envc > UB_ZYGOTE_MAX_ARGS)
 		return -1;
 	a->builtin = (int)h.builtin;
 #ifdef UB_ZYGOTE_PROFILE
@@ -771,7 +764,7 @@ static void scrub_foreign(const struct spawn_args *own)
 {
 	size_t i;
 
-	for (i = 0; i < MAX_INFLIGHT; i++) {
+	for (i = 0; i < UB_ZYGOTE_MAX_INFLIGHT; i++) {
 		struct req *r = &reqs[i];
 
 		if (&r->a == own)
@@ -811,7 +804,7 @@ static void __attribute__((noreturn)) run_a(const struct spawn_args *a, int in, 
 
 	if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0 || dup2(sock, CHILD_SOCK) < 0 ||
 	    (tmpl && dup2(ctl, TMPL_CTL) < 0))
-		_exit(EXIT_SPAWNER);
+		_exit(UB_EXIT_SPAWNER);
 	/* nothing of the zygote: other requests' pipes, its own stdin/stdout */
 	syscall(UB_NR_close_range, tmpl ? TMPL_CTL + 1 : CHILD_SOCK + 1, ~0U, 0);
 	fcntl(CHILD_SOCK, F_SETFD, FD_CLOEXEC);
@@ -819,7 +812,7 @@ static void __attribute__((noreturn)) run_a(const struct spawn_args *a, int in, 
 		fcntl(TMPL_CTL, F_SETFD, FD_CLOEXEC);
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	if (getppid() != zygote_pid)
-		_exit(EXIT_SPAWNER);
+		_exit(UB_EXIT_SPAWNER);
 	default_signals();
 	scrub_foreign(a);
 
@@ -853,7 +846,7 @@ static void __attribute__((noreturn)) run_a(const struct spawn_args *a, int in, 
 	ub_ctx_fields_json(&ctx, msg + 1, sizeof(msg) - 1);
 	n = (int)strlen(msg);
 	if (send(CHILD_SOCK, msg, (size_t)n, MSG_NOSIGNAL) != n)
-		_exit(EXIT_SPAWNER);
+		_exit(UB_EXIT_SPAWNER);
 
 	/* setns(CLONE_NEWPID) applies to children only: B is inside */
 	b = fork();
@@ -902,12 +895,12 @@ static int parse_argv(struct ub_json_span v, struct spawn_args *a, const char **
 
 	if (*v.p != '[')
 		return *why = "argv must be an array of strings", -1;
-	a->argv = calloc(MAX_ARGS + 1, sizeof(char *));
+	a->argv = calloc(UB_ZYGOTE_MAX_ARGS + 1, sizeof(char *));
 	if (!a->argv)
 		return *why = "out of memory", -1;
 	ub_json_iter_begin(&it, v);
 	while (ub_json_iter_next(&it, &k, &s) > 0) {
-		if (n == MAX_ARGS)
+		if (n == UB_ZYGOTE_MAX_ARGS)
 			return *why = "argv has more than 256 entries", -1;
 		if (ub_json_string(s, &a->argv[n]) < 0)
 			return *why = "argv must be an array of strings", -1;
@@ -924,7 +917,7 @@ static int parse_env(struct ub_json_span v, struct spawn_args *a, const char **w
 
 	if (*v.p != '{')
 		return *why = "env must be an object of strings", -1;
-	a->envp = calloc(MAX_ARGS + 1, sizeof(char *));
+	a->envp = calloc(UB_ZYGOTE_MAX_ARGS + 1, sizeof(char *));
 	if (!a->envp)
 		return *why = "out of memory", -1;
 	ub_json_iter_begin(&it, v);
@@ -932,7 +925,7 @@ static int parse_env(struct ub_json_span v, struct spawn_args *a, const char **w
 		char *name = NULL, *value = NULL;
 		int bad;
 
-		if (n == MAX_ARGS)
+		if (n == UB_ZYGOTE_MAX_ARGS)
 			return *why = "env has more than 256 entries", -1;
 		bad = ub_json_string(k, &name) < 0 || ub_json_string(s, &value) < 0 || !*name || strchr(name, '=');
 		if (!bad) { /* not asprintf: its growing buffer would be freed unzeroed */
@@ -1056,11 +1049,11 @@ static int parse_request(struct ub_json_span v[K_COUNT], struct spawn_args *a, c
 		return *why = "cwd must be an absolute path", -1;
 	if (v[K_STDIN].p && parse_input(v[K_STDIN], a, why) < 0)
 		return -1;
-	if (!v[K_TIMEOUT].p || ub_json_uint(v[K_TIMEOUT], MAX_TIMEOUT_MS, &x) < 0 || x == 0)
+	if (!v[K_TIMEOUT].p || ub_json_uint(v[K_TIMEOUT], UB_ZYGOTE_MAX_TIMEOUT_MS, &x) < 0 || x == 0)
 		return *why = "timeoutMs must be an integer in 1..3600000", -1;
 	a->timeout_ms = (long long)x;
-	x = 1u << 20;
-	if (v[K_CAP].p && ub_json_uint(v[K_CAP], MAX_OUTPUT_CAP, &x) < 0)
+	x = UB_ZYGOTE_DEFAULT_OUTPUT_CAP;
+	if (v[K_CAP].p && ub_json_uint(v[K_CAP], UB_ZYGOTE_MAX_OUTPUT_CAP, &x) < 0)
 		return *why = "outputCap must be an integer in 0..8388608", -1;
 	a->output_cap = (size_t)x;
 	return 0;
@@ -1097,7 +1090,7 @@ static void forget_template(struct tmpl *t)
 {
 	size_t i;
 
-	for (i = 0; i < MAX_INFLIGHT; i++)
+	for (i = 0; i < UB_ZYGOTE_MAX_INFLIGHT; i++)
 		if (reqs[i].used && reqs[i].tmpl == t) {
 			if (!reqs[i].fields && t->fields)
 				reqs[i].fields = strdup(t->fields);
@@ -1470,7 +1463,7 @@ static struct req *free_slot(void)
 {
 	size_t i;
 
-	for (i = 0; i < MAX_INFLIGHT; i++)
+	for (i = 0; i < UB_ZYGOTE_MAX_INFLIGHT; i++)
 		if (!reqs[i].used)
 			return &reqs[i];
 	return NULL;
@@ -1480,7 +1473,7 @@ static struct req *find_req(unsigned long long id)
 {
 	size_t i;
 
-	for (i = 0; i < MAX_INFLIGHT; i++)
+	for (i = 0; i < UB_ZYGOTE_MAX_INFLIGHT; i++)
 		if (reqs[i].used && !reqs[i].emitted && reqs[i].id == id)
 			return &reqs[i];
 	return NULL;
@@ -1556,11 +1549,11 @@ static void handle_frame(const char *body, size_t len)
 		emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, why);
 		return;
 	}
-	if (m[K_OP].p && (ub_json_is(m[K_OP], "\"stdin\"") || ub_json_is(m[K_OP], "\"kill\""))) {
-		handle_control(id, ub_json_is(m[K_OP], "\"kill\""), m);
+	if (m[K_OP].p && (ub_json_is(m[K_OP], "\"" UB_ZYGOTE_OP_STDIN "\"") || ub_json_is(m[K_OP], "\"" UB_ZYGOTE_OP_KILL "\""))) {
+		handle_control(id, ub_json_is(m[K_OP], "\"" UB_ZYGOTE_OP_KILL "\""), m);
 		return;
 	}
-	if (!m[K_OP].p || !ub_json_is(m[K_OP], "\"spawn\"")) {
+	if (!m[K_OP].p || !ub_json_is(m[K_OP], "\"" UB_ZYGOTE_OP_SPAWN "\"")) {
 		emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL,
 			       "op must be \"spawn\", \"stdin\" or \"kill\"");
 		return;
@@ -1669,7 +1662,7 @@ static void cn_record(pid_t pid, uint32_t status, long long ts)
 {
 	size_t i;
 
-	for (i = 0; i < MAX_INFLIGHT; i++) {
+	for (i = 0; i < UB_ZYGOTE_MAX_INFLIGHT; i++) {
 		struct req *r = &reqs[i];
 
 		if (r->used && !r->emitted && !r->have_status && r->cpid == pid && r->cpid_at_ns && ts > r->cpid_at_ns) {
@@ -1846,7 +1839,7 @@ static void maybe_start(struct req *r)
 			if (ub_proc_stat_field(st, strlen(st), UB_STAT_START_TIME, &v) == 0)
 				snprintf(start, sizeof(start), "%llu", v);
 		}
-		emit(json, snprintf(json, sizeof(json), "{\"id\":%llu,\"event\":\"started\",\"pid\":%d,\"ppid\":%d%s%s%s}", r->id,
+		emit(json, snprintf(json, sizeof(json), "{\"id\":%llu,\"event\":\"" UB_ZYGOTE_EVENT_STARTED "\",\"pid\":%d,\"ppid\":%d%s%s%s}", r->id,
 				    (int)r->cpid, (int)ppid, *start ? ",\"startTime\":\"" : "", start, *start ? "\"" : ""));
 	}
 	send(r->sock, "G", 1, MSG_NOSIGNAL);
@@ -1933,9 +1926,9 @@ static void on_stream(struct req *r, struct stream *s, size_t cap)
 
 			if (!b64) {
 				fputs("upcall-zygote: out of memory\n", stderr);
-				exit(EXIT_SPAWNER);
+				exit(UB_EXIT_SPAWNER);
 			}
-			k = snprintf(b64, 64, "{\"id\":%llu,\"event\":\"stdout\",\"dataBase64\":\"", r->id);
+			k = snprintf(b64, 64, "{\"id\":%llu,\"event\":\"" UB_ZYGOTE_EVENT_STDOUT "\",\"dataBase64\":\"", r->id);
 			ub_base64_encode((const unsigned char *)tmp, (size_t)n, b64 + k);
 			k += (int)strlen(b64 + k);
 			memcpy(b64 + k, "\"}", 3);
@@ -2040,7 +2033,7 @@ static void on_stdin(void)
 	}
 	if (ub_buf_append(&inbuf, tmp, (size_t)n) < 0) {
 		fputs("upcall-zygote: out of memory reading requests\n", stderr);
-		exit(EXIT_SPAWNER);
+		exit(UB_EXIT_SPAWNER);
 	}
 	for (;;) {
 		size_t used = 0, len;
@@ -2050,7 +2043,7 @@ static void on_stdin(void)
 			discard -= used;
 		} else if (inbuf.len >= 4) {
 			len = ub_frame_len((const unsigned char *)inbuf.p);
-			if (len > MAX_REQUEST_FRAME) {
+			if (len > UB_ZYGOTE_MAX_REQUEST_FRAME) {
 				/* skip the body: the length says where the next frame starts */
 				emit_error_raw(0, 0, "E_BAD_REQUEST", "E_BAD_REQUEST", "read frame", EMSGSIZE,
 					       "request frame larger than 8 MiB");
@@ -2096,7 +2089,7 @@ static void __attribute__((noreturn)) shut_down(void)
 	long long deadline = ub_now_ms() + SHUTDOWN_WAIT_MS;
 	size_t i;
 
-	for (i = 0; i < MAX_INFLIGHT; i++)
+	for (i = 0; i < UB_ZYGOTE_MAX_INFLIGHT; i++)
 		if (reqs[i].used && !reqs[i].emitted)
 			kill_tree(&reqs[i]);
 	for (i = 0; i < TEMPLATE_SLOTS; i++)
@@ -2130,7 +2123,7 @@ static int build_poll(struct pollfd *pfd, struct watch *w, long long now, int *t
 		WATCH(1, POLLOUT, NULL, NULL, W_IN);
 	if (cn_fd >= 0)
 		WATCH(cn_fd, POLLIN, NULL, NULL, W_CN);
-	for (i = 0; i < MAX_INFLIGHT; i++) {
+	for (i = 0; i < UB_ZYGOTE_MAX_INFLIGHT; i++) {
 		struct req *r = &reqs[i];
 		long long due;
 
@@ -2255,8 +2248,8 @@ static int usage(FILE *to, int status)
 
 int main(int argc, char **argv)
 {
-	static struct pollfd pfd[3 + MAX_INFLIGHT * 7 + TEMPLATE_SLOTS * 2];
-	static struct watch w[3 + MAX_INFLIGHT * 7 + TEMPLATE_SLOTS * 2];
+	static struct pollfd pfd[3 + UB_ZYGOTE_MAX_INFLIGHT * 7 + TEMPLATE_SLOTS * 2];
+	static struct watch w[3 + UB_ZYGOTE_MAX_INFLIGHT * 7 + TEMPLATE_SLOTS * 2];
 	size_t i;
 	int k;
 
@@ -2276,9 +2269,9 @@ int main(int argc, char **argv)
 			return usage(stdout, 0);
 		if (strcmp(o, "--no-context-cache") == 0) {
 			opt_templates = 0;
-		} else if (strcmp(o, "--context-ttl-ms") == 0 && num && v <= MAX_TIMEOUT_MS) {
+		} else if (strcmp(o, "--context-ttl-ms") == 0 && num && v <= UB_ZYGOTE_MAX_TIMEOUT_MS) {
 			opt_ttl_ms = v, k++;
-		} else if (strcmp(o, "--context-idle-ms") == 0 && num && v <= MAX_TIMEOUT_MS) {
+		} else if (strcmp(o, "--context-idle-ms") == 0 && num && v <= UB_ZYGOTE_MAX_TIMEOUT_MS) {
 			opt_idle_ms = v, k++;
 		} else if (strcmp(o, "--max-contexts") == 0 && num && v <= MAX_TEMPLATES) {
 			opt_max_templates = (int)v, k++;
@@ -2299,7 +2292,7 @@ int main(int argc, char **argv)
 #endif
 	nonblock(0);
 	nonblock(1);
-	for (i = 0; i < MAX_INFLIGHT; i++)
+	for (i = 0; i < UB_ZYGOTE_MAX_INFLIGHT; i++)
 		reset_req(&reqs[i]);
 	for (i = 0; i < TEMPLATE_SLOTS; i++)
 		tmpls[i].pidfd = tmpls[i].ctl = -1;
@@ -2309,7 +2302,7 @@ int main(int argc, char **argv)
 		int timeout, n;
 
 		expire_templates(now);
-		for (i = 0; i < MAX_INFLIGHT; i++)
+		for (i = 0; i < UB_ZYGOTE_MAX_INFLIGHT; i++)
 			if (reqs[i].used)
 				check_request(&reqs[i], now);
 		if (stdin_eof)
@@ -2318,7 +2311,7 @@ int main(int argc, char **argv)
 		k = poll(pfd, (nfds_t)n, timeout);
 		if (k < 0 && errno != EINTR) {
 			perror("upcall-zygote: poll");
-			return EXIT_SPAWNER;
+			return UB_EXIT_SPAWNER;
 		}
 		for (k = 0; k < n; k++)
 			dispatch(&pfd[k], &w[k]);

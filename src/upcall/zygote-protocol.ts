@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { W } from '../common/wire-constants.js';
 
 /**
  * The upcall zygote's pipe protocol (native-bindings/README.md): frames of a
@@ -6,17 +7,17 @@ import { z } from 'zod';
  * its stdout. Events carry whole outputs in base64, so frames can be a few
  * MiB: chunks are kept in a list and joined once per frame, not per chunk.
  */
-export const ZYGOTE_HEADER_BYTES = 4;
+export const ZYGOTE_HEADER_BYTES = W.UB_FRAME_HEADER;
 /** Two streams of 8 MiB in base64 plus the envelope, with room to spare. */
 export const ZYGOTE_MAX_EVENT = 32 * 1024 * 1024;
-/** Limits the zygote enforces (zygote.c); checked here first for clearer errors. */
-export const ZYGOTE_MAX_TIMEOUT_MS = 3_600_000;
-export const ZYGOTE_MAX_OUTPUT_CAP = 8 * 1024 * 1024;
-export const ZYGOTE_MAX_ARGS = 256;
+/** Limits the zygote enforces (native-bindings/include/ub-wire.h); checked here first for clearer errors. */
+export const ZYGOTE_MAX_TIMEOUT_MS = W.UB_ZYGOTE_MAX_TIMEOUT_MS;
+export const ZYGOTE_MAX_OUTPUT_CAP = W.UB_ZYGOTE_MAX_OUTPUT_CAP;
+export const ZYGOTE_MAX_ARGS = W.UB_ZYGOTE_MAX_ARGS;
 
 export interface SpawnFrame {
   id: number;
-  op: 'spawn';
+  op: typeof W.UB_ZYGOTE_OP_SPAWN;
   initPid: number;
   initStartTime: number;
   pidns: number;
@@ -37,8 +38,8 @@ export interface SpawnFrame {
 
 /** More stdin for a stream request (base64), and/or its end; or kill a request now. */
 export type ControlFrame =
-  | { id: number; op: 'stdin'; dataBase64?: string; eof?: boolean }
-  | { id: number; op: 'kill' };
+  | { id: number; op: typeof W.UB_ZYGOTE_OP_STDIN; dataBase64?: string; eof?: boolean }
+  | { id: number; op: typeof W.UB_ZYGOTE_OP_KILL };
 
 /** Command-line options of the zygote (native-bindings/README.md, "The context cache"). */
 export interface ZygoteOptions {
@@ -62,11 +63,11 @@ export function zygoteArgs(o: ZygoteOptions): string[] {
 const Id = z.number().int().nonnegative();
 
 export const ZygoteEvent = z.discriminatedUnion('event', [
-  z.object({ id: Id, event: z.literal('started'), pid: z.number().int(), ppid: z.number().int().optional(), startTime: z.string().optional() }),
-  z.object({ id: Id, event: z.literal('stdout'), dataBase64: z.string() }),
+  z.object({ id: Id, event: z.literal(W.UB_ZYGOTE_EVENT_STARTED), pid: z.number().int(), ppid: z.number().int().optional(), startTime: z.string().optional() }),
+  z.object({ id: Id, event: z.literal(W.UB_ZYGOTE_EVENT_STDOUT), dataBase64: z.string() }),
   z.object({
     id: Id,
-    event: z.literal('exit'),
+    event: z.literal(W.UB_ZYGOTE_EVENT_EXIT),
     pid: z.number().int().optional(),
     code: z.number().int().nullable(),
     signal: z.string().nullable(),
@@ -78,7 +79,7 @@ export const ZygoteEvent = z.discriminatedUnion('event', [
   }),
   z.object({
     id: Id.nullable(),
-    event: z.literal('error'),
+    event: z.literal(W.UB_ZYGOTE_EVENT_ERROR),
     code: z.string(),
     native: z.string().optional(),
     step: z.string(),

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { inject, injectable, optional } from 'inversify';
 import { BrokerError, isErrorCode } from '../common/errors.js';
+import { W } from '../common/wire-constants.js';
 import { BrokerConfig, Clock, LoggerFactory, ProcessSpawner, type Logger } from '../common/tokens.js';
 import { K } from '../ns/kernel-constants.js';
 import { Libc, loadLibc } from '../ns/libc.js';
@@ -108,8 +109,8 @@ const MAX_IN_FLIGHT = 64;
  * never get an answer, say): no context can hold every slot.
  */
 const RESERVED_PER_CONTEXT = 2;
-/** ...and all of them, idle sessions included: the zygote accepts 512 (zygote.c MAX_INFLIGHT). */
-const ZYGOTE_CAPACITY = 480;
+/** ...and all of them, idle sessions included: the zygote accepts UB_ZYGOTE_MAX_INFLIGHT (512); 32 stay spare. */
+const ZYGOTE_CAPACITY = W.UB_ZYGOTE_MAX_INFLIGHT - 32;
 /** Waiting beyond that; more is refused with E_BUSY. */
 const MAX_QUEUED = 4096;
 
