@@ -53,7 +53,14 @@
       "target_name": "upcall-zygote",
       "type": "executable",
       "dependencies": ["ub-context", "ub-netrelay", "ub-client", "ub-basic"],
-      "sources": ["native-bindings/zygote/zygote.c"]
+      "sources": [
+        "native-bindings/zygote/main.c",
+        "native-bindings/zygote/wire.c",
+        "native-bindings/zygote/request.c",
+        "native-bindings/zygote/children.c",
+        "native-bindings/zygote/template.c",
+        "native-bindings/zygote/exit-status.c"
+      ]
     },
     {
       "target_name": "upcall-request-key",
