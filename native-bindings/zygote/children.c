@@ -268,7 +268,7 @@ void scrub_foreign(const struct spawn_args *own)
 
 		if (&r->a == own)
 			continue;
-		if (r->used) {
+		if (r->phase != REQ_FREE) {
 			free_args(&r->a);
 			ub_buf_free(&r->out.data);
 			ub_buf_free(&r->err.data);

@@ -124,7 +124,7 @@ static void cn_record(pid_t pid, uint32_t status, long long ts)
 	for (i = 0; i < UB_ZYGOTE_MAX_INFLIGHT; i++) {
 		struct req *r = &reqs[i];
 
-		if (r->used && !r->emitted && !r->have_status && r->cpid == pid && r->cpid_at_ns && ts > r->cpid_at_ns) {
+		if ((r->phase == REQ_STARTING || r->phase == REQ_RUNNING) && !r->have_status && r->cpid == pid && r->cpid_at_ns && ts > r->cpid_at_ns) {
 			r->status = (int)status;
 			r->have_status = 1;
 		}

@@ -169,7 +169,7 @@ static void __attribute__((noreturn)) shut_down(void)
 	size_t i;
 
 	for (i = 0; i < UB_ZYGOTE_MAX_INFLIGHT; i++)
-		if (reqs[i].used && !reqs[i].emitted)
+		if (reqs[i].phase == REQ_STARTING || reqs[i].phase == REQ_RUNNING)
 			kill_tree(&reqs[i]);
 	for (i = 0; i < TEMPLATE_SLOTS; i++)
 		if (tmpls[i].used)
@@ -206,11 +206,11 @@ static int build_poll(struct pollfd *pfd, struct watch *w, long long now, int *t
 		struct req *r = &reqs[i];
 		long long due;
 
-		if (!r->used)
+		if (r->phase == REQ_FREE)
 			continue;
 		if (r->apidfd >= 0)
 			WATCH(r->apidfd, POLLIN, r, NULL, W_APID);
-		if (r->emitted)
+		if (r->phase == REQ_DONE)
 			continue;
 		if (r->sock >= 0)
 			WATCH(r->sock, POLLIN, r, NULL, W_SOCK);
@@ -274,7 +274,7 @@ static void dispatch(const struct pollfd *p, const struct watch *w)
 			on_stdout();
 		return;
 	}
-	if (r->emitted && w->kind != W_APID)
+	if (r->phase == REQ_DONE && w->kind != W_APID)
 		return;
 	switch (w->kind) {
 	case W_SOCK: on_sock(r); break;
@@ -370,7 +370,7 @@ int main(int argc, char **argv)
 
 		expire_templates(now);
 		for (i = 0; i < UB_ZYGOTE_MAX_INFLIGHT; i++)
-			if (reqs[i].used)
+			if (reqs[i].phase != REQ_FREE)
 				check_request(&reqs[i], now);
 		if (stdin_eof)
 			shut_down();

@@ -74,11 +74,12 @@ static void drop_attempt(struct req *r)
 	r->fields = r->error = NULL;
 	r->out.truncated = r->err.truncated = 0;
 	r->cpid = 0;
-	r->got_r = r->b_exited = r->c_exited = r->have_status = r->stale = r->checked = 0;
+	r->b_exited = r->c_exited = r->have_status = 0;
+	r->check = CHECK_PENDING;
 	r->cpid_at_ns = 0;
 	r->in_off = 0;
 	r->tmpl = NULL;
-	r->via_tmpl = r->becomes_tmpl = 0;
+	r->route = ROUTE_COLD;
 }
 
 static void free_req(struct req *r)
@@ -92,7 +93,7 @@ static void free_req(struct req *r)
 /* After the event: release everything but A's pidfd, which waits to be reaped. */
 static void finish(struct req *r)
 {
-	r->emitted = 1;
+	r->phase = REQ_DONE;
 	release_io(r);
 	if (r->a_reaped)
 		free_req(r);
@@ -124,7 +125,7 @@ static int start_request(struct req *r, long long now, int allow_template)
 			t->last_used = now;
 			t->uses++;
 			r->tmpl = t;
-			r->via_tmpl = 1;
+			r->route = ROUTE_TEMPLATE;
 			r->tmpl_created = t->created;
 			r->a_reaped = 1; /* no A of its own */
 			goto sent;
@@ -161,7 +162,7 @@ static int start_request(struct req *r, long long now, int allow_template)
 		t->start_time = r->a.target.start_time;
 		t->pidns_ino = r->a.target.pidns_ino;
 		t->host = r->a.target.host;
-		r->becomes_tmpl = 1;
+		r->route = ROUTE_NEW_TEMPLATE;
 	}
 	r->apid = pid;
 	r->apidfd = (int)syscall(UB_NR_pidfd_open, pid, 0); /* our unreaped child: cannot be reused */
@@ -202,9 +203,10 @@ fail:
  * the next template; the request is never queued to one again). */
 static int retry_cold(struct req *r, long long now)
 {
-	if (r->retried || r->started || (r->cpidfd >= 0 && !r->stale) || r->timed_out || r->emitted || !r->via_tmpl)
+	if (r->phase != REQ_STARTING || r->route != ROUTE_TEMPLATE || r->retried || r->timed_out ||
+	    (r->cpidfd >= 0 && r->check != CHECK_STALE))
 		return 0;
-	if (r->tmpl && r->tmpl->live && (r->stale || !r->becomes_tmpl))
+	if (r->tmpl && r->tmpl->live && (r->check == CHECK_STALE || r->route != ROUTE_NEW_TEMPLATE))
 		retire(r->tmpl, 0);
 	r->retried = 1;
 	drop_attempt(r);
@@ -221,7 +223,7 @@ static struct req *free_slot(void)
 	size_t i;
 
 	for (i = 0; i < UB_ZYGOTE_MAX_INFLIGHT; i++)
-		if (!reqs[i].used)
+		if (reqs[i].phase == REQ_FREE)
 			return &reqs[i];
 	return NULL;
 }
@@ -231,7 +233,7 @@ static struct req *find_req(unsigned long long id)
 	size_t i;
 
 	for (i = 0; i < UB_ZYGOTE_MAX_INFLIGHT; i++)
-		if (reqs[i].used && !reqs[i].emitted && reqs[i].id == id)
+		if ((reqs[i].phase == REQ_STARTING || reqs[i].phase == REQ_RUNNING) && reqs[i].id == id)
 			return &reqs[i];
 	return NULL;
 }
@@ -257,7 +259,7 @@ static void handle_control(unsigned long long id, int kill_op, struct ub_json_sp
 		unsigned char *p;
 		long n;
 
-		if (r->started && r->in_off == r->a.input_len) {
+		if (r->phase == REQ_RUNNING && r->in_off == r->a.input_len) {
 			/* all written (and a retry is no longer possible): start over */
 			if (r->a.input)
 				explicit_bzero(r->a.input, r->a.input_len);
@@ -330,7 +332,7 @@ void handle_frame(const char *body, size_t len)
 		emit_error_raw(1, id, "E_BUSY", "E_BUSY", "accept request", EAGAIN, "too many upcalls in flight (512)");
 		return;
 	}
-	r->used = 1;
+	r->phase = REQ_STARTING;
 	r->id = id;
 	r->a = a;
 	r->started_event = !m[K_STARTED].p || ub_json_is(m[K_STARTED], "true");
@@ -375,7 +377,7 @@ static char *request_fields(struct req *r)
 			ub_buf_append(&out, val.p, val.len);
 		}
 	}
-	if (r->via_tmpl)
+	if (r->route == ROUTE_TEMPLATE)
 		snprintf(tmp, sizeof(tmp), ",\"context\":\"cached: captured %lld ms ago, checked against init before this spawn\"}",
 			 ub_now_ms() - r->tmpl_created);
 	else
@@ -404,23 +406,22 @@ static void maybe_start(struct req *r)
 	/* Before 6.15 the status of a C that died before its go (killed with its
 	 * pid namespace as init died) is lost: it never ran, so say why, as the
 	 * cold path would have, instead of an exit without a status. */
-	if (!r->started && !r->error && r->cpidfd >= 0 && !ub_compat_has(UB_COMPAT_PIDFD_INFO) &&
+	if (r->phase == REQ_STARTING && !r->error && r->cpidfd >= 0 && !ub_compat_has(UB_COMPAT_PIDFD_INFO) &&
 	    ub_ctx_target_exited(r->cpidfd) && !r->have_status) {
 		r->error = strdup(init_gone(r) ? "{\"code\":\"E_INIT_EXITED\",\"step\":\"the upcall was killed before it started: init exited\",\"errno\":3}"
 					   : "{\"code\":\"E_SPAWN\",\"step\":\"the upcall was killed before it started\",\"errno\":3}");
 		return;
 	}
 
-	if (r->started || r->cpidfd < 0 || !r->b_exited || (r->via_tmpl && !r->checked) || r->stale || r->error || r->timed_out ||
-	    r->emitted)
+	if (r->phase != REQ_STARTING || r->cpidfd < 0 || !r->b_exited || (r->route == ROUTE_TEMPLATE && r->check != CHECK_PASSED) ||
+	    r->check == CHECK_STALE || r->error || r->timed_out)
 		return;
 	f = request_fields(r);
 	if (!f)
 		return; /* the template has not said it is ready yet */
 	ub_free_zeroed(r->fields);
 	r->fields = f;
-	r->got_r = 1;
-	r->started = 1;
+	r->phase = REQ_RUNNING;
 	PROF(r - reqs, PF_Z_STARTED);
 	if (r->started_event) {
 		/* while C waits for 'G' its pid is surely its own: the start time that
@@ -460,7 +461,7 @@ static void on_message(struct req *r, const char *msg, size_t n, const int *fds,
 			r->cpid = cpid; /* C waits for 'G': alive, so the pid is known */
 			r->cpid_at_ns = ub_now_ns();
 		}
-		if (r->timed_out || r->emitted)
+		if (r->timed_out || r->phase == REQ_DONE)
 			kill_tree(r);
 		return;
 	}
@@ -471,9 +472,10 @@ static void on_message(struct req *r, const char *msg, size_t n, const int *fds,
 	} else if (n >= 1 && msg[0] == 'E' && !r->error && ub_json_validate(msg + 1, n - 1) == 0) {
 		r->error = strndup(msg + 1, n - 1);
 	} else if (n >= 1 && msg[0] == 'K') {
-		r->checked = 1; /* the template found init's context unchanged */
+		if (r->check == CHECK_PENDING)
+			r->check = CHECK_PASSED; /* the template found init's context unchanged */
 	} else if (n >= 1 && msg[0] == 'S') {
-		r->stale = 1; /* it changed: C never gets 'G'; the request goes cold */
+		r->check = CHECK_STALE; /* it changed: C never gets 'G'; the request goes cold */
 		if (r->cpidfd >= 0 && !r->c_exited)
 			syscall(UB_NR_pidfd_send_signal, r->cpidfd, SIGKILL, NULL, 0);
 	}
@@ -571,7 +573,7 @@ void on_a_exit(struct req *r)
 
 void check_request(struct req *r, long long now)
 {
-	if (r->emitted) {
+	if (r->phase == REQ_DONE) {
 		if (r->a_reaped)
 			free_req(r);
 		return;
@@ -580,12 +582,12 @@ void check_request(struct req *r, long long now)
 		r->timed_out = 1;
 		r->grace_deadline = now + KILL_GRACE_MS;
 		kill_tree(r);
-		if (!r->started && r->tmpl && r->tmpl->live)
+		if (r->phase == REQ_STARTING && r->tmpl && r->tmpl->live)
 			retire(r->tmpl, 1); /* it may be what is stuck */
 	}
-	if (r->sock >= 0 && (r->c_exited || (r->a_reaped && !r->via_tmpl)))
+	if (r->sock >= 0 && (r->c_exited || (r->a_reaped && r->route != ROUTE_TEMPLATE)))
 		on_sock(r); /* whatever A or C said before exiting */
-	if (!r->started) {
+	if (r->phase == REQ_STARTING) {
 		maybe_start(r); /* the template's fields may have come meanwhile */
 		/* still spawning: done when every spawner process has gone */
 		int gone = r->sock < 0 && r->a_reaped && (r->cpidfd < 0 || r->c_exited);

@@ -293,7 +293,7 @@ void forget_template(struct tmpl *t)
 	size_t i;
 
 	for (i = 0; i < UB_ZYGOTE_MAX_INFLIGHT; i++)
-		if (reqs[i].used && reqs[i].tmpl == t) {
+		if (reqs[i].phase != REQ_FREE && reqs[i].tmpl == t) {
 			if (!reqs[i].fields && t->fields)
 				reqs[i].fields = strdup(t->fields);
 			reqs[i].tmpl = NULL;

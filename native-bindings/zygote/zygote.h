@@ -110,16 +110,42 @@ struct tmpl {
 	struct rlimit rlim[RLIM_NLIMITS]; /* ours when T was forked: the base of its degraded limits */
 };
 
+/*
+ * A request's life, in its slot:
+ *
+ *   REQ_FREE --accepted--> REQ_STARTING --C told to go ('G')--> REQ_RUNNING
+ *   REQ_STARTING or REQ_RUNNING --its one final event--> REQ_DONE
+ *   REQ_DONE --A reaped--> REQ_FREE
+ *
+ * REQ_STARTING may take two attempts: one through a template, then (the
+ * context was stale, or the template gone) one cold (retry_cold).
+ */
+enum req_phase { REQ_FREE, REQ_STARTING, REQ_RUNNING, REQ_DONE };
+
+/* The current attempt: who forks C. */
+enum req_route {
+	ROUTE_COLD,                     /* our own A, B */
+	ROUTE_NEW_TEMPLATE,             /* our own A, whose B' becomes tmpl */
+	ROUTE_TEMPLATE,                 /* the live template tmpl (no A of its own) */
+};
+
+/* ROUTE_TEMPLATE: what the template found when it compared init's context
+ * with the captured one ('K' or 'S'); C starts only after CHECK_PASSED. */
+enum tmpl_check { CHECK_PENDING, CHECK_PASSED, CHECK_STALE };
+
 struct req {
-	int used;
+	enum req_phase phase;
 	unsigned long long id;
 	struct spawn_args a;
 	pid_t apid;
 	int apidfd, a_reaped;
+	enum req_route route;
 	struct tmpl *tmpl;              /* served by (or becoming) this template */
-	int becomes_tmpl;               /* our A becomes tmpl */
+	enum tmpl_check check;
 	int bpidfd, b_exited;           /* B, from its 'P' message: C is init's child once B is gone */
-	int via_tmpl, retried, killed, in_eof, stale, checked;
+	int retried;                    /* the cold retry of a template attempt: no third */
+	int killed;                     /* "kill" op: the deadline was moved to now */
+	int in_eof;                     /* a stream request's stdin ends after what is queued */
 	int started_event;              /* emit "started" (the broker wants the pid early) */
 	long long tmpl_created;
 	int sock;                       /* our end of the socketpair */
@@ -128,11 +154,11 @@ struct req {
 	struct stream out, err;
 	int cpidfd;
 	pid_t cpid;
-	int got_r, started, c_exited, have_status, status;
+	int c_exited, have_status, status;
 	long long cpid_at_ns;           /* CLOCK_MONOTONIC when C's pid was learned (C alive then) */
 	char *fields, *error;
 	long long deadline, grace_deadline;
-	int timed_out, emitted;
+	int timed_out;
 };
 
 
