@@ -97,6 +97,15 @@
       "sources": ["native-bindings/test/context-selftest.c"]
     },
     {
+      "target_name": "ub-zygote-wire-selftest",
+      "type": "executable",
+      "dependencies": ["ub-basic"],
+      "sources": [
+        "native-bindings/test/zygote-wire-selftest.c",
+        "native-bindings/zygote/wire.c"
+      ]
+    },
+    {
       "target_name": "upcall-request-key-selftest",
       "type": "executable",
       "dependencies": ["ub-client", "ub-basic"],

@@ -398,7 +398,7 @@ static void open_child_fallback(void)
 
 int main(int argc, char **argv)
 {
-	verbose = argc > 1 && strcmp(argv[1], "-v") == 0;
+	selftest_init(argc, argv);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	ub_compat_init();
 	isolated(case_seccomp_reused_pid);
@@ -407,6 +407,5 @@ int main(int argc, char **argv)
 	else
 		printf("note: no PIDFD_GET_INFO on this kernel: the fallback only\n");
 	isolated(open_child_fallback);
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return selftest_done();
 }

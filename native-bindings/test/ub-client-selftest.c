@@ -25,39 +25,7 @@
 
 #include "ub-client.h"
 
-static int passed, failed, verbose;
-
-static void check(int ok, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void check(int ok, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (ok)
-		passed++;
-	else
-		failed++;
-	if (ok && !verbose)
-		return;
-	printf("%s line %d: ", ok ? "ok  " : "FAIL", line);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-}
-
-#define CHECK(cond, ...) check(!!(cond), __LINE__, __VA_ARGS__)
-
-/* An exact-size heap copy: reading one byte past it is a detectable bug. */
-static char *exact(const char *s, size_t len)
-{
-	char *p = malloc(len ? len : 1);
-
-	if (!p)
-		abort();
-	memcpy(p, s, len);
-	return p;
-}
+#include "selftest.h"
 
 static int validate(const char *s, size_t len)
 {
@@ -184,9 +152,9 @@ static void expect_decode(int line, const char *tok, const char *want)
 	int r = ub_json_decode_string(p, strlen(tok), &out);
 
 	if (want)
-		check(r == 0 && out && strcmp(out, want) == 0, line, "decode %s", tok);
+		check(r == 0 && out && strcmp(out, want) == 0, line, "", "decode %s", tok);
 	else
-		check(r < 0 && errno == EBADMSG && out == NULL, line, "decode %s refused", tok);
+		check(r < 0 && errno == EBADMSG && out == NULL, line, "", "decode %s refused", tok);
 	free(out == (char *)"x" ? NULL : out);
 	free(p);
 }
@@ -789,7 +757,7 @@ static void test_connect(void)
 
 int main(int argc, char **argv)
 {
-	verbose = argc > 1 && strcmp(argv[1], "-v") == 0;
+	selftest_init(argc, argv);
 	signal(SIGPIPE, SIG_DFL); /* a SIGPIPE would kill us: the library must not raise it */
 
 	test_validate();
@@ -802,6 +770,5 @@ int main(int argc, char **argv)
 	test_short_io();
 	test_connect();
 
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return selftest_done();
 }

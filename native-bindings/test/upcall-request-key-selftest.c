@@ -11,13 +11,11 @@
 
 #include "selftest.h"
 
-/* Copy into an exact-size heap buffer, so over-reads show under ASan/valgrind. */
-static char *exact(const char *s, size_t *len)
+/* An exact-size copy of the string s, its length in *len. */
+static char *exact_str(const char *s, size_t *len)
 {
 	*len = strlen(s);
-	char *p = malloc(*len ? *len : 1);
-	memcpy(p, s, *len);
-	return p;
+	return exact(s, *len);
 }
 
 static void test_int32(void)
@@ -47,7 +45,7 @@ static void test_find_auth(void)
 {
 	struct urk_auth_info a;
 	size_t len;
-	char *buf = exact(PROC_KEYS, &len);
+	char *buf = exact_str(PROC_KEYS, &len);
 
 	memset(&a, 0, sizeof(a));
 	CHECK(urk_find_auth(buf, len, 0x01e1c542, &a) == 0);
@@ -67,10 +65,10 @@ static void test_find_auth(void)
 	CHECK(urk_find_auth(buf, 0, 0x01e1c542, &a) < 0 && errno == ENOENT);
 	free(buf);
 	/* trailing garbage after ci is refused */
-	buf = exact("01e1c542 I------    12 perm 1b010000     0     0 .request_ key:1 pid:2 ci:3 x\n", &len);
+	buf = exact_str("01e1c542 I------    12 perm 1b010000     0     0 .request_ key:1 pid:2 ci:3 x\n", &len);
 	CHECK(urk_find_auth(buf, len, 0x01e1c542, &a) < 0 && errno == EBADMSG);
 	free(buf);
-	buf = exact("01e1c542 I------    12 perm 1b010000     0     0 .request_ key:1 pid:0 ci:3\n", &len);
+	buf = exact_str("01e1c542 I------    12 perm 1b010000     0     0 .request_ key:1 pid:0 ci:3\n", &len);
 	CHECK(urk_find_auth(buf, len, 0x01e1c542, &a) < 0);
 	free(buf);
 }
@@ -81,16 +79,16 @@ static void test_stat(void)
 	size_t len;
 	char *buf;
 
-	buf = exact("2850 (keyctl) D 2847 2850 1 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 123456789 5000 100", &len);
+	buf = exact_str("2850 (keyctl) D 2847 2850 1 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 123456789 5000 100", &len);
 	CHECK(ub_proc_stat_field(buf, len, UB_STAT_START_TIME, &st) == 0 && st == 123456789ULL);
 	free(buf);
-	buf = exact("7 (a) b) (c) S 1 7 7 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 42 5000 100\n", &len);
+	buf = exact_str("7 (a) b) (c) S 1 7 7 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 42 5000 100\n", &len);
 	CHECK(ub_proc_stat_field(buf, len, UB_STAT_START_TIME, &st) == 0 && st == 42);
 	free(buf);
-	buf = exact("7 (x) S 1 2", &len);
+	buf = exact_str("7 (x) S 1 2", &len);
 	CHECK(ub_proc_stat_field(buf, len, UB_STAT_START_TIME, &st) < 0);
 	free(buf);
-	buf = exact("no paren here", &len);
+	buf = exact_str("no paren here", &len);
 	CHECK(ub_proc_stat_field(buf, len, UB_STAT_START_TIME, &st) < 0);
 	free(buf);
 }
@@ -190,7 +188,7 @@ static int decide(const char *json, struct urk_decision *d)
 {
 	char why[200];
 	size_t len;
-	char *buf = exact(json, &len);
+	char *buf = exact_str(json, &len);
 	int rc = urk_parse_decision(buf, len, d, why, sizeof(why));
 
 	if (verbose)
@@ -277,7 +275,7 @@ static void test_codes(void)
 
 int main(int argc, char **argv)
 {
-	verbose = argc > 1 && !strcmp(argv[1], "-v");
+	selftest_init(argc, argv);
 	test_int32();
 	test_find_auth();
 	test_stat();
@@ -288,6 +286,5 @@ int main(int argc, char **argv)
 	test_decision();
 	test_args();
 	test_codes();
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return selftest_done();
 }
