@@ -119,7 +119,7 @@ void ub_ctx_release(struct ub_context *c);
 int ub_ctx_open(struct ub_context *c, const struct ub_ctx_target *t, struct ub_ctx_error *e);
 /* On failure the caller exits at once: a process that got init's pid after init
  * exited may still be our (running, never stopped) tracee, detached by our
- * exit (capture_seccomp in context.c). */
+ * exit (ctx_capture_seccomp in capture.c). */
 int ub_ctx_capture(struct ub_context *c, struct ub_ctx_error *e);
 /* Sets c->nsmask: the types whose namespace differs from ours (also done by
  * ub_ctx_capture; the spawner asks first to tell a host target). */

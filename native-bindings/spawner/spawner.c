@@ -1,7 +1,7 @@
 /*
  * upcall-spawner: run a program in the context of a container's init (its
  * namespaces, root, credentials, capabilities, cgroups, rlimits, seccomp
- * filters...: context.c, shared with the zygote).  Namespace entry lives
+ * filters...: context/, shared with the zygote).  Namespace entry lives
  * here, in a single-threaded program, because setns(2) into a user or mount
  * namespace fails with EINVAL in a multi-threaded process such as Node.
  * Shape after util-linux nsenter.c.

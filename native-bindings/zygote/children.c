@@ -212,7 +212,7 @@ int check_context(const struct ub_context *c, char *why, size_t cap)
 }
 
 /* ------------------------------------------------------------------------
- * B and the template's loop
+ * B, and A that forks it
  */
 
 /* B (cold path): inside the pid namespace.  Enters the request's cwd, clones
@@ -367,7 +367,7 @@ void __attribute__((noreturn)) run_a(const struct spawn_args *a, int in, int out
 }
 
 /* ------------------------------------------------------------------------
- * request lifecycle in the zygote
+ * the process tree of a request that is killed
  */
 
 /*

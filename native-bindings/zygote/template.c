@@ -51,6 +51,10 @@
 struct tmpl tmpls[TEMPLATE_SLOTS];
 char qmsg_out[QMSG_MAX];
 
+/* ------------------------------------------------------------------------
+ * in the template process T
+ */
+
 /*
  * A request forwarded to a template: 'Q', a header, then NUL-terminated
  * strings (argv, envp, cwd), with four fds: stdin, stdout, stderr, socket.

@@ -49,18 +49,7 @@
 
 struct ub_buf outq;
 
-/* ------------------------------------------------------------------------
- * small helpers
- */
-
-/*
- * What held a request's data (argv, env, cwd, stdin, output, frames, events)
- * is zeroed before it is freed, and a growing buffer is moved by hand (realloc
- * would leave the old copy in a free chunk): every child copies the zygote's
- * heap, and those that stay inside a container (templates, builtins) must find
- * nothing of other tenants' requests in it.  scrub_foreign() clears what is
- * still live in each A right after the fork.
- */
+/* "SIGKILL" for 9: the name the broker reports. */
 static const char *signal_name(int sig, char *buf, size_t cap)
 {
 	const char *abbrev = sigabbrev_np(sig);
@@ -100,7 +89,7 @@ void emit_error_raw(int have_id, unsigned long long id, const char *code, const 
 			    idtext, code, native, s, err, m));
 }
 
-/* A native error (context.c codes) as the broker's code. */
+/* A native error (context/ codes) as the broker's code. */
 static const char *broker_code(const char *native, int err)
 {
 	if (strcmp(native, "E_INIT_EXITED") == 0 || strcmp(native, "E_BAD_REQUEST") == 0 ||

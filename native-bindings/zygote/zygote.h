@@ -42,6 +42,14 @@
  *   T{fields} (+ T's pidfd)  T -> zygote  ready: the cache holds it
  *   Q... (+ four fds)        zygote -> T  a request (template.c, qmsg_write)
  *
+ * What held a request's data (argv, env, cwd, stdin, output, frames, events)
+ * is zeroed before it is freed, and a growing buffer is moved by hand
+ * (basic/buf.c; realloc would leave the old copy in a free chunk): every child
+ * copies the zygote's heap, and those that stay inside a container
+ * (templates, builtins) must find nothing of other tenants' requests in it.
+ * scrub_foreign() (children.c) clears what is still live in each A right
+ * after the fork.
+ *
  * See native-bindings/README.md for the request and event formats.
  */
 #ifndef UB_ZYGOTE_H
