@@ -71,6 +71,7 @@
     {
       "target_name": "upcall-mount-in",
       "type": "executable",
+      "dependencies": ["ub-context", "ub-basic"],
       "sources": ["native-bindings/mount/mount-in.c"]
     },
     {

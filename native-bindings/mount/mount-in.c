@@ -25,28 +25,11 @@
 
 #include "ub-kernel.h"
 #include "ub-wire.h"
-
+#include "context/context.h" /* ub_pidfd_pid, UB_CTX_DEFAULT_PATH */
 
 static void die(const char *step, const char *what) {
 	fprintf(stderr, "upcall-mount-in: %s %s: %s\n", step, what, strerror(errno));
 	exit(UB_EXIT_SPAWNER);
-}
-
-/* The pid a pidfd names, from /proc/self/fdinfo/FD ("Pid:" line; -1 once it has exited). */
-static pid_t pid_of_pidfd(int pidfd) {
-	char path[64], line[256];
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
-	FILE *f = fopen(path, "re");
-	if (!f) die("open", path);
-	pid_t pid = 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "Pid: %d", &pid) == 1) break;
-	fclose(f);
-	if (pid <= 0) {
-		errno = ESRCH;
-		die("pidfd", "names no live process");
-	}
-	return pid;
 }
 
 /* The target's root, opened by pid, then checked: a pidfd that still signals means the pid was its. */
@@ -80,9 +63,13 @@ int main(int argc, char **argv) {
 		fprintf(stderr, "usage: upcall-mount-in --pidfd FD [--] PROG [ARGS...]\n");
 		return 2;
 	}
-	pid_t pid = pid_of_pidfd(pidfd);
+	pid_t pid = ub_pidfd_pid(pidfd); /* -1 once it has exited */
+	if (pid <= 0) {
+		errno = ESRCH;
+		die("pidfd", "names no live process");
+	}
 	enter_target(pidfd, open_target_root(pidfd, pid));
-	setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
+	setenv("PATH", UB_CTX_DEFAULT_PATH, 1);
 	execvp(argv[i], &argv[i]);
 	fprintf(stderr, "upcall-mount-in: exec %s: %s\n", argv[i], strerror(errno));
 	return UB_EXIT_NOT_FOUND;
