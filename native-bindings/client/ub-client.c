@@ -387,6 +387,23 @@ static struct ub_conn *new_conn(int fd, int timeout_ms)
 	return c;
 }
 
+/* Close fd keeping errno; -1. */
+static int close_failing(int fd)
+{
+	int e = errno;
+
+	close(fd);
+	errno = e;
+	return -1;
+}
+
+/* A connection over the connected, non-blocking fd (closed on failure). */
+static int adopt(int fd, int timeout_ms, struct ub_conn **out)
+{
+	*out = new_conn(fd, timeout_ms);
+	return *out ? 0 : close_failing(fd);
+}
+
 int ub_connect(const char *socket_path, int timeout_ms, struct ub_conn **out)
 {
 	const char *path = socket_path ? socket_path : UB_DEFAULT_SOCKET;
@@ -445,20 +462,14 @@ int ub_connect(const char *socket_path, int timeout_ms, struct ub_conn **out)
 		}
 		goto fail;
 	}
-	*out = new_conn(fd, timeout_ms);
-	if (!*out)
-		goto fail;
-	return 0;
+	return adopt(fd, timeout_ms, out);
 fail:
-	e = errno;
-	close(fd);
-	errno = e;
-	return -1;
+	return close_failing(fd);
 }
 
 int ub_connect_fd(int fd, int timeout_ms, struct ub_conn **out)
 {
-	int fl, e;
+	int fl;
 
 	if (fd < 0) {
 		errno = EBADF;
@@ -475,15 +486,9 @@ int ub_connect_fd(int fd, int timeout_ms, struct ub_conn **out)
 	fl = fcntl(fd, F_GETFD);
 	if (fl < 0 || fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0)
 		goto fail;
-	*out = new_conn(fd, timeout_ms);
-	if (!*out)
-		goto fail;
-	return 0;
+	return adopt(fd, timeout_ms, out);
 fail:
-	e = errno;
-	close(fd);
-	errno = e;
-	return -1;
+	return close_failing(fd);
 }
 
 void ub_set_timeout(struct ub_conn *conn, int timeout_ms)
