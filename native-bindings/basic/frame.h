@@ -22,4 +22,15 @@ static inline void ub_frame_put_len(unsigned char p[UB_FRAME_HEADER], uint32_t l
 	p[3] = (unsigned char)len;
 }
 
+static inline uint64_t ub_be64_get(const unsigned char p[8])
+{
+	return (uint64_t)ub_frame_len(p) << 32 | ub_frame_len(p + 4);
+}
+
+static inline void ub_be64_put(unsigned char p[8], uint64_t v)
+{
+	ub_frame_put_len(p, (uint32_t)(v >> 32));
+	ub_frame_put_len(p + 4, (uint32_t)v);
+}
+
 #endif /* UB_FRAME_H */

@@ -32,14 +32,21 @@
 #define UB_ZYGOTE_MAX_TIMEOUT_MS 3600000
 #define UB_ZYGOTE_MAX_ARGS 256
 
-/* The zygote's messages: requests ("op") and events ("event"). */
+/* The zygote's JSON messages: requests ("op") and events ("event"). */
 #define UB_ZYGOTE_OP_SPAWN "spawn"
 #define UB_ZYGOTE_OP_STDIN "stdin"
 #define UB_ZYGOTE_OP_KILL "kill"
 #define UB_ZYGOTE_EVENT_STARTED "started"
-#define UB_ZYGOTE_EVENT_STDOUT "stdout"
 #define UB_ZYGOTE_EVENT_EXIT "exit"
 #define UB_ZYGOTE_EVENT_ERROR "error"
+
+/* The zygote's binary frames: raw bytes of a stream request's stdin (broker
+ * to zygote) and stdout (zygote to broker).  Body: the kind (one byte, never
+ * one a JSON text starts with), the request id (8 bytes, big-endian), then
+ * the bytes. */
+#define UB_ZYGOTE_FRAME_STDIN 1
+#define UB_ZYGOTE_FRAME_STDOUT 2
+#define UB_ZYGOTE_DATA_HEADER 9
 
 /* The netrelay builtin (netrelay.h): the largest file and DNS message. */
 #define UB_NETRELAY_MAX_FILE 1048576

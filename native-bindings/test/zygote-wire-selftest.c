@@ -1,8 +1,9 @@
 /*
  * zygote-wire-selftest: the zygote's wire (zygote/wire.c) on its own: request
  * frames parsed as the zygote parses them (ub_json_validate, collect_members,
- * parse_request), hostile ones refused with the reason the broker sees, and
- * events framed into the output queue (a length, then one JSON object).
+ * parse_request), hostile ones refused with the reason the broker sees,
+ * events framed into the output queue (a length, then one JSON object), and
+ * the binary stdin and stdout frames (kind, 8-byte id, raw bytes).
  *
  * Prints "FAIL ..." lines (every check with -v), then "N passed, N failed".
  */
@@ -109,7 +110,8 @@ static void test_refused(void)
 	REFUSED("{" BASE ",\"argv\":[\"x\"],\"stdinBase64\":\"aGk\"}", "stdinBase64 is not valid base64");
 	REFUSED("{" BASE ",\"argv\":[\"x\"],\"stdinBase64\":\"aGl=\"}", "stdinBase64 is not valid base64");
 	REFUSED("{" BASE ",\"argv\":[\"x\"],\"outputCap\":8388609}", "outputCap must be an integer");
-	REFUSED("{" BASE ",\"argv\":[\"x\"],\"dataBase64\":\"\"}", "are for op \"stdin\"");
+	REFUSED("{" BASE ",\"argv\":[\"x\"],\"eof\":true}", "eof is for op \"stdin\"");
+	REFUSED("{" BASE ",\"argv\":[\"x\"],\"dataBase64\":\"\"}", "unknown member");
 	REFUSED("{" BASE ",\"argv\":[\"x\"],\"host\":1}", "host must be a boolean");
 	REFUSED("{" BASE ",\"argv\":[\"x\"],\"builtin\":\"netrelay\"}", "builtin is for mode \"builtin\"");
 	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPid\":1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"builtin\",\"builtin\":\"sh\",\"timeoutMs\":1}",
@@ -199,11 +201,35 @@ static void test_events(void)
 	free(r.fields);
 }
 
+static void test_data_frames(void)
+{
+	static const char in[] = "\x01\x00\x00\x00\x00\x00\x00\x01\x02" "\x00\xff{";
+	unsigned long long id = 0;
+	const char *data = NULL;
+	size_t n = 0;
+	uint32_t len;
+
+	CHECK(parse_data_frame(in, sizeof(in) - 1, UB_ZYGOTE_FRAME_STDIN, &id, &data, &n) == 0 && id == 258 && n == 3 &&
+	      !memcmp(data, "\x00\xff{", 3));
+	CHECK(parse_data_frame(in, UB_ZYGOTE_DATA_HEADER, UB_ZYGOTE_FRAME_STDIN, &id, &data, &n) == 0 && n == 0);
+	CHECK(parse_data_frame(in, UB_ZYGOTE_DATA_HEADER - 1, UB_ZYGOTE_FRAME_STDIN, &id, &data, &n) < 0);
+	CHECK(parse_data_frame(in, sizeof(in) - 1, UB_ZYGOTE_FRAME_STDOUT, &id, &data, &n) < 0);
+	CHECK(parse_data_frame("{}", 2, UB_ZYGOTE_FRAME_STDIN, &id, &data, &n) < 0);
+
+	emit_data(UB_ZYGOTE_FRAME_STDOUT, 0x0102030405060708ULL, "\0dns", 4);
+	len = outq.len >= UB_FRAME_HEADER ? ub_frame_len((const unsigned char *)outq.p) : 0;
+	CHECK(outq.len == UB_FRAME_HEADER + UB_ZYGOTE_DATA_HEADER + 4 && len == UB_ZYGOTE_DATA_HEADER + 4);
+	CHECK(outq.len > UB_FRAME_HEADER && parse_data_frame(outq.p + UB_FRAME_HEADER, len, UB_ZYGOTE_FRAME_STDOUT, &id, &data, &n) == 0 &&
+	      id == 0x0102030405060708ULL && n == 4 && !memcmp(data, "\0dns", 4));
+	ub_buf_free(&outq);
+}
+
 int main(int argc, char **argv)
 {
 	selftest_init(argc, argv);
 	test_spawn();
 	test_refused();
 	test_events();
+	test_data_frames();
 	return selftest_done();
 }

@@ -238,13 +238,38 @@ static struct req *find_req(unsigned long long id)
 	return NULL;
 }
 
-/* {"id":N,"op":"stdin","dataBase64":"...","eof":true}: more input for a
- * stream request; {"id":N,"op":"kill"}: kill it now.  An unknown id (the
- * request has ended) is ignored. */
+/* A binary stdin frame: more input for a stream request (queued until its
+ * pipe takes it).  An unknown id (the request has ended) is ignored. */
+static void handle_stdin_data(unsigned long long id, const char *data, size_t n)
+{
+	struct req *r = find_req(id);
+	unsigned char *p;
+
+	if (!r || r->in_fd < 0 || r->in_eof || n == 0)
+		return;
+	if (r->phase == REQ_RUNNING && r->in_off == r->a.input_len) {
+		/* all written (and a retry is no longer possible): start over */
+		if (r->a.input)
+			explicit_bzero(r->a.input, r->a.input_len);
+		r->in_off = r->a.input_len = 0;
+	}
+	p = malloc(r->a.input_len + n); /* moved by hand, as buf_append */
+	if (!p)
+		return;
+	if (r->a.input_len)
+		memcpy(p, r->a.input, r->a.input_len);
+	ub_free_zeroed(r->a.input);
+	r->a.input = p;
+	memcpy(p + r->a.input_len, data, n);
+	r->a.input_len += n;
+}
+
+/* {"id":N,"op":"stdin","eof":true}: a stream request's stdin ends once what
+ * is queued is written; {"id":N,"op":"kill"}: kill it now.  An unknown id
+ * (the request has ended) is ignored. */
 static void handle_control(unsigned long long id, int kill_op, struct ub_json_span v[K_COUNT])
 {
 	struct req *r = find_req(id);
-	char *text = NULL;
 
 	if (!r)
 		return;
@@ -254,29 +279,6 @@ static void handle_control(unsigned long long id, int kill_op, struct ub_json_sp
 		ub_close_fd(&r->in_fd);
 		return;
 	}
-	if (v[K_DATA].p && ub_json_string(v[K_DATA], &text) == 0 && r->in_fd >= 0 && !r->in_eof) {
-		size_t room = strlen(text) / 4 * 3 + 3;
-		unsigned char *p;
-		long n;
-
-		if (r->phase == REQ_RUNNING && r->in_off == r->a.input_len) {
-			/* all written (and a retry is no longer possible): start over */
-			if (r->a.input)
-				explicit_bzero(r->a.input, r->a.input_len);
-			r->in_off = r->a.input_len = 0;
-		}
-		p = malloc(r->a.input_len + room); /* moved by hand, as buf_append */
-		if (p) {
-			if (r->a.input_len)
-				memcpy(p, r->a.input, r->a.input_len);
-			ub_free_zeroed(r->a.input);
-			r->a.input = p;
-			n = ub_base64_decode(text, strlen(text), p + r->a.input_len);
-			if (n > 0)
-				r->a.input_len += (size_t)n;
-		}
-	}
-	ub_free_zeroed(text);
 	if (v[K_EOF].p && ub_json_is(v[K_EOF], "true")) {
 		r->in_eof = 1;
 		if (r->in_fd >= 0 && r->in_off >= r->a.input_len)
@@ -293,7 +295,15 @@ void handle_frame(const char *body, size_t len)
 	size_t vlen;
 	int have_id = 0;
 	struct spawn_args a = { 0 };
+	const char *data;
 
+	if (len > 0 && (unsigned char)body[0] == UB_ZYGOTE_FRAME_STDIN) {
+		if (parse_data_frame(body, len, UB_ZYGOTE_FRAME_STDIN, &id, &data, &vlen) < 0)
+			emit_error_raw(0, 0, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, "stdin frame shorter than its header");
+		else
+			handle_stdin_data(id, data, vlen);
+		return;
+	}
 	if (ub_json_validate(body, len) < 0) {
 		emit_error_raw(0, 0, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, why);
 		return;
@@ -521,19 +531,7 @@ void on_stream(struct req *r, struct stream *s, size_t cap)
 			return;
 		}
 		if (r->a.stream && s == &r->out) {
-			char *b64 = malloc(ub_base64_encoded_len((size_t)n) + 64);
-			int k;
-
-			if (!b64) {
-				fputs("upcall-zygote: out of memory\n", stderr);
-				exit(UB_EXIT_SPAWNER);
-			}
-			k = snprintf(b64, 64, "{\"id\":%llu,\"event\":\"" UB_ZYGOTE_EVENT_STDOUT "\",\"dataBase64\":\"", r->id);
-			ub_base64_encode((const unsigned char *)tmp, (size_t)n, b64 + k);
-			k += (int)strlen(b64 + k);
-			memcpy(b64 + k, "\"}", 3);
-			emit(b64, (size_t)k + 2);
-			ub_free_zeroed(b64);
+			emit_data(UB_ZYGOTE_FRAME_STDOUT, r->id, tmp, (size_t)n);
 			continue;
 		}
 		if (s->data.len < cap) {

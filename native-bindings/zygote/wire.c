@@ -76,6 +76,29 @@ void emit(const char *json, size_t len)
 	}
 }
 
+int parse_data_frame(const char *body, size_t len, int kind, unsigned long long *id, const char **data, size_t *n)
+{
+	if (len < UB_ZYGOTE_DATA_HEADER || (unsigned char)body[0] != kind)
+		return -1;
+	*id = ub_be64_get((const unsigned char *)body + 1);
+	*data = body + UB_ZYGOTE_DATA_HEADER;
+	*n = len - UB_ZYGOTE_DATA_HEADER;
+	return 0;
+}
+
+void emit_data(int kind, unsigned long long id, const char *data, size_t n)
+{
+	unsigned char head[UB_FRAME_HEADER + UB_ZYGOTE_DATA_HEADER];
+
+	ub_frame_put_len(head, (uint32_t)(UB_ZYGOTE_DATA_HEADER + n));
+	head[UB_FRAME_HEADER] = (unsigned char)kind;
+	ub_be64_put(head + UB_FRAME_HEADER + 1, id);
+	if (ub_buf_append(&outq, head, sizeof(head)) < 0 || ub_buf_append(&outq, data, n) < 0) {
+		fputs("upcall-zygote: out of memory queueing an event\n", stderr);
+		exit(UB_EXIT_SPAWNER);
+	}
+}
+
 void emit_error_raw(int have_id, unsigned long long id, const char *code, const char *native,
 			   const char *step, int err, const char *message)
 {
@@ -270,7 +293,7 @@ static int parse_input(struct ub_json_span v, struct spawn_args *a, const char *
 
 static const char *const key_names[K_COUNT] = {
 	"id", "op", "initPid", "initStartTime", "pidns", "host", "mode", "builtin", "argv", "env", "cwd",
-	"stdinBase64", "timeoutMs", "outputCap", "stream", "dataBase64", "eof", "startedEvent",
+	"stdinBase64", "timeoutMs", "outputCap", "stream", "eof", "startedEvent",
 };
 
 int collect_members(const char *body, size_t len, struct ub_json_span v[K_COUNT], const char **why)
@@ -305,8 +328,8 @@ int parse_request(struct ub_json_span v[K_COUNT], struct spawn_args *a, const ch
 {
 	unsigned long long x;
 
-	if (v[K_DATA].p || v[K_EOF].p)
-		return *why = "dataBase64 and eof are for op \"stdin\"", -1;
+	if (v[K_EOF].p)
+		return *why = "eof is for op \"stdin\"", -1;
 	if (!v[K_PID].p || ub_json_uint(v[K_PID], INT_MAX, &x) < 0 || x == 0)
 		return *why = "initPid must be a positive integer", -1;
 	a->target.pid = (pid_t)x;
