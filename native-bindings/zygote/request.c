@@ -513,7 +513,7 @@ void on_sock(struct req *r)
 
 /* Output beyond the cap is read and dropped, so the program never blocks on
  * a full pipe; the event says "truncated".  A stream request's stdout goes
- * out as it comes, one "stdout" event per read. */
+ * out as it comes, one stdout data frame per read. */
 void on_stream(struct req *r, struct stream *s, size_t cap)
 {
 	char *tmp = stream_tmp;

@@ -81,7 +81,7 @@ enum builtin { BUILTIN_NONE, BUILTIN_ECHO_CONTEXT, BUILTIN_NETRELAY };
 struct spawn_args {
 	struct ub_ctx_target target;
 	int builtin;                    /* enum builtin; BUILTIN_NONE: exec argv */
-	int stream;                     /* stdout as "stdout" events; stdin open until "eof" */
+	int stream;                     /* stdout in data frames; stdin (data frames) open until "eof" */
 	char **argv, **envp;            /* NULL-terminated */
 	const char *path;               /* PATH of envp, or NULL */
 	char *cwd;
