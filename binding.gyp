@@ -1,91 +1,116 @@
 {
+  "target_defaults": {
+    "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"],
+    "include_dirs": ["native-bindings/include", "native-bindings"]
+  },
   "targets": [
     {
-      "target_name": "upcall-spawner",
-      "type": "executable",
-      "dependencies": ["ub-context"],
-      "sources": ["native-bindings/spawner.c", "native-bindings/netrelay.c"],
-      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+      "target_name": "ub-basic",
+      "type": "static_library",
+      "sources": [
+        "native-bindings/basic/base64.c",
+        "native-bindings/basic/buf.c",
+        "native-bindings/basic/fd.c",
+        "native-bindings/basic/file.c",
+        "native-bindings/basic/json.c",
+        "native-bindings/basic/proc.c",
+        "native-bindings/basic/time.c",
+        "native-bindings/basic/utf8.c"
+      ],
+      "cflags": ["-fPIC"]
     },
     {
       "target_name": "ub-context",
       "type": "static_library",
-      "sources": ["native-bindings/context.c"],
-      "include_dirs": ["native-bindings"],
-      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"],
-      "direct_dependent_settings": {
-        "include_dirs": ["native-bindings"]
-      }
+      "dependencies": ["ub-basic"],
+      "sources": [
+        "native-bindings/context/open.c",
+        "native-bindings/context/capture.c",
+        "native-bindings/context/apply.c",
+        "native-bindings/context/check.c"
+      ]
     },
     {
-      "target_name": "upcall-zygote",
-      "type": "executable",
-      "dependencies": ["ub-context", "ub-client"],
-      "sources": ["native-bindings/zygote.c", "native-bindings/base64.c", "native-bindings/netrelay.c"],
-      "include_dirs": ["native-bindings"],
-      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+      "target_name": "ub-netrelay",
+      "type": "static_library",
+      "dependencies": ["ub-basic"],
+      "sources": ["native-bindings/netrelay/netrelay.c"]
     },
     {
       "target_name": "ub-client",
       "type": "static_library",
-      "sources": ["native-bindings/ub-client.c"],
-      "include_dirs": ["native-bindings"],
-      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2", "-fPIC"],
-      "direct_dependent_settings": {
-        "include_dirs": ["native-bindings"]
-      }
+      "dependencies": ["ub-basic"],
+      "sources": ["native-bindings/client/ub-client.c"],
+      "cflags": ["-fPIC"]
     },
     {
-      "target_name": "ub-client-selftest",
+      "target_name": "upcall-spawner",
       "type": "executable",
-      "dependencies": ["ub-client"],
-      "sources": ["native-bindings/ub-client-selftest.c"],
-      "include_dirs": ["native-bindings"],
-      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+      "dependencies": ["ub-context", "ub-netrelay", "ub-basic"],
+      "sources": ["native-bindings/spawner/spawner.c"]
     },
     {
-      "target_name": "ub-context-selftest",
+      "target_name": "upcall-zygote",
       "type": "executable",
-      "sources": ["native-bindings/context-selftest.c"],
-      "include_dirs": ["native-bindings"],
-      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
-    },
-    {
-      "target_name": "upcall-mount-in",
-      "type": "executable",
-      "sources": ["native-bindings/mount-in.c"],
-      "include_dirs": ["native-bindings"],
-      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
-    },
-    {
-      "target_name": "upcall-mount-watch",
-      "type": "executable",
-      "sources": ["native-bindings/mount-watch.c"],
-      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
-    },
-    {
-      "target_name": "ub-mount-helper",
-      "type": "executable",
-      "dependencies": ["ub-client"],
-      "sources": ["examples/c-mount-helper/ub-mount-helper.c"],
-      "include_dirs": ["native-bindings"],
-      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+      "dependencies": ["ub-context", "ub-netrelay", "ub-client", "ub-basic"],
+      "sources": [
+        "native-bindings/zygote/main.c",
+        "native-bindings/zygote/wire.c",
+        "native-bindings/zygote/request.c",
+        "native-bindings/zygote/children.c",
+        "native-bindings/zygote/template.c",
+        "native-bindings/zygote/exit-status.c"
+      ]
     },
     {
       "target_name": "upcall-request-key",
       "type": "executable",
-      "dependencies": ["ub-client"],
-      "sources": ["native-bindings/upcall-request-key.c"],
-      "include_dirs": ["native-bindings"],
-      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+      "dependencies": ["ub-client", "ub-basic"],
+      "sources": ["native-bindings/request-key/upcall-request-key.c"]
+    },
+    {
+      "target_name": "upcall-mount-in",
+      "type": "executable",
+      "dependencies": ["ub-context", "ub-basic"],
+      "sources": ["native-bindings/mount/mount-in.c"]
+    },
+    {
+      "target_name": "upcall-mount-watch",
+      "type": "executable",
+      "sources": ["native-bindings/mount/mount-watch.c"]
+    },
+    {
+      "target_name": "ub-mount-helper",
+      "type": "executable",
+      "dependencies": ["ub-client", "ub-basic"],
+      "sources": ["examples/c-mount-helper/ub-mount-helper.c"]
+    },
+    {
+      "target_name": "ub-client-selftest",
+      "type": "executable",
+      "dependencies": ["ub-client", "ub-basic"],
+      "sources": ["native-bindings/test/ub-client-selftest.c"]
+    },
+    {
+      "target_name": "ub-context-selftest",
+      "type": "executable",
+      "dependencies": ["ub-context", "ub-basic"],
+      "sources": ["native-bindings/test/context-selftest.c"]
+    },
+    {
+      "target_name": "ub-zygote-wire-selftest",
+      "type": "executable",
+      "dependencies": ["ub-basic"],
+      "sources": [
+        "native-bindings/test/zygote-wire-selftest.c",
+        "native-bindings/zygote/wire.c"
+      ]
     },
     {
       "target_name": "upcall-request-key-selftest",
       "type": "executable",
-      "dependencies": ["ub-client"],
-      "sources": ["native-bindings/upcall-request-key-selftest.c"],
-      "include_dirs": ["native-bindings"],
-      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+      "dependencies": ["ub-client", "ub-basic"],
+      "sources": ["native-bindings/test/upcall-request-key-selftest.c"]
     }
   ]
 }

@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 out=$(mktemp -d /tmp/ub-zygote-prof-XXXXXX)
 trap 'rm -rf "$out" /tmp/ub-zygote-profile.*.log' EXIT
 cc=${CC:-gcc}
-$cc -std=gnu11 -O2 -Wall -Wextra -DUB_ZYGOTE_PROFILE -Inative-bindings -o "$out/upcall-zygote" \
-  native-bindings/zygote.c native-bindings/base64.c native-bindings/context.c native-bindings/ub-client.c native-bindings/netrelay.c
+n=native-bindings
+$cc -std=gnu11 -O2 -Wall -Wextra -DUB_ZYGOTE_PROFILE -I$n/include -I$n -o "$out/upcall-zygote" \
+  $n/zygote/*.c $n/basic/*.c $n/context/*.c $n/client/*.c $n/netrelay/*.c
 node dist/bench/profile-zygote.js "$out" "${1:-300}" "${2:-builtin}" "${3:-unusual}"

@@ -1,6 +1,6 @@
 /*
  * ub-mount-helper: example filesystem helper in C.  Mounts a filesystem and
- * registers the mount with upcall-broker (native-bindings/ub-client.h), so
+ * registers the mount with upcall-broker (native-bindings/include/ub-client.h), so
  * that later upcalls for it run inside the caller's container.
  *
  *   ub-mount-helper [--socket PATH] [--timeout MS] [--fstype TYPE] [--source SRC]

@@ -73,7 +73,7 @@ interface Group {
  * - 6.15+: fanotify mount events on each watched mount namespace (FAN_MNT_DETACH);
  *   each event is checked with statmount, since a moved mount is detached too.
  *   Node cannot wait on the group's fd, so upcall-mount-watch copies its events
- *   to a pipe (native-bindings/mount-watch.c).
+ *   to a pipe (native-bindings/mount/mount-watch.c).
  * - 6.11+: statmount of each watched mount's unique id in its namespace, every 500 ms.
  * - older, or a registration with a legacy mount id: the mountinfo of a process in
  *   the mount's namespace, every 500 ms.

@@ -3,8 +3,9 @@ import { BrokerError } from '../common/errors.js';
 import type { RegistrationInfo } from '../common/types.js';
 import { PROTOCOL_VERSION } from '../common/paths.js';
 import { encodeFrame, FrameDecoder } from '../server/framing.js';
+import { W } from '../common/wire-constants.js';
 
-export const DEFAULT_ADMIN_SOCKET = '/run/upcall-broker/broker.sock';
+export const DEFAULT_ADMIN_SOCKET: string = W.UB_DEFAULT_SOCKET;
 
 interface Pending {
   resolve(value: unknown): void;

@@ -6,6 +6,7 @@
  */
 import { type BrokerConfig, type Limits, type RelayPoolConfig, RequestKeySchema } from './config-schema.js';
 import { DEFAULT_NATIVE_DIR } from './paths.js';
+import { W } from './wire-constants.js';
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   globalInFlight: 512,
@@ -27,7 +28,7 @@ export const DEFAULT_RELAY_POOL: Readonly<RelayPoolConfig> = Object.freeze({ rel
 /** The embedded default configuration: `serve` with no file runs on this. */
 export function defaultConfig(): BrokerConfig {
   return {
-    adminSocket: '/run/upcall-broker/broker.sock',
+    adminSocket: W.UB_DEFAULT_SOCKET,
     tenantSocket: null,
     stateDir: '/var/lib/upcall-broker',
     logLevel: 'info',

@@ -1,6 +1,6 @@
 /**
  * Length framing, once for every stream the broker speaks
- * (docs/protocol.md; native-bindings/netrelay.h; the zygote's pipes): a frame
+ * (docs/protocol.md; native-bindings/include/netrelay.h; the zygote's pipes): a frame
  * is a 4-byte big-endian length, then that many bytes of body. A length prefix
  * makes half-written and oversized frames detectable before any parsing.
  *
@@ -10,8 +10,10 @@
  * FrameLengthError (E_PROTOCOL) and the caller ends the stream.
  */
 import { BrokerError } from './errors.js';
+import { W } from './wire-constants.js';
 
-export const FRAME_HEADER_BYTES = 4;
+/** UB_FRAME_HEADER of native-bindings/include/ub-wire.h. */
+export const FRAME_HEADER_BYTES = W.UB_FRAME_HEADER;
 /** The largest length the header can hold. */
 export const FRAME_LENGTH_MAX = 0xffff_ffff;
 

@@ -6,7 +6,7 @@
  * `UB_KERNEL_COMPAT=no-pidfd-ns,no-pidfd-info,...` (or `all`) forces fallbacks on a
  * kernel that has the features, so their paths run in CI on a new kernel too.
  * It is read here once; the C programs (zygote, spawner) read the same variable
- * (native-bindings/context.c, ub_compat_has) and get it through compatEnv().
+ * (native-bindings/context/open.c, ub_compat_has) and get it through compatEnv().
  */
 import { closeSync, openSync } from 'node:fs';
 import { BrokerError } from '../common/errors.js';

@@ -1,5 +1,5 @@
 /**
- * TypeScript mirror of native-bindings/ub-kernel.h (the C side's single header
+ * TypeScript mirror of native-bindings/include/ub-kernel.h (the C side's single header
  * of kernel constants newer than Debian 12's headers). tests/unit/kernel-constants.test.ts
  * parses the header and fails if the two disagree.
  */

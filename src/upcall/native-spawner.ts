@@ -5,11 +5,12 @@ import { BrokerError, isErrorCode } from '../common/errors.js';
 import { BrokerConfig, LoggerFactory, ProcessSpawner, type Logger } from '../common/tokens.js';
 import { compatEnv } from '../ns/kernel-compat.js';
 import { Spawner, type SpawnRequest, type SpawnResult } from './api/spawner.js';
+import { W } from '../common/wire-constants.js';
 
-/** Exit statuses of native-bindings/spawner.c (see native-bindings/README.md). */
-export const SPAWNER_FAILED = 125;
-export const EXEC_FAILED = 126;
-export const EXEC_NOT_FOUND = 127;
+/** Exit statuses of native-bindings/spawner/spawner.c (native-bindings/include/ub-wire.h). */
+export const SPAWNER_FAILED = W.UB_EXIT_SPAWNER;
+export const EXEC_FAILED = W.UB_EXIT_CANNOT_EXEC;
+export const EXEC_NOT_FOUND = W.UB_EXIT_NOT_FOUND;
 
 export { Spawner, type SpawnRequest, type SpawnResult } from './api/spawner.js';
 

@@ -1,22 +1,26 @@
 import { z } from 'zod';
+import { W } from '../common/wire-constants.js';
 
 /**
  * The upcall zygote's pipe protocol (native-bindings/README.md): frames of a
- * 4-byte big-endian length and UTF-8 JSON, requests on its stdin, events on
- * its stdout. Events carry whole outputs in base64, so frames can be a few
- * MiB: chunks are kept in a list and joined once per frame, not per chunk.
+ * 4-byte big-endian length, requests on its stdin, events on its stdout. A
+ * frame body is UTF-8 JSON, or, for a stream request's stdin and stdout, a
+ * binary data frame: a kind byte (UB_ZYGOTE_FRAME_STDIN or _STDOUT), the
+ * request id (8 bytes, big-endian) and the raw bytes. The exit event carries
+ * whole outputs in base64, so frames can be a few MiB: chunks are kept in a
+ * list and joined once per frame, not per chunk.
  */
-export const ZYGOTE_HEADER_BYTES = 4;
+export const ZYGOTE_HEADER_BYTES = W.UB_FRAME_HEADER;
 /** Two streams of 8 MiB in base64 plus the envelope, with room to spare. */
 export const ZYGOTE_MAX_EVENT = 32 * 1024 * 1024;
-/** Limits the zygote enforces (zygote.c); checked here first for clearer errors. */
-export const ZYGOTE_MAX_TIMEOUT_MS = 3_600_000;
-export const ZYGOTE_MAX_OUTPUT_CAP = 8 * 1024 * 1024;
-export const ZYGOTE_MAX_ARGS = 256;
+/** Limits the zygote enforces (native-bindings/include/ub-wire.h); checked here first for clearer errors. */
+export const ZYGOTE_MAX_TIMEOUT_MS = W.UB_ZYGOTE_MAX_TIMEOUT_MS;
+export const ZYGOTE_MAX_OUTPUT_CAP = W.UB_ZYGOTE_MAX_OUTPUT_CAP;
+export const ZYGOTE_MAX_ARGS = W.UB_ZYGOTE_MAX_ARGS;
 
 export interface SpawnFrame {
   id: number;
-  op: 'spawn';
+  op: typeof W.UB_ZYGOTE_OP_SPAWN;
   initPid: number;
   initStartTime: number;
   pidns: number;
@@ -24,7 +28,7 @@ export interface SpawnFrame {
   mode: 'exec' | 'builtin';
   argv: readonly string[];
   builtin?: string;
-  /** stdout goes out as "stdout" events as it comes; stdin stays open until a "stdin" frame with eof. */
+  /** stdout goes out in data frames as it comes; stdin (data frames) stays open until a "stdin" frame with eof. */
   stream?: boolean;
   /** false: no "started" event (the pid comes with "exit"); saves the broker a wakeup per upcall. */
   startedEvent?: boolean;
@@ -35,10 +39,10 @@ export interface SpawnFrame {
   outputCap: number;
 }
 
-/** More stdin for a stream request (base64), and/or its end; or kill a request now. */
+/** The end of a stream request's stdin (its bytes go in data frames); or kill a request now. */
 export type ControlFrame =
-  | { id: number; op: 'stdin'; dataBase64?: string; eof?: boolean }
-  | { id: number; op: 'kill' };
+  | { id: number; op: typeof W.UB_ZYGOTE_OP_STDIN; eof: true }
+  | { id: number; op: typeof W.UB_ZYGOTE_OP_KILL };
 
 /** Command-line options of the zygote (native-bindings/README.md, "The context cache"). */
 export interface ZygoteOptions {
@@ -62,11 +66,10 @@ export function zygoteArgs(o: ZygoteOptions): string[] {
 const Id = z.number().int().nonnegative();
 
 export const ZygoteEvent = z.discriminatedUnion('event', [
-  z.object({ id: Id, event: z.literal('started'), pid: z.number().int(), ppid: z.number().int().optional(), startTime: z.string().optional() }),
-  z.object({ id: Id, event: z.literal('stdout'), dataBase64: z.string() }),
+  z.object({ id: Id, event: z.literal(W.UB_ZYGOTE_EVENT_STARTED), pid: z.number().int(), ppid: z.number().int().optional(), startTime: z.string().optional() }),
   z.object({
     id: Id,
-    event: z.literal('exit'),
+    event: z.literal(W.UB_ZYGOTE_EVENT_EXIT),
     pid: z.number().int().optional(),
     code: z.number().int().nullable(),
     signal: z.string().nullable(),
@@ -78,7 +81,7 @@ export const ZygoteEvent = z.discriminatedUnion('event', [
   }),
   z.object({
     id: Id.nullable(),
-    event: z.literal('error'),
+    event: z.literal(W.UB_ZYGOTE_EVENT_ERROR),
     code: z.string(),
     native: z.string().optional(),
     step: z.string(),
@@ -93,6 +96,21 @@ export function encodeZygoteFrame(message: SpawnFrame | ControlFrame): Buffer {
   const header = Buffer.alloc(ZYGOTE_HEADER_BYTES);
   header.writeUInt32BE(body.length, 0);
   return Buffer.concat([header, body]);
+}
+
+/** A binary data frame of kind (W.UB_ZYGOTE_FRAME_*) for request id, with its length header. */
+export function encodeZygoteData(kind: number, id: number, data: Uint8Array): Buffer {
+  const head = Buffer.alloc(ZYGOTE_HEADER_BYTES + W.UB_ZYGOTE_DATA_HEADER);
+  head.writeUInt32BE(W.UB_ZYGOTE_DATA_HEADER + data.length, 0);
+  head[ZYGOTE_HEADER_BYTES] = kind;
+  head.writeBigUInt64BE(BigInt(id), ZYGOTE_HEADER_BYTES + 1);
+  return Buffer.concat([head, data]);
+}
+
+/** A frame body that is a data frame of kind: its request id and bytes; else null (a JSON frame). */
+export function decodeZygoteData(kind: number, body: Buffer): { id: number; data: Buffer } | null {
+  if (body.length < W.UB_ZYGOTE_DATA_HEADER || body[0] !== kind) return null;
+  return { id: Number(body.readBigUInt64BE(1)), data: body.subarray(W.UB_ZYGOTE_DATA_HEADER) };
 }
 
 /** Incremental reader of the zygote's event frames. Throws on an oversized frame (the stream is then lost). */

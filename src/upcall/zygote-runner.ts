@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { inject, injectable, optional } from 'inversify';
 import { BrokerError, isErrorCode } from '../common/errors.js';
+import { W } from '../common/wire-constants.js';
 import { BrokerConfig, Clock, LoggerFactory, ProcessSpawner, type Logger } from '../common/tokens.js';
 import { K } from '../ns/kernel-constants.js';
 import { Libc, loadLibc } from '../ns/libc.js';
@@ -12,6 +13,8 @@ import { Pidfd } from '../ns/pidfd.js';
 import { compatEnv } from '../ns/kernel-compat.js';
 import {
   DEFAULT_ZYGOTE_OPTIONS,
+  decodeZygoteData,
+  encodeZygoteData,
   encodeZygoteFrame,
   zygoteArgs,
   ZYGOTE_MAX_ARGS,
@@ -108,8 +111,8 @@ const MAX_IN_FLIGHT = 64;
  * never get an answer, say): no context can hold every slot.
  */
 const RESERVED_PER_CONTEXT = 2;
-/** ...and all of them, idle sessions included: the zygote accepts 512 (zygote.c MAX_INFLIGHT). */
-const ZYGOTE_CAPACITY = 480;
+/** ...and all of them, idle sessions included: the zygote accepts UB_ZYGOTE_MAX_INFLIGHT (512); 32 stay spare. */
+const ZYGOTE_CAPACITY = W.UB_ZYGOTE_MAX_INFLIGHT - 32;
 /** Waiting beyond that; more is refused with E_BUSY. */
 const MAX_QUEUED = 4096;
 
@@ -203,7 +206,7 @@ export class ZygoteRunner implements UpcallRunner {
     outcome.catch(() => undefined); // handled here; callers get the same rejection from `outcome`
     const stdin = new Writable({
       write: (chunk: Buffer, _enc, cb) => {
-        this.control({ id, op: 'stdin', dataBase64: Buffer.from(chunk).toString('base64') });
+        this.sendFor(id, encodeZygoteData(W.UB_ZYGOTE_FRAME_STDIN, id, chunk));
         cb();
       },
       final: (cb) => {
@@ -237,14 +240,17 @@ export class ZygoteRunner implements UpcallRunner {
     });
   }
 
-  /** A control frame for request id: written now when its spawn frame is out, else after it; dropped once it has ended. */
   private control(frame: ControlFrame): void {
-    const body = encodeZygoteFrame(frame);
-    if (this.pending.has(frame.id)) {
+    this.sendFor(frame.id, encodeZygoteFrame(frame));
+  }
+
+  /** A frame for request id: written now when its spawn frame is out, else after it; dropped once it has ended. */
+  private sendFor(id: number, body: Buffer): void {
+    if (this.pending.has(id)) {
       if (this.proc) this.write(this.proc, body);
       return;
     }
-    this.queue.find((q) => q.id === frame.id)?.held.push(body);
+    this.queue.find((q) => q.id === id)?.held.push(body);
   }
 
   private setIdle(id: number, idle: boolean): void {
@@ -431,6 +437,11 @@ export class ZygoteRunner implements UpcallRunner {
   }
 
   private onFrame(body: Buffer): void {
+    const data = decodeZygoteData(W.UB_ZYGOTE_FRAME_STDOUT, body);
+    if (data) {
+      this.pending.get(data.id)?.stdout?.push(data.data);
+      return;
+    }
     const parsed = ZygoteEvent.safeParse(JSON.parse(body.toString('utf8')));
     if (!parsed.success) {
       this.log.error('malformed event from the upcall zygote', { event: body.toString('utf8').slice(0, 200) });
@@ -443,9 +454,7 @@ export class ZygoteRunner implements UpcallRunner {
     }
     const p = this.pending.get(ev.id);
     if (!p) return;
-    if (ev.event === 'stdout') {
-      p.stdout?.push(Buffer.from(ev.dataBase64, 'base64'));
-    } else if (ev.event === 'started') {
+    if (ev.event === 'started') {
       p.pid = ev.pid;
       p.pidfd = this.pin(ev.pid, ev.startTime ?? null);
       p.req.onStarted?.(ev.pid);

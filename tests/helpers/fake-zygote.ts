@@ -1,8 +1,8 @@
 /**
  * A stand-in for the C zygote (build/Release/upcall-zygote) for ZygoteRunner's
- * unit tests: it reads the runner's frames (4-byte big-endian length, JSON,
- * src/upcall/zygote-protocol.ts), records them, and answers only what the test
- * makes it answer.
+ * unit tests: it reads the runner's frames (4-byte big-endian length, JSON or
+ * a binary stdin data frame, src/upcall/zygote-protocol.ts), records them, and
+ * answers only what the test makes it answer.
  */
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
@@ -12,12 +12,21 @@ import { NullLoggerFactory } from '../../src/logging/winston-logger-factory.js';
 import type { Libc } from '../../src/ns/libc.js';
 import { SystemClock } from '../../src/platform/node-platform.js';
 import { type UpcallRequest, ZygoteRunner } from '../../src/upcall/zygote-runner.js';
+import { W } from '../../src/common/wire-constants.js';
+import { decodeZygoteData, encodeZygoteData } from '../../src/upcall/zygote-protocol.js';
 
 export interface SentFrame {
   op: string;
   id: number;
   pidns?: number;
   eof?: boolean;
+  /** The bytes of a binary stdin frame. */
+  data?: Buffer;
+}
+
+function parseFrame(body: Buffer): SentFrame {
+  const data = decodeZygoteData(W.UB_ZYGOTE_FRAME_STDIN, body);
+  return data ? { op: 'stdin', id: data.id, data: Buffer.from(data.data) } : (JSON.parse(body.toString()) as SentFrame);
 }
 
 export class FakeZygote extends EventEmitter {
@@ -32,7 +41,7 @@ export class FakeZygote extends EventEmitter {
     write: (chunk: Buffer, _enc, cb) => {
       this.buffered = Buffer.concat([this.buffered, chunk]);
       while (this.buffered.length >= 4 && this.buffered.length >= 4 + this.buffered.readUInt32BE(0)) {
-        this.frames.push(JSON.parse(this.buffered.subarray(4, 4 + this.buffered.readUInt32BE(0)).toString()) as SentFrame);
+        this.frames.push(parseFrame(this.buffered.subarray(4, 4 + this.buffered.readUInt32BE(0))));
         this.buffered = this.buffered.subarray(4 + this.buffered.readUInt32BE(0));
       }
       cb();
@@ -54,6 +63,11 @@ export class FakeZygote extends EventEmitter {
     const head = Buffer.alloc(4);
     head.writeUInt32BE(body.length);
     this.stdout.write(Buffer.concat([head, body]));
+  }
+
+  /** Bytes on the stdout of stream request `id` (a binary data frame). */
+  stdoutData(id: number, data: Buffer): void {
+    this.stdout.write(encodeZygoteData(W.UB_ZYGOTE_FRAME_STDOUT, id, data));
   }
 
   /** Answer request `id` as finished (exit status 0, no output). */

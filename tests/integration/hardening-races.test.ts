@@ -1,6 +1,6 @@
 /**
  * Pid reuse in the native core (issue 16, findings 5 and 6), on the real
- * kernel: native-bindings/context-selftest.c runs each case as pid 1 of a
+ * kernel: native-bindings/test/context-selftest.c runs each case as pid 1 of a
  * fresh pid namespace and hands a number that just became free to another
  * process with clone3(set_tid), so the reuse happens every time, between
  * exactly the two steps under test. Runs as root.

@@ -3,16 +3,12 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { DEFAULT_NATIVE_DIR } from '../../src/common/paths.js';
+import { runCSelftest } from '../helpers/c-selftest.js';
 
 // The handler's pure C parts (/proc/keys and stat parsing, arguments, base64, request JSON,
-// the broker's decision) are tested in C: native-bindings/upcall-request-key-selftest.c.
+// the broker's decision) are tested in C: native-bindings/test/upcall-request-key-selftest.c.
 test('upcall-request-key selftest passes', () => {
-  const r = spawnSync(join(DEFAULT_NATIVE_DIR, 'upcall-request-key-selftest'), [], { encoding: 'utf8', timeout: 30_000 });
-  const last = r.stdout.trim().split('\n').at(-1) ?? '';
-  assert.equal(r.status, 0, `${r.stdout.split('\n').filter((l) => /FAIL/.test(l)).join('\n')}\n${last}\n${r.stderr}`);
-  const m = /^(\d+) passed, (\d+) failed$/.exec(last);
-  assert.ok(m, `unexpected last line: ${last}`);
-  assert.ok(Number(m[1]) >= 100, 'the selftest ran its cases');
+  runCSelftest('upcall-request-key-selftest', 100, 30_000);
 });
 
 test('upcall-request-key: usage errors exit 2 before touching any key; --version and --help exit 0', () => {

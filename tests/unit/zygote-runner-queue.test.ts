@@ -161,8 +161,26 @@ test('stdin and kill written to a session still waiting are held, and sent after
   zygote.exit(zygote.sent[0]!.id);
   await tick();
   assert.deepEqual(zygote.frames.filter((f) => f.id === 65).map((f) => f.op), ['spawn', 'stdin', 'kill']);
+  assert.equal(zygote.frames.find((f) => f.id === 65 && f.op === 'stdin')?.data?.toString(), 'hello', 'stdin goes raw, in a data frame');
   await runner.stop();
   await Promise.all(busy);
+});
+
+test('a session\'s stdout comes raw in data frames, in order; a data frame for no request is ignored', BOUNDED, async () => {
+  const zygote = new FakeZygote();
+  const runner = runnerWith(zygote);
+  const session = runner.open(upcall(9));
+  const got: Buffer[] = [];
+  session.stdout.on('data', (b: Buffer) => got.push(b));
+  await tick();
+  const id = zygote.sent[0]!.id;
+  zygote.stdoutData(id, Buffer.from([0, 1, 0xff]));
+  zygote.stdoutData(id + 1000, Buffer.from('nobody'));
+  zygote.stdoutData(id, Buffer.from('{"id":1}'));
+  zygote.exit(id);
+  await session.outcome;
+  assert.deepEqual(Buffer.concat(got), Buffer.concat([Buffer.from([0, 1, 0xff]), Buffer.from('{"id":1}')]));
+  await runner.stop();
 });
 
 test('stop() rejects the requests sent and those still waiting with E_SPAWN; the zygote reads EOF', BOUNDED, async () => {

@@ -1,9 +1,10 @@
 import { BrokerError, errnoName } from '../../common/errors.js';
 import { encodeLengthFrame, LengthFrameDecoder } from '../../common/frame.js';
+import { W } from '../../common/wire-constants.js';
 import { type DnsProto, type DnsTransport, DnsTransportError } from './dns-transport.js';
 
-/** Sizes the relay enforces (native-bindings/netrelay.h). */
-export const RELAY_MAX_FILE = 1024 * 1024;
+/** Sizes the relay enforces (native-bindings/include/ub-wire.h). */
+export const RELAY_MAX_FILE = W.UB_NETRELAY_MAX_FILE;
 
 export type FileReply = { ok: true; text: string } | { ok: false; errno: string };
 
@@ -18,7 +19,7 @@ function toFileReply(reply: Buffer): FileReply {
 }
 
 /**
- * The broker's end of the netrelay builtin (native-bindings/netrelay.h): a
+ * The broker's end of the netrelay builtin (native-bindings/include/netrelay.h): a
  * child running inside the container reads its resolver files and relays DNS
  * messages from its network namespace. The relay answers requests one at a
  * time, in order, so requests are pipelined: each is written at once and the

@@ -1,0 +1,55 @@
+/*
+ * ub-wire.h: what the broker and its native programs (upcall-zygote,
+ * upcall-spawner, upcall-mount-in, the netrelay builtin, the C client) must
+ * agree on.  One place for all of it; the TypeScript mirror is
+ * src/common/wire-constants.ts and tests/unit/wire-constants.test.ts checks
+ * that the two agree.
+ *
+ * Format rule (the test parses it): one "#define NAME VALUE" per line, VALUE
+ * a plain decimal integer or a "string" without escapes.
+ */
+#ifndef UB_WIRE_H
+#define UB_WIRE_H
+
+/* The broker's admin socket when none is given. */
+#define UB_DEFAULT_SOCKET "/run/upcall-broker/broker.sock"
+
+/* Frames on the zygote's pipes, the netrelay's and the broker socket: a
+ * 4-byte big-endian length, then the body. */
+#define UB_FRAME_HEADER 4
+
+/* Exit statuses of the native programs that run one program (the spawner,
+ * the mount helper), as a shell's: the program's own status otherwise. */
+#define UB_EXIT_SPAWNER 125
+#define UB_EXIT_CANNOT_EXEC 126
+#define UB_EXIT_NOT_FOUND 127
+
+/* The zygote: requests in flight at once (more: E_BUSY), and its limits. */
+#define UB_ZYGOTE_MAX_INFLIGHT 512
+#define UB_ZYGOTE_MAX_REQUEST_FRAME 8388608
+#define UB_ZYGOTE_MAX_OUTPUT_CAP 8388608
+#define UB_ZYGOTE_DEFAULT_OUTPUT_CAP 1048576
+#define UB_ZYGOTE_MAX_TIMEOUT_MS 3600000
+#define UB_ZYGOTE_MAX_ARGS 256
+
+/* The zygote's JSON messages: requests ("op") and events ("event"). */
+#define UB_ZYGOTE_OP_SPAWN "spawn"
+#define UB_ZYGOTE_OP_STDIN "stdin"
+#define UB_ZYGOTE_OP_KILL "kill"
+#define UB_ZYGOTE_EVENT_STARTED "started"
+#define UB_ZYGOTE_EVENT_EXIT "exit"
+#define UB_ZYGOTE_EVENT_ERROR "error"
+
+/* The zygote's binary frames: raw bytes of a stream request's stdin (broker
+ * to zygote) and stdout (zygote to broker).  Body: the kind (one byte, never
+ * one a JSON text starts with), the request id (8 bytes, big-endian), then
+ * the bytes. */
+#define UB_ZYGOTE_FRAME_STDIN 1
+#define UB_ZYGOTE_FRAME_STDOUT 2
+#define UB_ZYGOTE_DATA_HEADER 9
+
+/* The netrelay builtin (netrelay.h): the largest file and DNS message. */
+#define UB_NETRELAY_MAX_FILE 1048576
+#define UB_NETRELAY_MAX_MSG 65535
+
+#endif /* UB_WIRE_H */

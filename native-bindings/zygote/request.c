@@ -1,0 +1,615 @@
+/*
+ * request.c: one request's life in the zygote: a slot, its attempts (through
+ * a template, else cold), the messages of its children, its output, its
+ * deadline and its one final event.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <malloc.h>
+#include <linux/cn_proc.h>
+#include <linux/connector.h>
+#include <linux/keyctl.h>
+#include <linux/netlink.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sched.h>
+#include <sys/fsuid.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "basic/base64.h"
+#include "basic/buf.h"
+#include "basic/fd.h"
+#include "basic/file.h"
+#include "basic/frame.h"
+#include "basic/proc.h"
+#include "basic/time.h"
+#include "context/context.h"
+#include "netrelay.h"
+#include "ub-client.h"
+#include "ub-kernel.h"
+#include "ub-wire.h"
+#include "zygote/zygote.h"
+
+void reset_req(struct req *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->sock = r->in_fd = r->out.fd = r->err.fd = r->cpidfd = r->apidfd = r->bpidfd = -1;
+}
+
+/* Everything of one attempt at spawning (the fds, what the children said),
+ * not the request itself: for a retry on the cold path. */
+/* The pipes, the socket, C's and B's pidfds and the output so far. */
+static void release_io(struct req *r)
+{
+	ub_close_fd(&r->sock); /* a C still waiting for 'G' reads EOF and exits */
+	ub_close_fd(&r->in_fd);
+	ub_close_fd(&r->out.fd);
+	ub_close_fd(&r->err.fd);
+	ub_close_fd(&r->cpidfd);
+	ub_close_fd(&r->bpidfd);
+	ub_buf_free(&r->out.data);
+	ub_buf_free(&r->err.data);
+}
+
+static void drop_attempt(struct req *r)
+{
+	release_io(r);
+	ub_free_zeroed(r->fields);
+	ub_free_zeroed(r->error);
+	r->fields = r->error = NULL;
+	r->out.truncated = r->err.truncated = 0;
+	r->cpid = 0;
+	r->b_exited = r->c_exited = r->have_status = 0;
+	r->check = CHECK_PENDING;
+	r->cpid_at_ns = 0;
+	r->in_off = 0;
+	r->tmpl = NULL;
+	r->route = ROUTE_COLD;
+}
+
+static void free_req(struct req *r)
+{
+	drop_attempt(r);
+	ub_close_fd(&r->apidfd);
+	free_args(&r->a);
+	reset_req(r);
+}
+
+/* After the event: release everything but A's pidfd, which waits to be reaped. */
+static void finish(struct req *r)
+{
+	r->phase = REQ_DONE;
+	release_io(r);
+	if (r->a_reaped)
+		free_req(r);
+}
+
+int nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+/* One attempt: through a live template, else cold (a new A, which becomes
+ * the template when none is live or starting for this init). */
+static int start_request(struct req *r, long long now, int allow_template)
+{
+	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 }, sv[2] = { -1, -1 }, ctl[2] = { -1, -1 }, e;
+	struct tmpl *t = NULL;
+	pid_t pid;
+
+	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		goto fail;
+	/* a retry (retry_cold) is never queued to a template: it may give up too */
+	if (opt_templates && allow_template && !r->retried && (t = find_template(&r->a, now)) != NULL) {
+		int fds[4] = { in[0], out[1], err[1], sv[1] };
+
+		if (send_to_template(t, r, fds) == 0) {
+			t->last_used = now;
+			t->uses++;
+			r->tmpl = t;
+			r->route = ROUTE_TEMPLATE;
+			r->tmpl_created = t->created;
+			r->a_reaped = 1; /* no A of its own */
+			goto sent;
+		}
+		t = NULL;
+	}
+	/* never for a host request: its A serves it and exits (a template would
+	 * live in the host's pid namespace), so requests queued to it meanwhile
+	 * would be dropped with its control socket */
+	if (opt_templates && allow_template && !r->a.target.host && !pending_template(&r->a) && qmsg_size(&r->a) >= 0 &&
+	    (t = new_template(now)) != NULL) {
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0)
+			t = NULL;
+	}
+#ifdef UB_ZYGOTE_PROFILE
+	prof_slot = (int)(r - reqs);
+#endif
+	if (t)
+		own_rlimits(t->rlim); /* before the fork: what A's degraded limits are based on */
+	pid = fork();
+	if (pid < 0)
+		goto fail;
+	if (pid == 0)
+		run_a(&r->a, in[0], out[1], err[1], sv[1], ctl[1]);
+	PROF(r - reqs, PF_FORKED);
+	if (t) {
+		/* this request is served by A (and then by the template A starts) as a cold one */
+		t->used = t->live = 1;
+		t->ctl = ctl[0];
+		ctl[0] = -1;
+		ub_close_fd(&ctl[1]);
+		nonblock(t->ctl);
+		t->init_pid = r->a.target.pid;
+		t->start_time = r->a.target.start_time;
+		t->pidns_ino = r->a.target.pidns_ino;
+		t->host = r->a.target.host;
+		r->route = ROUTE_NEW_TEMPLATE;
+	}
+	r->apid = pid;
+	r->apidfd = (int)syscall(UB_NR_pidfd_open, pid, 0); /* our unreaped child: cannot be reused */
+sent:
+	close(in[0]);
+	close(out[1]);
+	close(err[1]);
+	close(sv[1]);
+	r->in_fd = in[1];
+	r->out.fd = out[0];
+	r->err.fd = err[0];
+	r->sock = sv[0];
+	nonblock(r->in_fd);
+	nonblock(r->out.fd);
+	nonblock(r->err.fd);
+	nonblock(r->sock);
+	if (r->in_off >= r->a.input_len && (!r->a.stream || r->in_eof))
+		ub_close_fd(&r->in_fd);
+	return 0;
+fail:
+	e = errno;
+	for (int i = 0; i < 2; i++) {
+		ub_close_fd(&in[i]);
+		ub_close_fd(&out[i]);
+		ub_close_fd(&err[i]);
+		ub_close_fd(&sv[i]);
+		ub_close_fd(&ctl[i]);
+	}
+	if (t && !t->used)
+		memset(t, 0, sizeof(*t)), t->pidfd = t->ctl = -1;
+	errno = e;
+	return -1;
+}
+
+/* A template attempt that came to nothing before C existed (stale context,
+ * template gone, or an A that never became the template it was to be):
+ * once more, on the cold path, which reports precisely (its A may become
+ * the next template; the request is never queued to one again). */
+static int retry_cold(struct req *r, long long now)
+{
+	if (r->phase != REQ_STARTING || r->route != ROUTE_TEMPLATE || r->retried || r->timed_out ||
+	    (r->cpidfd >= 0 && r->check != CHECK_STALE))
+		return 0;
+	if (r->tmpl && r->tmpl->live && (r->check == CHECK_STALE || r->route != ROUTE_NEW_TEMPLATE))
+		retire(r->tmpl, 0);
+	r->retried = 1;
+	drop_attempt(r);
+	r->a_reaped = 0;
+	if (start_request(r, now, 1) < 0) {
+		emit_native_error(r, "E_FORK", "start spawner", errno);
+		finish(r);
+	}
+	return 1;
+}
+
+static struct req *free_slot(void)
+{
+	size_t i;
+
+	for (i = 0; i < UB_ZYGOTE_MAX_INFLIGHT; i++)
+		if (reqs[i].phase == REQ_FREE)
+			return &reqs[i];
+	return NULL;
+}
+
+static struct req *find_req(unsigned long long id)
+{
+	size_t i;
+
+	for (i = 0; i < UB_ZYGOTE_MAX_INFLIGHT; i++)
+		if ((reqs[i].phase == REQ_STARTING || reqs[i].phase == REQ_RUNNING) && reqs[i].id == id)
+			return &reqs[i];
+	return NULL;
+}
+
+/* A binary stdin frame: more input for a stream request (queued until its
+ * pipe takes it).  An unknown id (the request has ended) is ignored. */
+static void handle_stdin_data(unsigned long long id, const char *data, size_t n)
+{
+	struct req *r = find_req(id);
+	unsigned char *p;
+
+	if (!r || r->in_fd < 0 || r->in_eof || n == 0)
+		return;
+	if (r->phase == REQ_RUNNING && r->in_off == r->a.input_len) {
+		/* all written (and a retry is no longer possible): start over */
+		if (r->a.input)
+			explicit_bzero(r->a.input, r->a.input_len);
+		r->in_off = r->a.input_len = 0;
+	}
+	p = malloc(r->a.input_len + n); /* moved by hand, as buf_append */
+	if (!p)
+		return;
+	if (r->a.input_len)
+		memcpy(p, r->a.input, r->a.input_len);
+	ub_free_zeroed(r->a.input);
+	r->a.input = p;
+	memcpy(p + r->a.input_len, data, n);
+	r->a.input_len += n;
+}
+
+/* {"id":N,"op":"stdin","eof":true}: a stream request's stdin ends once what
+ * is queued is written; {"id":N,"op":"kill"}: kill it now.  An unknown id
+ * (the request has ended) is ignored. */
+static void handle_control(unsigned long long id, int kill_op, struct ub_json_span v[K_COUNT])
+{
+	struct req *r = find_req(id);
+
+	if (!r)
+		return;
+	if (kill_op) {
+		r->killed = 1;
+		r->deadline = ub_now_ms();
+		ub_close_fd(&r->in_fd);
+		return;
+	}
+	if (v[K_EOF].p && ub_json_is(v[K_EOF], "true")) {
+		r->in_eof = 1;
+		if (r->in_fd >= 0 && r->in_off >= r->a.input_len)
+			ub_close_fd(&r->in_fd);
+	}
+}
+
+void handle_frame(const char *body, size_t len)
+{
+	unsigned long long id = 0;
+	const char *why = "invalid JSON", *v;
+	struct ub_json_span m[K_COUNT] = { { 0 } };
+	struct req *r;
+	size_t vlen;
+	int have_id = 0;
+	struct spawn_args a = { 0 };
+	const char *data;
+
+	if (len > 0 && (unsigned char)body[0] == UB_ZYGOTE_FRAME_STDIN) {
+		if (parse_data_frame(body, len, UB_ZYGOTE_FRAME_STDIN, &id, &data, &vlen) < 0)
+			emit_error_raw(0, 0, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, "stdin frame shorter than its header");
+		else
+			handle_stdin_data(id, data, vlen);
+		return;
+	}
+	if (ub_json_validate(body, len) < 0) {
+		emit_error_raw(0, 0, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, why);
+		return;
+	}
+	if (ub_json_find(body, len, "id", &v, &vlen) == 0 && ub_json_uint((struct ub_json_span){ v, vlen }, 1ULL << 53, &id) == 0)
+		have_id = 1;
+	if (!have_id) {
+		emit_error_raw(0, 0, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, "id must be an integer in 0..2^53");
+		return;
+	}
+	if (collect_members(body, len, m, &why) < 0) {
+		emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, why);
+		return;
+	}
+	if (m[K_OP].p && (ub_json_is(m[K_OP], "\"" UB_ZYGOTE_OP_STDIN "\"") || ub_json_is(m[K_OP], "\"" UB_ZYGOTE_OP_KILL "\""))) {
+		handle_control(id, ub_json_is(m[K_OP], "\"" UB_ZYGOTE_OP_KILL "\""), m);
+		return;
+	}
+	if (!m[K_OP].p || !ub_json_is(m[K_OP], "\"" UB_ZYGOTE_OP_SPAWN "\"")) {
+		emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL,
+			       "op must be \"spawn\", \"stdin\" or \"kill\"");
+		return;
+	}
+	if (m[K_STARTED].p && !ub_json_is(m[K_STARTED], "true") && !ub_json_is(m[K_STARTED], "false")) {
+		emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, "startedEvent must be a boolean");
+		return;
+	}
+	if (parse_request(m, &a, &why) < 0) {
+		free_args(&a);
+		emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, why);
+		return;
+	}
+	r = free_slot();
+	if (!r) {
+		free_args(&a);
+		emit_error_raw(1, id, "E_BUSY", "E_BUSY", "accept request", EAGAIN, "too many upcalls in flight (512)");
+		return;
+	}
+	r->phase = REQ_STARTING;
+	r->id = id;
+	r->a = a;
+	r->started_event = !m[K_STARTED].p || ub_json_is(m[K_STARTED], "true");
+	PROF(r - reqs, PF_PARSED);
+	r->deadline = ub_now_ms() + r->a.timeout_ms;
+	if (start_request(r, ub_now_ms(), 1) < 0) {
+		int e = errno;
+		emit_native_error(r, "E_FORK", "start spawner", e);
+		free_req(r);
+	}
+}
+
+/* The fields of this request: the context's (from A, or from the template),
+ * with the request's own cwd and builtin, and where the context came from. */
+static char *request_fields(struct req *r)
+{
+	const char *base = r->fields ? r->fields : r->tmpl && r->tmpl->fields ? r->tmpl->fields : NULL;
+	struct ub_json_span whole, k, val;
+	struct ub_json_iter it;
+	struct ub_buf out = { 0 };
+	char tmp[400], esc[300];
+	int first = 1;
+
+	if (!base)
+		return NULL;
+	whole.p = base;
+	whole.len = strlen(base);
+	ub_json_iter_begin(&it, whole);
+	ub_buf_append(&out, "{", 1);
+	while (ub_json_iter_next(&it, &k, &val) > 0) {
+		if (!first)
+			ub_buf_append(&out, ",", 1);
+		first = 0;
+		ub_buf_append(&out, k.p, k.len);
+		ub_buf_append(&out, ":", 1);
+		if (ub_json_is(k, "\"cwd\"") && r->a.cwd) {
+			ub_json_escape(esc, 0, 160, r->a.cwd);
+			ub_buf_append(&out, tmp, (size_t)snprintf(tmp, sizeof(tmp), "\"request: %s\"", esc));
+		} else if (ub_json_is(k, "\"dumpable\"") && r->a.builtin) {
+			ub_buf_append(&out, "\"0 (builtin: no exec)\"", 22);
+		} else {
+			ub_buf_append(&out, val.p, val.len);
+		}
+	}
+	if (r->route == ROUTE_TEMPLATE)
+		snprintf(tmp, sizeof(tmp), ",\"context\":\"cached: captured %lld ms ago, checked against init before this spawn\"}",
+			 ub_now_ms() - r->tmpl_created);
+	else
+		snprintf(tmp, sizeof(tmp), ",\"context\":\"captured for this spawn%s\"}", r->retried ? " (the cached one was stale)" : "");
+	ub_buf_append(&out, tmp, strlen(tmp));
+	return out.p;
+}
+
+/* Is the request's init gone (its pid freed, or now another process's)? */
+static int init_gone(const struct req *r)
+{
+	char path[64], st[1024];
+	unsigned long long start;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)r->a.target.pid);
+	if (ub_read_small_at(AT_FDCWD, path, st, sizeof(st)) < 0 || ub_proc_start_time(st, &start) < 0)
+		return 1;
+	return r->a.target.start_time && start != r->a.target.start_time;
+}
+
+static void maybe_start(struct req *r)
+{
+	char json[200], *f;
+	long ppid = 0;
+
+	/* Before 6.15 the status of a C that died before its go (killed with its
+	 * pid namespace as init died) is lost: it never ran, so say why, as the
+	 * cold path would have, instead of an exit without a status. */
+	if (r->phase == REQ_STARTING && !r->error && r->cpidfd >= 0 && !ub_compat_has(UB_COMPAT_PIDFD_INFO) &&
+	    ub_ctx_target_exited(r->cpidfd) && !r->have_status) {
+		r->error = strdup(init_gone(r) ? "{\"code\":\"E_INIT_EXITED\",\"step\":\"the upcall was killed before it started: init exited\",\"errno\":3}"
+					   : "{\"code\":\"E_SPAWN\",\"step\":\"the upcall was killed before it started\",\"errno\":3}");
+		return;
+	}
+
+	if (r->phase != REQ_STARTING || r->cpidfd < 0 || !r->b_exited || (r->route == ROUTE_TEMPLATE && r->check != CHECK_PASSED) ||
+	    r->check == CHECK_STALE || r->error || r->timed_out)
+		return;
+	f = request_fields(r);
+	if (!f)
+		return; /* the template has not said it is ready yet */
+	ub_free_zeroed(r->fields);
+	r->fields = f;
+	r->phase = REQ_RUNNING;
+	PROF(r - reqs, PF_Z_STARTED);
+	if (r->started_event) {
+		/* while C waits for 'G' its pid is surely its own: the start time that
+		 * lets the broker tell C from a later process with the same pid */
+		char path[64], st[1024], start[24] = "";
+		unsigned long long v;
+
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)r->cpid);
+		if (ub_read_small_at(AT_FDCWD, path, st, sizeof(st)) == 0) {
+			/* field 4, ppid: init's once B has exited; with PIDFD_GET_INFO's
+			 * ppid this was the same read, and it exists before 6.13 */
+			if (ub_proc_stat_field(st, strlen(st), UB_STAT_PPID, &v) == 0)
+				ppid = (long)v;
+			if (ub_proc_stat_field(st, strlen(st), UB_STAT_START_TIME, &v) == 0)
+				snprintf(start, sizeof(start), "%llu", v);
+		}
+		emit(json, snprintf(json, sizeof(json), "{\"id\":%llu,\"event\":\"" UB_ZYGOTE_EVENT_STARTED "\",\"pid\":%d,\"ppid\":%d%s%s%s}", r->id,
+				    (int)r->cpid, (int)ppid, *start ? ",\"startTime\":\"" : "", start, *start ? "\"" : ""));
+	}
+	send(r->sock, "G", 1, MSG_NOSIGNAL);
+}
+
+static void on_message(struct req *r, const char *msg, size_t n, const int *fds, int nfds)
+{
+	pid_t cpid;
+	int i;
+
+	if (n >= 1 && msg[0] == 'P' && (nfds == 1 || nfds == 2) && r->cpidfd < 0) {
+		/* from B: C's and B's pidfds (C is init's once B is gone); from a
+		 * template: C's only (cloned with CLONE_PARENT: init's already) */
+		r->cpidfd = fds[0];
+		r->bpidfd = nfds == 2 ? fds[1] : -1;
+		r->b_exited = nfds == 1 || ub_ctx_target_exited(r->bpidfd); /* often gone already */
+		PROF(r - reqs, PF_Z_GOT_P);
+		cpid = ub_pidfd_pid(r->cpidfd);
+		if (cpid > 0) {
+			r->cpid = cpid; /* C waits for 'G': alive, so the pid is known */
+			r->cpid_at_ns = ub_now_ns();
+		}
+		if (r->timed_out || r->phase == REQ_DONE)
+			kill_tree(r);
+		return;
+	}
+	for (i = 0; i < nfds; i++)
+		close(fds[i]);
+	if (n >= 1 && msg[0] == 'R' && !r->fields && ub_json_validate(msg + 1, n - 1) == 0) {
+		r->fields = strndup(msg + 1, n - 1);
+	} else if (n >= 1 && msg[0] == 'E' && !r->error && ub_json_validate(msg + 1, n - 1) == 0) {
+		r->error = strndup(msg + 1, n - 1);
+	} else if (n >= 1 && msg[0] == 'K') {
+		if (r->check == CHECK_PENDING)
+			r->check = CHECK_PASSED; /* the template found init's context unchanged */
+	} else if (n >= 1 && msg[0] == 'S') {
+		r->check = CHECK_STALE; /* it changed: C never gets 'G'; the request goes cold */
+		if (r->cpidfd >= 0 && !r->c_exited)
+			syscall(UB_NR_pidfd_send_signal, r->cpidfd, SIGKILL, NULL, 0);
+	}
+}
+
+void on_sock(struct req *r)
+{
+	for (;;) {
+		char data[MSG_MAX];
+		int fds[4], nfds = 0;
+		ssize_t n = ub_recv_fds(r->sock, data, sizeof(data), fds, 4, &nfds, MSG_DONTWAIT, NULL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n <= 0) {
+			ub_close_fd(&r->sock); /* A, B and C all closed their end */
+			break;
+		}
+		on_message(r, data, (size_t)n, fds, nfds);
+	}
+	maybe_start(r);
+}
+
+/* Output beyond the cap is read and dropped, so the program never blocks on
+ * a full pipe; the event says "truncated".  A stream request's stdout goes
+ * out as it comes, one stdout data frame per read. */
+void on_stream(struct req *r, struct stream *s, size_t cap)
+{
+	char *tmp = stream_tmp;
+	int rounds;
+
+	for (rounds = 0; rounds < 16; rounds++) {
+		ssize_t n = read(s->fd, tmp, sizeof(stream_tmp));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			ub_close_fd(&s->fd);
+			return;
+		}
+		if (r->a.stream && s == &r->out) {
+			emit_data(UB_ZYGOTE_FRAME_STDOUT, r->id, tmp, (size_t)n);
+			continue;
+		}
+		if (s->data.len < cap) {
+			size_t take = (size_t)n < cap - s->data.len ? (size_t)n : cap - s->data.len;
+			if (ub_buf_append(&s->data, tmp, take) < 0)
+				take = 0;
+			if (take < (size_t)n)
+				s->truncated = 1;
+		} else {
+			s->truncated = 1;
+		}
+	}
+}
+
+void on_stdin_pipe(struct req *r)
+{
+	ssize_t n = write(r->in_fd, r->a.input + r->in_off, r->a.input_len - r->in_off);
+
+	if (n > 0)
+		r->in_off += (size_t)n;
+	if (n < 0 && errno != EAGAIN && errno != EINTR)
+		ub_close_fd(&r->in_fd); /* the program closed its stdin (EPIPE) */
+	else if (r->in_off >= r->a.input_len && (!r->a.stream || r->in_eof))
+		ub_close_fd(&r->in_fd); /* done */
+}
+
+void on_a_exit(struct req *r)
+{
+	int st;
+	pid_t p = waitpid(r->apid, &st, WNOHANG);
+
+	if (p == r->apid || (p < 0 && errno == ECHILD)) {
+		r->a_reaped = 1;
+		ub_close_fd(&r->apidfd);
+	}
+}
+
+void check_request(struct req *r, long long now)
+{
+	if (r->phase == REQ_DONE) {
+		if (r->a_reaped)
+			free_req(r);
+		return;
+	}
+	if (!r->timed_out && now >= r->deadline) {
+		r->timed_out = 1;
+		r->grace_deadline = now + KILL_GRACE_MS;
+		kill_tree(r);
+		if (r->phase == REQ_STARTING && r->tmpl && r->tmpl->live)
+			retire(r->tmpl, 1); /* it may be what is stuck */
+	}
+	if (r->sock >= 0 && (r->c_exited || (r->a_reaped && r->route != ROUTE_TEMPLATE)))
+		on_sock(r); /* whatever A or C said before exiting */
+	if (r->phase == REQ_STARTING) {
+		maybe_start(r); /* the template's fields may have come meanwhile */
+		/* still spawning: done when every spawner process has gone */
+		int gone = r->sock < 0 && r->a_reaped && (r->cpidfd < 0 || r->c_exited);
+		if (gone && !r->timed_out && !r->error && retry_cold(r, now))
+			return;
+		if (gone || (r->timed_out && now >= r->grace_deadline)) {
+			if (r->error && !r->timed_out)
+				emit_child_error(r);
+			else if (r->killed)
+				emit_native_error(r, "E_SPAWN", "killed on request before it started", ECANCELED);
+			else if (r->timed_out)
+				emit_native_error(r, "E_UPCALL_TIMEOUT", "spawn", ETIMEDOUT);
+			else
+				emit_native_error(r, "E_SPAWN", "the spawner exited without reporting", EPROTO);
+			kill_tree(r);
+			finish(r);
+		}
+		return;
+	}
+	if ((r->c_exited && r->out.fd < 0 && r->err.fd < 0) || (r->timed_out && now >= r->grace_deadline)) {
+		if (r->error && !r->timed_out)
+			emit_child_error(r); /* exec failed in C */
+		else
+			emit_exit(r);
+		finish(r);
+	}
+}

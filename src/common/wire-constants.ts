@@ -1,0 +1,36 @@
+/**
+ * TypeScript mirror of native-bindings/include/ub-wire.h: what the broker and
+ * its native programs (upcall-zygote, upcall-spawner, upcall-mount-in, the
+ * netrelay builtin, the C client) agree on. tests/unit/wire-constants.test.ts
+ * parses the header and fails if the two disagree.
+ */
+export const W = {
+  UB_DEFAULT_SOCKET: '/run/upcall-broker/broker.sock',
+
+  UB_FRAME_HEADER: 4,
+
+  UB_EXIT_SPAWNER: 125,
+  UB_EXIT_CANNOT_EXEC: 126,
+  UB_EXIT_NOT_FOUND: 127,
+
+  UB_ZYGOTE_MAX_INFLIGHT: 512,
+  UB_ZYGOTE_MAX_REQUEST_FRAME: 8 * 1024 * 1024,
+  UB_ZYGOTE_MAX_OUTPUT_CAP: 8 * 1024 * 1024,
+  UB_ZYGOTE_DEFAULT_OUTPUT_CAP: 1024 * 1024,
+  UB_ZYGOTE_MAX_TIMEOUT_MS: 3_600_000,
+  UB_ZYGOTE_MAX_ARGS: 256,
+
+  UB_ZYGOTE_OP_SPAWN: 'spawn',
+  UB_ZYGOTE_OP_STDIN: 'stdin',
+  UB_ZYGOTE_OP_KILL: 'kill',
+  UB_ZYGOTE_EVENT_STARTED: 'started',
+  UB_ZYGOTE_EVENT_EXIT: 'exit',
+  UB_ZYGOTE_EVENT_ERROR: 'error',
+
+  UB_ZYGOTE_FRAME_STDIN: 1,
+  UB_ZYGOTE_FRAME_STDOUT: 2,
+  UB_ZYGOTE_DATA_HEADER: 9,
+
+  UB_NETRELAY_MAX_FILE: 1024 * 1024,
+  UB_NETRELAY_MAX_MSG: 65535,
+} as const;
