@@ -179,6 +179,8 @@ for (const { method, compat } of SUITES) {
       for (const name of ['a', 'c', 'd']) {
         const id = regs[name]!.id;
         await until(`${name} (${id}) to turn unmounted`, async () => (await stateOf(id)) === 'unmounted', 30_000, 50);
+        // Log lines go out once per event-loop turn, so the audit line may follow the state change.
+        await until(`the audit line of ${name}`, () => unmountedLine(id) !== undefined, 30_000, 50);
         const line = unmountedLine(id);
         assert.equal(line?.['method'], method, JSON.stringify(line));
         assert.equal(line?.['audit'], true);

@@ -99,6 +99,8 @@ for (const { method, compat } of METHODS) {
     const unmountedLine = (id: string) => logLines().find((l) => l['message'] === 'unmounted' && l['id'] === id);
     const waitUnmounted = async (id: string) => {
       await until(`${id} to turn unmounted`, async () => (await stateOf(id)) === 'unmounted', 20_000, 50);
+      // Log lines go out once per event-loop turn (TurnBatchedStream), so the audit line may follow the answer.
+      await until(`the audit line of ${id}`, () => unmountedLine(id) !== undefined, 20_000, 50);
       const line = unmountedLine(id);
       assert.equal(line?.['method'], method, `the audit line names the method: ${JSON.stringify(line)}`);
       assert.equal(line?.['audit'], true);

@@ -8,6 +8,7 @@ import { BrokerProcess } from '../helpers/broker-process.js';
 import { takePid } from '../helpers/pid-reuse.js';
 import { cliIn, mountTmpfs, registerIn } from '../helpers/in-container.js';
 import { Testbed, type TestContainer } from '../testbed/index.js';
+import { until } from '../helpers/until.js';
 
 type ErrorJson = { error: { code: string; message: string } };
 
@@ -180,7 +181,7 @@ describe('the walk rule in its other cases', () => {
     const r = await h.wait();
     assert.equal((JSON.parse(r.stdout) as ErrorJson).error.code, 'E_NS_NOT_OWNED');
     assert.equal(r.code, 5);
-    assert.match(broker.output, /not owned by the user namespace/, 'the refusal is logged');
+    await until('the refusal to be logged', () => /not owned by the user namespace/.test(broker.output));
   });
 
   test('a container sharing the host user namespace: the walk reaches the host pid namespace', async () => {

@@ -12,6 +12,7 @@ import type { RegistrationInfo } from '../../src/common/types.js';
 import { BrokerProcess, CLI, runCli } from '../helpers/broker-process.js';
 import { cliIn, mountTmpfs } from '../helpers/in-container.js';
 import { Testbed } from '../testbed/index.js';
+import { until } from '../helpers/until.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ub-service-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -45,8 +46,7 @@ describe('configuration', () => {
     const reg = await cliIn<RegistrationInfo>(c, ['register', '--socket', broker.tenantSocket, '--mount', '/mnt/h']);
     writeFileSync(cfg, JSON.stringify({ logLevel: 'warn' }));
     process.kill(broker.pid!, 'SIGHUP');
-    await sleep(300);
-    assert.match(broker.output, /configuration reloaded/);
+    await until('the reload to be logged', () => /configuration reloaded/.test(broker.output));
     const client = await BrokerClient.connect(broker.adminSocket);
     try {
       assert.equal((await client.show({ id: reg.json.id })).state, 'live', 'registration survived the reload');
