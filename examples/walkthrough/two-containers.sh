@@ -62,4 +62,4 @@ for c in a b; do
 done
 
 echo "== 5. what the broker saw (its audit log)"
-grep 'RequestKeyOps: request-key ' "$work/broker.log" | cut -c1-220 || true
+grep 'UpcallDispatcher: request-key ' "$work/broker.log" | cut -c1-220 || true
