@@ -293,7 +293,7 @@ static int parse_input(struct ub_json_span v, struct spawn_args *a, const char *
 
 static const char *const key_names[K_COUNT] = {
 	"id", "op", "initPid", "initStartTime", "pidns", "host", "mode", "builtin", "argv", "env", "cwd",
-	"stdinBase64", "timeoutMs", "outputCap", "stream", "eof", "startedEvent",
+	"stdinBase64", "timeoutMs", "outputCap", "stream", "eof", "startedEvent", "initPidfd",
 };
 
 int collect_members(const char *body, size_t len, struct ub_json_span v[K_COUNT], const char **why)
@@ -333,7 +333,10 @@ int parse_request(struct ub_json_span v[K_COUNT], struct spawn_args *a, const ch
 	if (!v[K_PID].p || ub_json_uint(v[K_PID], INT_MAX, &x) < 0 || x == 0)
 		return *why = "initPid must be a positive integer", -1;
 	a->target.pid = (pid_t)x;
-	a->target.pidfd = -1;
+	a->target.pidfd = -1; /* taken by handle_frame from the broker's a->broker_fd */
+	if (!v[K_PIDFD].p || ub_json_uint(v[K_PIDFD], INT_MAX, &x) < 0)
+		return *why = "initPidfd must be a file descriptor number", -1;
+	a->broker_fd = (int)x;
 	if (!v[K_START].p || ub_json_uint(v[K_START], 1ULL << 53, &a->target.start_time) < 0 || !a->target.start_time)
 		return *why = "initStartTime must be a positive integer", -1;
 	if (!v[K_PIDNS].p || ub_json_uint(v[K_PIDNS], 1ULL << 53, &a->target.pidns_ino) < 0 || !a->target.pidns_ino)

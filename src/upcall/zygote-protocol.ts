@@ -21,6 +21,13 @@ export const ZYGOTE_MAX_ARGS = W.UB_ZYGOTE_MAX_ARGS;
 export interface SpawnFrame {
   id: number;
   op: typeof W.UB_ZYGOTE_OP_SPAWN;
+  /**
+   * The broker's fd number of init's pidfd: the zygote takes it with
+   * pidfd_getfd(2) as it reads the frame, and that pidfd is init from then on.
+   * The broker keeps the fd open until the request's final event.
+   */
+  initPidfd: number;
+  /** initPid, initStartTime and pidns find a cached context (the zygote checks initPid against the pidfd). */
   initPid: number;
   initStartTime: number;
   pidns: number;
