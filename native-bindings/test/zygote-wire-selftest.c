@@ -3,7 +3,8 @@
  * frames parsed as the zygote parses them (ub_json_validate, collect_members,
  * parse_request), hostile ones refused with the reason the broker sees,
  * events framed into the output queue (a length, then one JSON object), and
- * the binary stdin and stdout frames (kind, 8-byte id, raw bytes).
+ * the binary stdin and stdout frames (kind, 8-byte id, raw bytes) and the
+ * eof and kill records (kind and id alone).
  *
  * Prints "FAIL ..." lines (every check with -v), then "N passed, N failed".
  */
@@ -111,7 +112,7 @@ static void test_refused(void)
 	REFUSED("{" BASE ",\"argv\":[\"x\"],\"stdinBase64\":\"aGk\"}", "stdinBase64 is not valid base64");
 	REFUSED("{" BASE ",\"argv\":[\"x\"],\"stdinBase64\":\"aGl=\"}", "stdinBase64 is not valid base64");
 	REFUSED("{" BASE ",\"argv\":[\"x\"],\"outputCap\":8388609}", "outputCap must be an integer");
-	REFUSED("{" BASE ",\"argv\":[\"x\"],\"eof\":true}", "eof is for op \"stdin\"");
+	REFUSED("{" BASE ",\"argv\":[\"x\"],\"eof\":true}", "unknown member"); /* eof is a binary frame */
 	REFUSED("{" BASE ",\"argv\":[\"x\"],\"dataBase64\":\"\"}", "unknown member");
 	REFUSED("{" BASE ",\"argv\":[\"x\"],\"host\":1}", "host must be a boolean");
 	REFUSED("{" BASE ",\"argv\":[\"x\"],\"builtin\":\"netrelay\"}", "builtin is for mode \"builtin\"");
@@ -235,9 +236,26 @@ static void test_data_frames(void)
 	ub_buf_free(&outq);
 }
 
+/* eof and kill: the 9-byte header alone, nothing after it */
+static void test_control_frames(void)
+{
+	static const char eof[] = "\x03\x00\x00\x00\x00\x00\x00\x01\x02", kill[] = "\x04\xff\x00\x00\x00\x00\x00\x00\x07";
+	unsigned long long id = 0;
+	int kind = 0;
+
+	CHECK(parse_control_frame(eof, UB_ZYGOTE_DATA_HEADER, &kind, &id) == 0 && kind == UB_ZYGOTE_FRAME_EOF && id == 258);
+	CHECK(parse_control_frame(kill, UB_ZYGOTE_DATA_HEADER, &kind, &id) == 0 && kind == UB_ZYGOTE_FRAME_KILL &&
+	      id == 0xff00000000000007ULL);
+	CHECK(parse_control_frame(eof, UB_ZYGOTE_DATA_HEADER - 1, &kind, &id) < 0, "shorter than the header");
+	CHECK(parse_control_frame("\x03\0\0\0\0\0\0\0\x01x", UB_ZYGOTE_DATA_HEADER + 1, &kind, &id) < 0, "bytes after the header");
+	CHECK(parse_control_frame("\x01\0\0\0\0\0\0\0\x01", UB_ZYGOTE_DATA_HEADER, &kind, &id) < 0, "a stdin frame is no control frame");
+	CHECK(parse_control_frame("\x05\0\0\0\0\0\0\0\x01", UB_ZYGOTE_DATA_HEADER, &kind, &id) < 0, "an unknown kind");
+}
+
 int main(int argc, char **argv)
 {
 	selftest_init(argc, argv);
+	test_control_frames();
 	test_spawn();
 	test_refused();
 	test_events();

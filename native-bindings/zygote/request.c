@@ -265,10 +265,10 @@ static void handle_stdin_data(unsigned long long id, const char *data, size_t n)
 	r->a.input_len += n;
 }
 
-/* {"id":N,"op":"stdin","eof":true}: a stream request's stdin ends once what
- * is queued is written; {"id":N,"op":"kill"}: kill it now.  An unknown id
+/* UB_ZYGOTE_FRAME_EOF: a stream request's stdin ends once what is queued is
+ * written; UB_ZYGOTE_FRAME_KILL: kill it now.  An unknown id
  * (the request has ended) is ignored. */
-static void handle_control(unsigned long long id, int kill_op, struct ub_json_span v[K_COUNT])
+static void handle_control(unsigned long long id, int kill_op)
 {
 	struct req *r = find_req(id);
 
@@ -280,11 +280,9 @@ static void handle_control(unsigned long long id, int kill_op, struct ub_json_sp
 		ub_close_fd(&r->in_fd);
 		return;
 	}
-	if (v[K_EOF].p && ub_json_is(v[K_EOF], "true")) {
-		r->in_eof = 1;
-		if (r->in_fd >= 0 && r->in_off >= r->a.input_len)
-			ub_close_fd(&r->in_fd);
-	}
+	r->in_eof = 1;
+	if (r->in_fd >= 0 && r->in_off >= r->a.input_len)
+		ub_close_fd(&r->in_fd);
 }
 
 /*
@@ -354,6 +352,15 @@ void handle_frame(const char *body, size_t len)
 			handle_stdin_data(id, data, vlen);
 		return;
 	}
+	if (len > 0 && ((unsigned char)body[0] == UB_ZYGOTE_FRAME_EOF || (unsigned char)body[0] == UB_ZYGOTE_FRAME_KILL)) {
+		int kind;
+
+		if (parse_control_frame(body, len, &kind, &id) < 0)
+			emit_error_raw(0, 0, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, "a control frame is its 9-byte header alone");
+		else
+			handle_control(id, kind == UB_ZYGOTE_FRAME_KILL);
+		return;
+	}
 	if (ub_json_validate(body, len) < 0) {
 		emit_error_raw(0, 0, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, why);
 		return;
@@ -368,13 +375,9 @@ void handle_frame(const char *body, size_t len)
 		emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, why);
 		return;
 	}
-	if (m[K_OP].p && (ub_json_is(m[K_OP], "\"" UB_ZYGOTE_OP_STDIN "\"") || ub_json_is(m[K_OP], "\"" UB_ZYGOTE_OP_KILL "\""))) {
-		handle_control(id, ub_json_is(m[K_OP], "\"" UB_ZYGOTE_OP_KILL "\""), m);
-		return;
-	}
 	if (!m[K_OP].p || !ub_json_is(m[K_OP], "\"" UB_ZYGOTE_OP_SPAWN "\"")) {
 		emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL,
-			       "op must be \"spawn\", \"stdin\" or \"kill\"");
+			       "op must be \"spawn\" (stdin, eof and kill are binary frames)");
 		return;
 	}
 	if (m[K_STARTED].p && !ub_json_is(m[K_STARTED], "true") && !ub_json_is(m[K_STARTED], "false")) {

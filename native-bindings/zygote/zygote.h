@@ -213,7 +213,7 @@ extern int cn_fd;
 
 /* the request members (wire.c) */
 enum key { K_ID, K_OP, K_PID, K_START, K_PIDNS, K_HOST, K_MODE, K_BUILTIN, K_ARGV, K_ENV, K_CWD,
-	   K_STDIN, K_TIMEOUT, K_CAP, K_STREAM, K_EOF, K_STARTED, K_PIDFD, K_COUNT };
+	   K_STDIN, K_TIMEOUT, K_CAP, K_STREAM, K_STARTED, K_PIDFD, K_COUNT };
 
 /*
  * profiling (bench/profile-zygote.sh builds with -DUB_ZYGOTE_PROFILE): every
@@ -237,6 +237,9 @@ void prof_dump(int slot);
 void emit(const char *json, size_t len);
 /* A binary frame of kind (UB_ZYGOTE_FRAME_*): 0 and its id and bytes, or -1. */
 int parse_data_frame(const char *body, size_t len, int kind, unsigned long long *id, const char **data, size_t *n);
+/* A control record (UB_ZYGOTE_FRAME_EOF or _KILL): 0 and its kind and id, or
+ * -1 (not one, or bytes after the header). */
+int parse_control_frame(const char *body, size_t len, int *kind, unsigned long long *id);
 /* Queue a binary frame of kind for request id. */
 void emit_data(int kind, unsigned long long id, const char *data, size_t n);
 void emit_error_raw(int have_id, unsigned long long id, const char *code, const char *native,

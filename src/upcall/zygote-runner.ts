@@ -14,6 +14,7 @@ import { compatEnv } from '../ns/kernel-compat.js';
 import {
   DEFAULT_ZYGOTE_OPTIONS,
   decodeZygoteData,
+  encodeZygoteControl,
   encodeZygoteData,
   encodeZygoteFrame,
   zygoteArgs,
@@ -22,7 +23,6 @@ import {
   ZYGOTE_MAX_TIMEOUT_MS,
   ZygoteEvent,
   ZygoteFrameReader,
-  type ControlFrame,
   type SpawnFrame,
   type ZygoteOptions,
 } from './zygote-protocol.js';
@@ -221,12 +221,12 @@ export class ZygoteRunner implements UpcallRunner {
         cb();
       },
       final: (cb) => {
-        this.control({ id, op: 'stdin', eof: true });
+        this.sendFor(id, encodeZygoteControl(W.UB_ZYGOTE_FRAME_EOF, id));
         cb();
       },
     });
     stdin.on('error', () => undefined);
-    const kill = () => this.control({ id, op: 'kill' });
+    const kill = () => this.sendFor(id, encodeZygoteControl(W.UB_ZYGOTE_FRAME_KILL, id));
     const close = async (graceMs = 2000): Promise<void> => {
       if (!stdin.writableEnded) stdin.end();
       const timer = setTimeout(kill, graceMs);
@@ -263,10 +263,6 @@ export class ZygoteRunner implements UpcallRunner {
       this.queue.push({ id, frame, req, init, stdout, held: [], resolve, reject });
       this.pump();
     });
-  }
-
-  private control(frame: ControlFrame): void {
-    this.sendFor(frame.id, encodeZygoteFrame(frame));
   }
 
   /** A frame for request id: written now when its spawn frame is out, else after it; dropped once it has ended. */

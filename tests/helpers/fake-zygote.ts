@@ -26,9 +26,15 @@ export interface SentFrame {
   data?: Buffer;
 }
 
+/** Binary frames as the op they stand for: stdin bytes, the end of stdin (eof), kill. */
 function parseFrame(body: Buffer): SentFrame {
   const data = decodeZygoteData(W.UB_ZYGOTE_FRAME_STDIN, body);
-  return data ? { op: 'stdin', id: data.id, data: Buffer.from(data.data) } : (JSON.parse(body.toString()) as SentFrame);
+  if (data) return { op: 'stdin', id: data.id, data: Buffer.from(data.data) };
+  const eof = decodeZygoteData(W.UB_ZYGOTE_FRAME_EOF, body);
+  if (eof) return { op: 'stdin', id: eof.id, eof: true };
+  const kill = decodeZygoteData(W.UB_ZYGOTE_FRAME_KILL, body);
+  if (kill) return { op: 'kill', id: kill.id };
+  return JSON.parse(body.toString()) as SentFrame;
 }
 
 export class FakeZygote extends EventEmitter {

@@ -1,5 +1,7 @@
 /**
- * The zygote finds init by the pidfd the broker hands it, never by number:
+ * The zygote's wire, on the real zygote (build/Release/upcall-zygote), as root.
+ *
+ * Init's pidfd. The zygote finds init by the pidfd the broker hands it, never by number:
  * the spawn frame names the broker's fd (initPidfd) and the zygote takes it
  * with pidfd_getfd(2) from its parent (here: this test process). Runs as
  * root, on the real zygote (build/Release/upcall-zygote).
@@ -12,6 +14,10 @@
  *   and one whose pidfd names another live process than initPid is refused
  *   (E_BAD_REQUEST): the upcall never runs in the process the number names;
  * - an fd that is not a pidfd, or not open in the broker: E_BAD_REQUEST.
+ *
+ * Control records (kind byte and request id, nothing after): eof ends a stream
+ * request's stdin, kill kills its tree; one with bytes after the header is
+ * refused and the zygote goes on.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -20,7 +26,9 @@ import { openSync, closeSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { defaultConfig } from '../../src/common/defaults.js';
+import { W } from '../../src/common/wire-constants.js';
 import { Pidfd } from '../../src/ns/pidfd.js';
+import { encodeZygoteControl, encodeZygoteData } from '../../src/upcall/zygote-protocol.js';
 import { realLibc } from '../helpers/native.js';
 import { until } from '../helpers/until.js';
 
@@ -41,13 +49,27 @@ const frame = (body: object): Buffer => {
 type Event = Record<string, unknown>;
 const z = spawn(ZYGOTE, [], { stdio: ['pipe', 'pipe', 'inherit'] });
 const events = new Map<number, Event>();
+/** Errors without an id (frames the zygote could not read), in order. */
+const unread: Event[] = [];
+/** Requests reported started. */
+const started = new Set<number>();
+/** What stream requests wrote, from stdout data frames. */
+const streamed = new Map<number, string>();
 let buf = Buffer.alloc(0);
 z.stdout!.on('data', (d: Buffer) => {
   buf = Buffer.concat([buf, d]);
   while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
-    const ev = JSON.parse(buf.subarray(4, 4 + buf.readUInt32BE(0)).toString()) as Event;
+    const body = buf.subarray(4, 4 + buf.readUInt32BE(0));
     buf = buf.subarray(4 + buf.readUInt32BE(0));
-    if (ev['event'] === 'exit' || ev['event'] === 'error') events.set(Number(ev['id']), ev);
+    if (body[0] === W.UB_ZYGOTE_FRAME_STDOUT) {
+      const id = Number(body.readBigUInt64BE(1));
+      streamed.set(id, (streamed.get(id) ?? '') + body.subarray(W.UB_ZYGOTE_DATA_HEADER).toString());
+      continue;
+    }
+    const ev = JSON.parse(body.toString()) as Event;
+    if (ev['id'] === null) unread.push(ev);
+    else if (ev['event'] === 'started') started.add(Number(ev['id']));
+    else if (ev['event'] === 'exit' || ev['event'] === 'error') events.set(Number(ev['id']), ev);
   }
 });
 
@@ -76,15 +98,20 @@ async function exited(c: ChildProcess): Promise<void> {
 
 let nextId = 1;
 const pidns = Number(/\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))![1]);
-async function ask(initPidfd: number, initPid: number, marker: string): Promise<Event> {
+/** Send a spawn request (host context) and return its id. */
+function send(initPidfd: number, initPid: number, argv: string[], more: object = {}): number {
   const id = nextId++;
   z.stdin!.write(frame({
     id, op: 'spawn', initPidfd, initPid, initStartTime: startTime(initPid), pidns, host: true,
-    mode: 'exec', argv: ['echo', marker], timeoutMs: 20_000, outputCap: 100,
+    mode: 'exec', argv, timeoutMs: 20_000, outputCap: 100, ...more,
   }));
+  return id;
+}
+async function answer(id: number): Promise<Event> {
   await until(`an answer to request ${id}`, () => events.has(id), 30_000);
   return events.get(id)!;
 }
+const ask = (initPidfd: number, initPid: number, marker: string): Promise<Event> => answer(send(initPidfd, initPid, ['echo', marker]));
 const summary = (ev: Event) => [ev['event'], ev['event'] === 'exit' ? Buffer.from(String(ev['stdoutBase64']), 'base64').toString() : ev['code']];
 
 test('a live init\'s pidfd: the upcall runs; the same pidfd after that process exited: E_INIT_EXITED', async () => {
@@ -124,4 +151,28 @@ test('an fd that is not a pidfd, or that the broker does not have open: E_BAD_RE
   const notOpen = await ask(65_000, a.pid, 'must not run');
   assert.deepEqual(summary(notOpen), ['error', 'E_BAD_REQUEST']);
   assert.match(String(notOpen['message']), /pidfd_getfd\(broker, 65000\): Bad file descriptor/);
+});
+
+test('control records: eof ends a stream request\'s stdin, kill kills a request; a malformed one is refused and the zygote goes on', async () => {
+  const init = fakeInit();
+  const cat = send(init.pidfd.fd, init.pid, ['cat'], { stream: true });
+  z.stdin!.write(encodeZygoteData(W.UB_ZYGOTE_FRAME_STDIN, cat, Buffer.from('raw bytes\n')));
+  await until('cat to echo its input', () => streamed.get(cat) === 'raw bytes\n', 30_000);
+  assert.equal(events.has(cat), false, 'cat runs until its stdin ends');
+  z.stdin!.write(encodeZygoteControl(W.UB_ZYGOTE_FRAME_EOF, cat));
+  const catExit = await answer(cat);
+  assert.deepEqual([catExit['event'], catExit['code'], catExit['signal']], ['exit', 0, null]);
+
+  const sleeper = send(init.pidfd.fd, init.pid, ['sleep', '30']);
+  await until('sleep to start', () => started.has(sleeper), 30_000);
+  const bad = Buffer.concat([encodeZygoteControl(W.UB_ZYGOTE_FRAME_KILL, sleeper), Buffer.from('x')]);
+  bad.writeUInt32BE(bad.length - 4, 0); // a kill record with one byte after its header
+  z.stdin!.write(bad);
+  await until('the malformed record to be refused', () => unread.length > 0, 30_000);
+  assert.equal(unread[0]!['code'], 'E_BAD_REQUEST');
+  assert.match(String(unread[0]!['message']), /9-byte header alone/);
+  assert.equal(events.has(sleeper), false, 'the malformed kill did not kill');
+  z.stdin!.write(encodeZygoteControl(W.UB_ZYGOTE_FRAME_KILL, sleeper));
+  const killed = await answer(sleeper);
+  assert.deepEqual([killed['event'], killed['code'], killed['signal'], killed['timedOut']], ['exit', null, 'SIGKILL', false]);
 });
