@@ -13,6 +13,8 @@ import { NodeProcessSpawner, SystemClock } from '../src/platform/node-platform.j
 import { ZygoteRunner, type UpcallRequest } from '../src/upcall/zygote-runner.js';
 import { stats } from './harness.js';
 import { LightContainer } from './light-container.js';
+import { Pidfd } from '../src/ns/pidfd.js';
+import { loadLibc } from '../src/ns/libc.js';
 
 const [dir, nText = '300', mode = 'builtin', kind = 'unusual'] = process.argv.slice(2);
 const n = Number(nText);
@@ -39,6 +41,7 @@ try {
     initStartTime: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]),
     pidnsIno: Number(/\[(\d+)\]/.exec(readlinkSync(`/proc/${c.initPid}/ns/pid`))![1]),
     host: false,
+    init: Pidfd.open(loadLibc(), c.initPid),
   };
   const req: UpcallRequest = mode === 'exec'
     ? { target, mode: 'exec', argv: ['/bin/true'], timeoutMs: 10_000, outputCap: 4096 }

@@ -43,7 +43,7 @@ export async function spawnBench(c: { initPid: number }, opts: { warmup: number;
   const warm = make();
   using init = Pidfd.open(libc, c.initPid);
   using pidns = init.namespace('pid');
-  const target: UpcallTarget = { initPid: c.initPid, initStartTime: startTimeOf(init), pidnsIno: pidns.identity().ino, host: false };
+  const target: UpcallTarget = { initPid: c.initPid, initStartTime: startTimeOf(init), pidnsIno: pidns.identity().ino, host: false, init };
   const base = { target, timeoutMs: 10_000, outputCap: 4096 };
   const exec: UpcallRequest = { ...base, mode: 'exec', argv: ['/bin/true'] };
   const relay: UpcallRequest = { ...base, mode: 'builtin', builtin: 'netrelay', argv: [] };

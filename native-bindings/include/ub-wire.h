@@ -34,8 +34,6 @@
 
 /* The zygote's JSON messages: requests ("op") and events ("event"). */
 #define UB_ZYGOTE_OP_SPAWN "spawn"
-#define UB_ZYGOTE_OP_STDIN "stdin"
-#define UB_ZYGOTE_OP_KILL "kill"
 #define UB_ZYGOTE_EVENT_STARTED "started"
 #define UB_ZYGOTE_EVENT_EXIT "exit"
 #define UB_ZYGOTE_EVENT_ERROR "error"
@@ -47,6 +45,12 @@
 #define UB_ZYGOTE_FRAME_STDIN 1
 #define UB_ZYGOTE_FRAME_STDOUT 2
 #define UB_ZYGOTE_DATA_HEADER 9
+
+/* Control records, broker to zygote, the same header and nothing after it:
+ * end a stream request's stdin once what is queued is written (EOF), or kill
+ * the request's tree now (KILL).  Ignored for an id not in flight. */
+#define UB_ZYGOTE_FRAME_EOF 3
+#define UB_ZYGOTE_FRAME_KILL 4
 
 /* The netrelay builtin (netrelay.h): the largest file and DNS message. */
 #define UB_NETRELAY_MAX_FILE 1048576

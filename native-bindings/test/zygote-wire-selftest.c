@@ -3,7 +3,8 @@
  * frames parsed as the zygote parses them (ub_json_validate, collect_members,
  * parse_request), hostile ones refused with the reason the broker sees,
  * events framed into the output queue (a length, then one JSON object), and
- * the binary stdin and stdout frames (kind, 8-byte id, raw bytes).
+ * the binary stdin and stdout frames (kind, 8-byte id, raw bytes) and the
+ * eof and kill records (kind and id alone).
  *
  * Prints "FAIL ..." lines (every check with -v), then "N passed, N failed".
  */
@@ -41,7 +42,7 @@ static int parse(const char *body, struct spawn_args *a, const char **why)
 	return rc;
 }
 
-#define BASE "\"id\":1,\"op\":\"spawn\",\"initPid\":42,\"initStartTime\":1234,\"pidns\":4026531836,\"mode\":\"exec\",\"timeoutMs\":5000"
+#define BASE "\"id\":1,\"op\":\"spawn\",\"initPidfd\":7,\"initPid\":42,\"initStartTime\":1234,\"pidns\":4026531836,\"mode\":\"exec\",\"timeoutMs\":5000"
 
 /* The request refused, with a reason that contains want. */
 static void refused(int line, const char *body, const char *want)
@@ -65,6 +66,7 @@ static void test_spawn(void)
 		    "\"cwd\":\"/tmp\",\"stdinBase64\":\"aGk=\",\"outputCap\":100,\"host\":false}", &a, &why);
 	CHECK(rc == 0, "full spawn: %s", why);
 	CHECK(a.target.pid == 42 && a.target.start_time == 1234 && a.target.pidns_ino == 4026531836ULL && a.target.pidfd == -1);
+	CHECK(a.broker_fd == 7, "initPidfd is the broker's fd number (taken later, by handle_frame): %d", a.broker_fd);
 	CHECK(!a.target.host && a.builtin == BUILTIN_NONE && !a.stream);
 	CHECK(a.argv && !strcmp(a.argv[0], "/bin/echo") && !strcmp(a.argv[1], "h\xc3\xa9") && !a.argv[2]);
 	CHECK(a.envp && !strcmp(a.envp[0], "PATH=/bin") && !strcmp(a.envp[1], "A=b=c") && !a.envp[2]);
@@ -82,7 +84,7 @@ static void test_spawn(void)
 	free_args(&a);
 
 	/* builtins need no argv */
-	rc = parse("{\"id\":2,\"op\":\"spawn\",\"initPid\":1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"builtin\","
+	rc = parse("{\"id\":2,\"op\":\"spawn\",\"initPidfd\":0,\"initPid\":1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"builtin\","
 		    "\"builtin\":\"netrelay\",\"stream\":true,\"host\":true,\"timeoutMs\":1}", &a, &why);
 	CHECK(rc == 0, "builtin: %s", why);
 	CHECK(a.builtin == BUILTIN_NETRELAY && a.stream && a.target.host);
@@ -110,27 +112,37 @@ static void test_refused(void)
 	REFUSED("{" BASE ",\"argv\":[\"x\"],\"stdinBase64\":\"aGk\"}", "stdinBase64 is not valid base64");
 	REFUSED("{" BASE ",\"argv\":[\"x\"],\"stdinBase64\":\"aGl=\"}", "stdinBase64 is not valid base64");
 	REFUSED("{" BASE ",\"argv\":[\"x\"],\"outputCap\":8388609}", "outputCap must be an integer");
-	REFUSED("{" BASE ",\"argv\":[\"x\"],\"eof\":true}", "eof is for op \"stdin\"");
+	REFUSED("{" BASE ",\"argv\":[\"x\"],\"eof\":true}", "unknown member"); /* eof is a binary frame */
 	REFUSED("{" BASE ",\"argv\":[\"x\"],\"dataBase64\":\"\"}", "unknown member");
 	REFUSED("{" BASE ",\"argv\":[\"x\"],\"host\":1}", "host must be a boolean");
 	REFUSED("{" BASE ",\"argv\":[\"x\"],\"builtin\":\"netrelay\"}", "builtin is for mode \"builtin\"");
-	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPid\":1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"builtin\",\"builtin\":\"sh\",\"timeoutMs\":1}",
+	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPidfd\":3,\"initPid\":1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"builtin\",\"builtin\":\"sh\",\"timeoutMs\":1}",
 		"unknown builtin");
-	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPid\":0,\"initStartTime\":1,\"pidns\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":1}",
+	/* init's pidfd: the broker's fd number, required (init is never found by its pid) */
+	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPid\":1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":1}",
+		"initPidfd must be a file descriptor number");
+	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPidfd\":-1,\"initPid\":1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":1}",
+		"initPidfd must be a file descriptor number");
+	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPidfd\":2147483648,\"initPid\":1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":1}",
+		"initPidfd must be a file descriptor number");
+	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPidfd\":\"5\",\"initPid\":1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":1}",
+		"initPidfd must be a file descriptor number");
+	REFUSED("{" BASE ",\"argv\":[\"x\"],\"initPidfd\":8}", "duplicate member");
+	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPidfd\":3,\"initPid\":0,\"initStartTime\":1,\"pidns\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":1}",
 		"initPid must be a positive integer");
-	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPid\":-1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":1}",
+	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPidfd\":3,\"initPid\":-1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":1}",
 		"initPid must be a positive integer");
-	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPid\":2147483648,\"initStartTime\":1,\"pidns\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":1}",
+	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPidfd\":3,\"initPid\":2147483648,\"initStartTime\":1,\"pidns\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":1}",
 		"initPid must be a positive integer");
-	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPid\":1,\"initStartTime\":1.5,\"pidns\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":1}",
+	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPidfd\":3,\"initPid\":1,\"initStartTime\":1.5,\"pidns\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":1}",
 		"initStartTime must be a positive integer");
-	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPid\":1,\"initStartTime\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":1}",
+	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPidfd\":3,\"initPid\":1,\"initStartTime\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":1}",
 		"pidns must be a positive integer");
-	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPid\":1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"shell\",\"argv\":[\"x\"],\"timeoutMs\":1}",
+	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPidfd\":3,\"initPid\":1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"shell\",\"argv\":[\"x\"],\"timeoutMs\":1}",
 		"mode must be");
-	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPid\":1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":0}",
+	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPidfd\":3,\"initPid\":1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":0}",
 		"timeoutMs must be an integer in 1..3600000");
-	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPid\":1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":3600001}",
+	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPidfd\":3,\"initPid\":1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":3600001}",
 		"timeoutMs must be an integer in 1..3600000");
 
 	/* 257 arguments */
@@ -224,9 +236,26 @@ static void test_data_frames(void)
 	ub_buf_free(&outq);
 }
 
+/* eof and kill: the 9-byte header alone, nothing after it */
+static void test_control_frames(void)
+{
+	static const char eof[] = "\x03\x00\x00\x00\x00\x00\x00\x01\x02", kill[] = "\x04\xff\x00\x00\x00\x00\x00\x00\x07";
+	unsigned long long id = 0;
+	int kind = 0;
+
+	CHECK(parse_control_frame(eof, UB_ZYGOTE_DATA_HEADER, &kind, &id) == 0 && kind == UB_ZYGOTE_FRAME_EOF && id == 258);
+	CHECK(parse_control_frame(kill, UB_ZYGOTE_DATA_HEADER, &kind, &id) == 0 && kind == UB_ZYGOTE_FRAME_KILL &&
+	      id == 0xff00000000000007ULL);
+	CHECK(parse_control_frame(eof, UB_ZYGOTE_DATA_HEADER - 1, &kind, &id) < 0, "shorter than the header");
+	CHECK(parse_control_frame("\x03\0\0\0\0\0\0\0\x01x", UB_ZYGOTE_DATA_HEADER + 1, &kind, &id) < 0, "bytes after the header");
+	CHECK(parse_control_frame("\x01\0\0\0\0\0\0\0\x01", UB_ZYGOTE_DATA_HEADER, &kind, &id) < 0, "a stdin frame is no control frame");
+	CHECK(parse_control_frame("\x05\0\0\0\0\0\0\0\x01", UB_ZYGOTE_DATA_HEADER, &kind, &id) < 0, "an unknown kind");
+}
+
 int main(int argc, char **argv)
 {
 	selftest_init(argc, argv);
+	test_control_frames();
 	test_spawn();
 	test_refused();
 	test_events();

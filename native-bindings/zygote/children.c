@@ -296,16 +296,24 @@ void __attribute__((noreturn)) run_a(const struct spawn_args *a, int in, int out
 {
 	struct ub_context ctx;
 	struct ub_ctx_error e;
+	struct ub_ctx_target target = a->target;
 	char msg[MSG_MAX];
 	const char *what;
 	pid_t b;
 	int st, n, tmpl = ctl >= 0;
 
-	if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0 || dup2(sock, CHILD_SOCK) < 0 ||
-	    (tmpl && dup2(ctl, TMPL_CTL) < 0))
+	/* init's pidfd goes to A_INIT_PIDFD, above the fds dup2'd below first
+	 * (F_DUPFD picks a free number, so no other fd of ours is overwritten) */
+	target.pidfd = fcntl(a->target.pidfd, F_DUPFD_CLOEXEC, A_INIT_PIDFD + 1);
+	if (target.pidfd < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0 || dup2(sock, CHILD_SOCK) < 0 ||
+	    (tmpl && dup2(ctl, TMPL_CTL) < 0) || dup3(target.pidfd, A_INIT_PIDFD, O_CLOEXEC) < 0)
 		_exit(UB_EXIT_SPAWNER);
-	/* nothing of the zygote: other requests' pipes, its own stdin/stdout */
-	syscall(UB_NR_close_range, tmpl ? TMPL_CTL + 1 : CHILD_SOCK + 1, ~0U, 0);
+	target.pidfd = A_INIT_PIDFD;
+	target.start_time = 0; /* the pidfd is init: no second identification by number */
+	/* nothing of the zygote: other requests' pipes and init pidfds, its own stdin/stdout */
+	syscall(UB_NR_close_range, A_INIT_PIDFD + 1, ~0U, 0);
+	if (!tmpl)
+		close(TMPL_CTL); /* not ours (any other number below A_INIT_PIDFD is dup2'd above) */
 	fcntl(CHILD_SOCK, F_SETFD, FD_CLOEXEC);
 	if (tmpl)
 		fcntl(TMPL_CTL, F_SETFD, FD_CLOEXEC);
@@ -317,7 +325,7 @@ void __attribute__((noreturn)) run_a(const struct spawn_args *a, int in, int out
 
 	PROF(prof_slot, PF_A_START);
 	ub_ctx_init(&ctx);
-	if (ub_ctx_open(&ctx, &a->target, &e) < 0)
+	if (ub_ctx_open(&ctx, &target, &e) < 0)
 		child_fail(&e);
 	PROF(prof_slot, PF_A_OPEN);
 	/* before the capture: any later change shows as a difference */

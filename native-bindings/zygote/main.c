@@ -60,6 +60,7 @@ char stdin_tmp[65536], stream_tmp[65536];
 size_t outq_off, discard;
 int stdin_eof;
 pid_t zygote_pid;
+int broker_pidfd = -1;
 
 /* ------------------------------------------------------------------------
  * profiling (zygote.h)
@@ -305,6 +306,34 @@ static void ensure_std_fds(void)
 		close(fd);
 }
 
+/*
+ * A pidfd of the broker, our parent: pidfd_open(getppid()), then getppid()
+ * again (a parent that died in between left us to a reaper, and the pidfd
+ * might name a process that reused its pid).  pidfd_getfd(2) needs
+ * PTRACE_MODE_ATTACH_REALCREDS over the broker: we are its child with its
+ * credentials, but Yama's ptrace_scope 3 (or a scope of 1-2 without
+ * CAP_SYS_PTRACE) refuses; probed here on a number no process has open
+ * (EBADF: allowed, EPERM: refused), so that the broker learns it at once
+ * instead of at every spawn.
+ */
+static int open_broker(void)
+{
+	pid_t parent = getppid();
+
+	broker_pidfd = (int)syscall(UB_NR_pidfd_open, parent, 0);
+	if (broker_pidfd < 0 || getppid() != parent || parent == 1) {
+		fprintf(stderr, "upcall-zygote: pidfd_open(parent %d): %s\n", (int)parent,
+			broker_pidfd < 0 ? strerror(errno) : "the parent exited");
+		return -1;
+	}
+	if (syscall(UB_NR_pidfd_getfd, broker_pidfd, INT_MAX, 0) >= 0 || errno != EBADF) {
+		fprintf(stderr, "upcall-zygote: pidfd_getfd on the broker refused (%s): see /proc/sys/kernel/yama/ptrace_scope\n",
+			strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 static int usage(FILE *to, int status)
 {
 	fputs("Usage: upcall-zygote [--no-context-cache] [--context-ttl-ms N] [--context-idle-ms N] [--max-contexts N]\n\n"
@@ -352,6 +381,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGCHLD, SIG_DFL);
 	zygote_pid = getpid();
+	if (open_broker() < 0)
+		return UB_EXIT_SPAWNER;
 	ub_compat_init(); /* probed once here; every A, B and T inherits the answers */
 	cn_open();
 #ifdef UB_ZYGOTE_PROFILE

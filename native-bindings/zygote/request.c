@@ -86,6 +86,7 @@ static void free_req(struct req *r)
 {
 	drop_attempt(r);
 	ub_close_fd(&r->apidfd);
+	ub_close_fd(&r->a.target.pidfd);
 	free_args(&r->a);
 	reset_req(r);
 }
@@ -264,10 +265,10 @@ static void handle_stdin_data(unsigned long long id, const char *data, size_t n)
 	r->a.input_len += n;
 }
 
-/* {"id":N,"op":"stdin","eof":true}: a stream request's stdin ends once what
- * is queued is written; {"id":N,"op":"kill"}: kill it now.  An unknown id
+/* UB_ZYGOTE_FRAME_EOF: a stream request's stdin ends once what is queued is
+ * written; UB_ZYGOTE_FRAME_KILL: kill it now.  An unknown id
  * (the request has ended) is ignored. */
-static void handle_control(unsigned long long id, int kill_op, struct ub_json_span v[K_COUNT])
+static void handle_control(unsigned long long id, int kill_op)
 {
 	struct req *r = find_req(id);
 
@@ -279,11 +280,58 @@ static void handle_control(unsigned long long id, int kill_op, struct ub_json_sp
 		ub_close_fd(&r->in_fd);
 		return;
 	}
-	if (v[K_EOF].p && ub_json_is(v[K_EOF], "true")) {
-		r->in_eof = 1;
-		if (r->in_fd >= 0 && r->in_off >= r->a.input_len)
-			ub_close_fd(&r->in_fd);
+	r->in_eof = 1;
+	if (r->in_fd >= 0 && r->in_off >= r->a.input_len)
+		ub_close_fd(&r->in_fd);
+}
+
+/*
+ * Init's pidfd for a request: the broker's fd a->broker_fd, taken now (the
+ * broker keeps that fd open until the request's final event, so the number
+ * cannot name another file yet).  The pidfd, not a number, is init from here
+ * on; it must name a live process whose pid is initPid (the template key).
+ * 0, or -1 with the error already emitted.
+ */
+static int take_init_pidfd(unsigned long long id, struct spawn_args *a)
+{
+	char message[200];
+	pid_t pid;
+	int fd = (int)syscall(UB_NR_pidfd_getfd, broker_pidfd, a->broker_fd, 0), e;
+
+	if (fd < 0) {
+		e = errno;
+		snprintf(message, sizeof(message), "pidfd_getfd(broker, %d): %s", a->broker_fd, strerror(e));
+		emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "initPidfd", e, message);
+		return -1;
 	}
+	a->target.pidfd = fd;
+	pid = ub_pidfd_pid(fd);
+	if (pid < 0 && errno == ESRCH) {
+		emit_error_raw(1, id, "E_INIT_EXITED", "E_INIT_EXITED", "initPidfd", ESRCH, "init exited (its pidfd names no process)");
+		return -1;
+	}
+	if (pid < 0) {
+		e = errno;
+		snprintf(message, sizeof(message), "broker fd %d is not a pidfd: %s", a->broker_fd, strerror(e));
+		emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "initPidfd", e, message);
+		return -1;
+	}
+	if (pid != a->target.pid) {
+		snprintf(message, sizeof(message), "initPidfd names pid %d, not initPid %d", (int)pid, (int)a->target.pid);
+		emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "initPidfd", EINVAL, message);
+		return -1;
+	}
+	if (ub_ctx_target_exited(fd)) {
+		emit_error_raw(1, id, "E_INIT_EXITED", "E_INIT_EXITED", "initPidfd", ESRCH, "init exited (its pidfd polls readable)");
+		return -1;
+	}
+	return 0;
+}
+
+static void free_spawn_args(struct spawn_args *a)
+{
+	ub_close_fd(&a->target.pidfd);
+	free_args(a);
 }
 
 void handle_frame(const char *body, size_t len)
@@ -294,7 +342,7 @@ void handle_frame(const char *body, size_t len)
 	struct req *r;
 	size_t vlen;
 	int have_id = 0;
-	struct spawn_args a = { 0 };
+	struct spawn_args a = { .target.pidfd = -1 };
 	const char *data;
 
 	if (len > 0 && (unsigned char)body[0] == UB_ZYGOTE_FRAME_STDIN) {
@@ -302,6 +350,15 @@ void handle_frame(const char *body, size_t len)
 			emit_error_raw(0, 0, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, "stdin frame shorter than its header");
 		else
 			handle_stdin_data(id, data, vlen);
+		return;
+	}
+	if (len > 0 && ((unsigned char)body[0] == UB_ZYGOTE_FRAME_EOF || (unsigned char)body[0] == UB_ZYGOTE_FRAME_KILL)) {
+		int kind;
+
+		if (parse_control_frame(body, len, &kind, &id) < 0)
+			emit_error_raw(0, 0, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, "a control frame is its 9-byte header alone");
+		else
+			handle_control(id, kind == UB_ZYGOTE_FRAME_KILL);
 		return;
 	}
 	if (ub_json_validate(body, len) < 0) {
@@ -318,13 +375,9 @@ void handle_frame(const char *body, size_t len)
 		emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, why);
 		return;
 	}
-	if (m[K_OP].p && (ub_json_is(m[K_OP], "\"" UB_ZYGOTE_OP_STDIN "\"") || ub_json_is(m[K_OP], "\"" UB_ZYGOTE_OP_KILL "\""))) {
-		handle_control(id, ub_json_is(m[K_OP], "\"" UB_ZYGOTE_OP_KILL "\""), m);
-		return;
-	}
 	if (!m[K_OP].p || !ub_json_is(m[K_OP], "\"" UB_ZYGOTE_OP_SPAWN "\"")) {
 		emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL,
-			       "op must be \"spawn\", \"stdin\" or \"kill\"");
+			       "op must be \"spawn\" (stdin, eof and kill are binary frames)");
 		return;
 	}
 	if (m[K_STARTED].p && !ub_json_is(m[K_STARTED], "true") && !ub_json_is(m[K_STARTED], "false")) {
@@ -336,9 +389,13 @@ void handle_frame(const char *body, size_t len)
 		emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, why);
 		return;
 	}
+	if (take_init_pidfd(id, &a) < 0) {
+		free_spawn_args(&a);
+		return;
+	}
 	r = free_slot();
 	if (!r) {
-		free_args(&a);
+		free_spawn_args(&a);
 		emit_error_raw(1, id, "E_BUSY", "E_BUSY", "accept request", EAGAIN, "too many upcalls in flight (512)");
 		return;
 	}
@@ -396,16 +453,10 @@ static char *request_fields(struct req *r)
 	return out.p;
 }
 
-/* Is the request's init gone (its pid freed, or now another process's)? */
+/* Has the request's init exited (its pidfd, never its pid)? */
 static int init_gone(const struct req *r)
 {
-	char path[64], st[1024];
-	unsigned long long start;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)r->a.target.pid);
-	if (ub_read_small_at(AT_FDCWD, path, st, sizeof(st)) < 0 || ub_proc_start_time(st, &start) < 0)
-		return 1;
-	return r->a.target.start_time && start != r->a.target.start_time;
+	return ub_ctx_target_exited(r->a.target.pidfd);
 }
 
 static void maybe_start(struct req *r)

@@ -86,6 +86,16 @@ int parse_data_frame(const char *body, size_t len, int kind, unsigned long long 
 	return 0;
 }
 
+int parse_control_frame(const char *body, size_t len, int *kind, unsigned long long *id)
+{
+	if (len != UB_ZYGOTE_DATA_HEADER ||
+	    ((unsigned char)body[0] != UB_ZYGOTE_FRAME_EOF && (unsigned char)body[0] != UB_ZYGOTE_FRAME_KILL))
+		return -1;
+	*kind = (unsigned char)body[0];
+	*id = ub_be64_get((const unsigned char *)body + 1);
+	return 0;
+}
+
 void emit_data(int kind, unsigned long long id, const char *data, size_t n)
 {
 	unsigned char head[UB_FRAME_HEADER + UB_ZYGOTE_DATA_HEADER];
@@ -293,7 +303,7 @@ static int parse_input(struct ub_json_span v, struct spawn_args *a, const char *
 
 static const char *const key_names[K_COUNT] = {
 	"id", "op", "initPid", "initStartTime", "pidns", "host", "mode", "builtin", "argv", "env", "cwd",
-	"stdinBase64", "timeoutMs", "outputCap", "stream", "eof", "startedEvent",
+	"stdinBase64", "timeoutMs", "outputCap", "stream", "startedEvent", "initPidfd",
 };
 
 int collect_members(const char *body, size_t len, struct ub_json_span v[K_COUNT], const char **why)
@@ -328,12 +338,13 @@ int parse_request(struct ub_json_span v[K_COUNT], struct spawn_args *a, const ch
 {
 	unsigned long long x;
 
-	if (v[K_EOF].p)
-		return *why = "eof is for op \"stdin\"", -1;
 	if (!v[K_PID].p || ub_json_uint(v[K_PID], INT_MAX, &x) < 0 || x == 0)
 		return *why = "initPid must be a positive integer", -1;
 	a->target.pid = (pid_t)x;
-	a->target.pidfd = -1;
+	a->target.pidfd = -1; /* taken by handle_frame from the broker's a->broker_fd */
+	if (!v[K_PIDFD].p || ub_json_uint(v[K_PIDFD], INT_MAX, &x) < 0)
+		return *why = "initPidfd must be a file descriptor number", -1;
+	a->broker_fd = (int)x;
 	if (!v[K_START].p || ub_json_uint(v[K_START], 1ULL << 53, &a->target.start_time) < 0 || !a->target.start_time)
 		return *why = "initStartTime must be a positive integer", -1;
 	if (!v[K_PIDNS].p || ub_json_uint(v[K_PIDNS], 1ULL << 53, &a->target.pidns_ino) < 0 || !a->target.pidns_ino)

@@ -4,8 +4,9 @@
  *
  * One request, cold (no template for its init yet):
  *
- *   zygote --fork--> A  outside: opens init by pidfd (checking its start time
- *                       and pid namespace), captures its context from the
+ *   zygote --fork--> A  outside: with init's pidfd (the broker's, taken with
+ *                       pidfd_getfd as the request was read; its pid namespace
+ *                       checked), captures its context from the
  *                       host's view (context/), applies what needs the host
  *                       (cgroups, rlimits...), then enters: setns into init's
  *                       namespaces, chroot, credentials, capabilities
@@ -72,6 +73,7 @@
 #define MSG_MAX 8192
 #define CHILD_SOCK 3
 #define TMPL_CTL 4                      /* a template's end of its control socket */
+#define A_INIT_PIDFD 5                  /* in A: init's pidfd (the request's), below close_range's start */
 #define MAX_TEMPLATES 256
 #define TEMPLATE_SLOTS (MAX_TEMPLATES * 2) /* live ones, and retired ones until reaped */
 #define QMSG_MAX (64u << 10)            /* a request forwarded to a template, at most */
@@ -79,7 +81,13 @@
 enum builtin { BUILTIN_NONE, BUILTIN_ECHO_CONTEXT, BUILTIN_NETRELAY };
 
 struct spawn_args {
+	/* target.pidfd: init's pidfd, taken from the broker (pidfd_getfd) as the
+	 * frame is parsed; the zygote's until the request is freed (free_req).
+	 * target.pid, start_time and pidns_ino only find a template (the cache
+	 * key) and are compared with what the pidfd names: init is never looked
+	 * up by number. */
 	struct ub_ctx_target target;
+	int broker_fd;                  /* "initPidfd": the broker's fd number of init's pidfd */
 	int builtin;                    /* enum builtin; BUILTIN_NONE: exec argv */
 	int stream;                     /* stdout in data frames; stdin (data frames) open until "eof" */
 	char **argv, **envp;            /* NULL-terminated */
@@ -182,6 +190,9 @@ extern char stdin_tmp[65536], stream_tmp[65536];
 extern size_t outq_off, discard;
 extern int stdin_eof;
 extern pid_t zygote_pid;
+/* A pidfd of the broker (our parent), from startup: init pidfds are taken
+ * from it with pidfd_getfd(2) (take_init_pidfd, request.c). */
+extern int broker_pidfd;
 
 /* wire.c: the events not yet written to stdout */
 extern struct ub_buf outq;
@@ -202,7 +213,7 @@ extern int cn_fd;
 
 /* the request members (wire.c) */
 enum key { K_ID, K_OP, K_PID, K_START, K_PIDNS, K_HOST, K_MODE, K_BUILTIN, K_ARGV, K_ENV, K_CWD,
-	   K_STDIN, K_TIMEOUT, K_CAP, K_STREAM, K_EOF, K_STARTED, K_COUNT };
+	   K_STDIN, K_TIMEOUT, K_CAP, K_STREAM, K_STARTED, K_PIDFD, K_COUNT };
 
 /*
  * profiling (bench/profile-zygote.sh builds with -DUB_ZYGOTE_PROFILE): every
@@ -226,6 +237,9 @@ void prof_dump(int slot);
 void emit(const char *json, size_t len);
 /* A binary frame of kind (UB_ZYGOTE_FRAME_*): 0 and its id and bytes, or -1. */
 int parse_data_frame(const char *body, size_t len, int kind, unsigned long long *id, const char **data, size_t *n);
+/* A control record (UB_ZYGOTE_FRAME_EOF or _KILL): 0 and its kind and id, or
+ * -1 (not one, or bytes after the header). */
+int parse_control_frame(const char *body, size_t len, int *kind, unsigned long long *id);
 /* Queue a binary frame of kind for request id. */
 void emit_data(int kind, unsigned long long id, const char *data, size_t n);
 void emit_error_raw(int have_id, unsigned long long id, const char *code, const char *native,

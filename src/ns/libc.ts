@@ -28,6 +28,8 @@ export interface Libc {
   /** setns(2) of the calling thread; only CLONE_NEWNET is used (a multi-threaded process may change it). */
   setns(fd: number, nstype: number): number;
   recv(fd: number, buf: Buffer): number;
+  /** fcntl(F_DUPFD_CLOEXEC): a second fd for the same open file (the zygote's copy of a held pidfd). */
+  dupCloexec(fd: number): number;
   sendto(fd: number, data: Buffer, addr: Buffer): number;
   errno(): number;
 }
@@ -64,6 +66,7 @@ function bind(koffi: KoffiModule, lib: ReturnType<KoffiModule['load']>): Libc {
   const poll = lib.func('int poll(_Inout_ uint8_t *fds, unsigned long nfds, int timeout)');
   const socket = lib.func('int socket(int domain, int type, int protocol)');
   const setns = lib.func('int setns(int fd, int nstype)');
+  const fcntl = lib.func('int fcntl(int fd, int cmd, ...)');
   const recv = lib.func('long recv(int fd, _Out_ uint8_t *buf, unsigned long len, int flags)');
   const sendto = lib.func('long sendto(int fd, const uint8_t *buf, unsigned long len, int flags, const uint8_t *addr, unsigned int addrlen)');
   const statx = lib.func('int statx(int dirfd, const char *path, int flags, unsigned int mask, _Inout_ uint8_t *buf)');
@@ -88,6 +91,7 @@ function bind(koffi: KoffiModule, lib: ReturnType<KoffiModule['load']>): Libc {
     netlinkSocket: (protocol) => socket(16 /* AF_NETLINK */, 2 | 0x80000 /* SOCK_DGRAM | SOCK_CLOEXEC */, protocol) as number,
     setns: (fd, nstype) => setns(fd, nstype) as number,
     recv: (fd, buf) => Number(recv(fd, buf, buf.length, 0)),
+    dupCloexec: (fd) => fcntl(fd, 1030 /* F_DUPFD_CLOEXEC */, 'int', 3) as number,
     sendto: (fd, data, addr) => Number(sendto(fd, data, data.length, 0x4000 /* MSG_NOSIGNAL */, addr, addr.length)),
     errno: () => koffi.errno(),
   };

@@ -80,6 +80,13 @@ export class Pidfd extends OwnedFd {
     return out;
   }
 
+  /** A second pidfd for the same process (F_DUPFD_CLOEXEC), owned by the caller. */
+  dup(): Pidfd {
+    const fd = this.libc.dupCloexec(this.fd);
+    if (fd < 0) throw errnoError('fcntl(F_DUPFD_CLOEXEC)', this.libc.errno(), `pidfd of process ${this.pid}`);
+    return new Pidfd(fd, this.libc, this.pid);
+  }
+
   /** True while the process runs: a pidfd polls readable once the process has exited. */
   isAlive(): boolean {
     return pollExited(this.libc, [this.fd])[0] !== true;

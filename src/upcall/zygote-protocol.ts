@@ -21,6 +21,13 @@ export const ZYGOTE_MAX_ARGS = W.UB_ZYGOTE_MAX_ARGS;
 export interface SpawnFrame {
   id: number;
   op: typeof W.UB_ZYGOTE_OP_SPAWN;
+  /**
+   * The broker's fd number of init's pidfd: the zygote takes it with
+   * pidfd_getfd(2) as it reads the frame, and that pidfd is init from then on.
+   * The broker keeps the fd open until the request's final event.
+   */
+  initPidfd: number;
+  /** initPid, initStartTime and pidns find a cached context (the zygote checks initPid against the pidfd). */
   initPid: number;
   initStartTime: number;
   pidns: number;
@@ -38,11 +45,6 @@ export interface SpawnFrame {
   timeoutMs: number;
   outputCap: number;
 }
-
-/** The end of a stream request's stdin (its bytes go in data frames); or kill a request now. */
-export type ControlFrame =
-  | { id: number; op: typeof W.UB_ZYGOTE_OP_STDIN; eof: true }
-  | { id: number; op: typeof W.UB_ZYGOTE_OP_KILL };
 
 /** Command-line options of the zygote (native-bindings/README.md, "The context cache"). */
 export interface ZygoteOptions {
@@ -91,7 +93,7 @@ export const ZygoteEvent = z.discriminatedUnion('event', [
 ]);
 export type ZygoteEvent = z.infer<typeof ZygoteEvent>;
 
-export function encodeZygoteFrame(message: SpawnFrame | ControlFrame): Buffer {
+export function encodeZygoteFrame(message: SpawnFrame): Buffer {
   const body = Buffer.from(JSON.stringify(message), 'utf8');
   const header = Buffer.alloc(ZYGOTE_HEADER_BYTES);
   header.writeUInt32BE(body.length, 0);
@@ -105,6 +107,15 @@ export function encodeZygoteData(kind: number, id: number, data: Uint8Array): Bu
   head[ZYGOTE_HEADER_BYTES] = kind;
   head.writeBigUInt64BE(BigInt(id), ZYGOTE_HEADER_BYTES + 1);
   return Buffer.concat([head, data]);
+}
+
+/**
+ * A control record: W.UB_ZYGOTE_FRAME_EOF (a stream request's stdin ends once
+ * what is queued is written) or W.UB_ZYGOTE_FRAME_KILL (kill it now). The data
+ * frame header alone.
+ */
+export function encodeZygoteControl(kind: typeof W.UB_ZYGOTE_FRAME_EOF | typeof W.UB_ZYGOTE_FRAME_KILL, id: number): Buffer {
+  return encodeZygoteData(kind, id, Buffer.alloc(0));
 }
 
 /** A frame body that is a data frame of kind: its request id and bytes; else null (a JSON frame). */

@@ -14,6 +14,7 @@ import { compatEnv } from '../ns/kernel-compat.js';
 import {
   DEFAULT_ZYGOTE_OPTIONS,
   decodeZygoteData,
+  encodeZygoteControl,
   encodeZygoteData,
   encodeZygoteFrame,
   zygoteArgs,
@@ -22,7 +23,6 @@ import {
   ZYGOTE_MAX_TIMEOUT_MS,
   ZygoteEvent,
   ZygoteFrameReader,
-  type ControlFrame,
   type SpawnFrame,
   type ZygoteOptions,
 } from './zygote-protocol.js';
@@ -35,6 +35,12 @@ export interface UpcallTarget {
   pidnsIno: number;
   /** P0 is the broker's own pid namespace: run in the broker's namespaces and credentials. */
   host: boolean;
+  /**
+   * Init's pidfd, as the broker holds it: the zygote takes a dup of it
+   * (pidfd_getfd) and never looks init up by number. initPid, initStartTime
+   * and pidnsIno only find a cached context there.
+   */
+  init: Pidfd;
 }
 
 export interface UpcallRequest {
@@ -118,6 +124,8 @@ const MAX_QUEUED = 4096;
 
 interface Pending {
   req: UpcallRequest;
+  /** Our dup of init's pidfd, named by the spawn frame: open until the request's final event (see submit). */
+  init: Pidfd;
   startedAt: number;
   pid: number;
   /** A pidfd for `pid`, opened when it was reported started: who to kill if the zygote dies (killOrphan). */
@@ -134,6 +142,7 @@ interface Queued {
   id: number;
   frame: Buffer;
   req: UpcallRequest;
+  init: Pidfd;
   stdout: Readable | null;
   /** Control frames written before the spawn frame went out. */
   held: Buffer[];
@@ -152,6 +161,8 @@ export class ZygoteRunner implements UpcallRunner {
   private readonly log: Logger;
   private readonly path: string;
   private readonly pending = new Map<number, Pending>();
+  /** Init pidfd dups of requests given up on (watchdog) before the zygote answered: closed at its late final event, or when it exits. */
+  private readonly lingering = new Map<number, Pidfd>();
   private readonly queue: Queued[] = [];
   /** Pending requests marked idle. */
   private idleCount = 0;
@@ -210,12 +221,12 @@ export class ZygoteRunner implements UpcallRunner {
         cb();
       },
       final: (cb) => {
-        this.control({ id, op: 'stdin', eof: true });
+        this.sendFor(id, encodeZygoteControl(W.UB_ZYGOTE_FRAME_EOF, id));
         cb();
       },
     });
     stdin.on('error', () => undefined);
-    const kill = () => this.control({ id, op: 'kill' });
+    const kill = () => this.sendFor(id, encodeZygoteControl(W.UB_ZYGOTE_FRAME_KILL, id));
     const close = async (graceMs = 2000): Promise<void> => {
       if (!stdin.writableEnded) stdin.end();
       const timer = setTimeout(kill, graceMs);
@@ -226,22 +237,32 @@ export class ZygoteRunner implements UpcallRunner {
     return { stdin, stdout, outcome, kill, close, setIdle };
   }
 
+  /**
+   * The spawn frame names our own dup of init's pidfd by number: the zygote
+   * takes it (pidfd_getfd) when it reads the frame, which may be later. The
+   * dup stays open until this request's final event (or the zygote's end),
+   * so the number cannot name another file meanwhile, even if the context
+   * closes its pidfd.
+   */
   private submit(id: number, req: UpcallRequest, stdout: Readable | null): Promise<UpcallOutcome> {
     let frame: Buffer;
+    let init: Pidfd | undefined;
     try {
-      frame = encodeZygoteFrame(toFrame(id, req, stdout !== null));
+      if (req.target.init.closed) throw new BrokerError('E_INIT_EXITED', `the init (pid ${req.target.initPid}) has exited`);
+      init = req.target.init.dup();
+      frame = encodeZygoteFrame(toFrame(id, req, stdout !== null, init.fd));
     } catch (err) {
+      init?.close();
       return Promise.reject(BrokerError.from(err));
     }
-    if (this.queue.length >= MAX_QUEUED) return Promise.reject(new BrokerError('E_BUSY', 'too many upcalls waiting'));
+    if (this.queue.length >= MAX_QUEUED) {
+      init.close();
+      return Promise.reject(new BrokerError('E_BUSY', 'too many upcalls waiting'));
+    }
     return new Promise<UpcallOutcome>((resolve, reject) => {
-      this.queue.push({ id, frame, req, stdout, held: [], resolve, reject });
+      this.queue.push({ id, frame, req, init, stdout, held: [], resolve, reject });
       this.pump();
     });
-  }
-
-  private control(frame: ControlFrame): void {
-    this.sendFor(frame.id, encodeZygoteFrame(frame));
   }
 
   /** A frame for request id: written now when its spawn frame is out, else after it; dropped once it has ended. */
@@ -267,13 +288,15 @@ export class ZygoteRunner implements UpcallRunner {
     while (this.queue.length > 0 && this.pending.size < ZYGOTE_CAPACITY) {
       const next = this.nextFair();
       if (next < 0) return;
-      const { id, frame, req, stdout, held, resolve, reject } = this.queue.splice(next, 1)[0]!;
+      const { id, frame, req, init, stdout, held, resolve, reject } = this.queue.splice(next, 1)[0]!;
       const proc = this.ensureZygote();
       const watchdog = setTimeout(() => {
         this.killOrphan(this.pending.get(id));
+        const p = this.pending.get(id);
+        if (p) this.lingering.set(id, p.init); // the zygote may not have read the frame yet
         this.settle(id, new BrokerError('E_UPCALL_TIMEOUT', `the upcall zygote did not answer request ${id} in time`, { id }));
       }, req.timeoutMs + ANSWER_GRACE_MS);
-      this.pending.set(id, { req, startedAt: this.clock.monotonic(), pid: 0, pidfd: null, watchdog, stdout, idle: false, resolve, reject });
+      this.pending.set(id, { req, init, startedAt: this.clock.monotonic(), pid: 0, pidfd: null, watchdog, stdout, idle: false, resolve, reject });
       this.countActive(req, 1);
       this.write(proc, held.length > 0 ? Buffer.concat([frame, ...held]) : frame);
     }
@@ -323,8 +346,12 @@ export class ZygoteRunner implements UpcallRunner {
     const exited = this.exited;
     this.proc = null;
     const stopped = new BrokerError('E_SPAWN', 'the upcall runner was stopped');
-    for (const q of this.queue.splice(0)) q.reject(stopped);
+    for (const q of this.queue.splice(0)) {
+      q.init.close();
+      q.reject(stopped);
+    }
     this.failAll(stopped);
+    this.closeLingering();
     if (!proc || !exited) return;
     proc.stdin?.end(); // the zygote kills its in-flight upcalls and exits
     const timer = setTimeout(() => proc.kill('SIGKILL'), STOP_GRACE_MS);
@@ -374,6 +401,17 @@ export class ZygoteRunner implements UpcallRunner {
     this.log.warn(why, { pid: proc.pid, inFlight: this.pending.size });
     for (const p of this.pending.values()) this.killOrphan(p);
     this.failAll(new BrokerError('E_SPAWN', why));
+    this.closeLingering();
+  }
+
+  private dropLingering(id: number): void {
+    this.lingering.get(id)?.close();
+    this.lingering.delete(id);
+  }
+
+  private closeLingering(): void {
+    for (const init of this.lingering.values()) init.close();
+    this.lingering.clear();
   }
 
   private failAll(err: BrokerError): void {
@@ -387,6 +425,7 @@ export class ZygoteRunner implements UpcallRunner {
     if (p.idle) this.idleCount--;
     else this.countActive(p.req, -1);
     p.pidfd?.close();
+    if (!this.lingering.has(id)) p.init.close();
     clearTimeout(p.watchdog);
     if (result instanceof BrokerError) p.reject(result);
     else p.resolve(result);
@@ -453,7 +492,10 @@ export class ZygoteRunner implements UpcallRunner {
       return;
     }
     const p = this.pending.get(ev.id);
-    if (!p) return;
+    if (!p) {
+      if (ev.event !== 'started') this.dropLingering(ev.id); // its final event: the zygote is done with the frame
+      return;
+    }
     if (ev.event === 'started') {
       p.pid = ev.pid;
       p.pidfd = this.pin(ev.pid, ev.startTime ?? null);
@@ -477,7 +519,7 @@ export class ZygoteRunner implements UpcallRunner {
   }
 }
 
-function toFrame(id: number, req: UpcallRequest, stream: boolean): SpawnFrame {
+function toFrame(id: number, req: UpcallRequest, stream: boolean, initPidfd: number): SpawnFrame {
   const bad = (why: string): never => {
     throw new BrokerError('E_BAD_REQUEST', why);
   };
@@ -490,6 +532,7 @@ function toFrame(id: number, req: UpcallRequest, stream: boolean): SpawnFrame {
   return {
     id,
     op: 'spawn',
+    initPidfd,
     initPid: t.initPid,
     initStartTime: t.initStartTime,
     pidns: t.pidnsIno,

@@ -10,6 +10,7 @@ import { PassThrough, Writable } from 'node:stream';
 import { defaultConfig } from '../../src/common/defaults.js';
 import { NullLoggerFactory } from '../../src/logging/winston-logger-factory.js';
 import type { Libc } from '../../src/ns/libc.js';
+import type { Pidfd } from '../../src/ns/pidfd.js';
 import { SystemClock } from '../../src/platform/node-platform.js';
 import { type UpcallRequest, ZygoteRunner } from '../../src/upcall/zygote-runner.js';
 import { W } from '../../src/common/wire-constants.js';
@@ -19,14 +20,21 @@ export interface SentFrame {
   op: string;
   id: number;
   pidns?: number;
+  initPidfd?: number;
   eof?: boolean;
   /** The bytes of a binary stdin frame. */
   data?: Buffer;
 }
 
+/** Binary frames as the op they stand for: stdin bytes, the end of stdin (eof), kill. */
 function parseFrame(body: Buffer): SentFrame {
   const data = decodeZygoteData(W.UB_ZYGOTE_FRAME_STDIN, body);
-  return data ? { op: 'stdin', id: data.id, data: Buffer.from(data.data) } : (JSON.parse(body.toString()) as SentFrame);
+  if (data) return { op: 'stdin', id: data.id, data: Buffer.from(data.data) };
+  const eof = decodeZygoteData(W.UB_ZYGOTE_FRAME_EOF, body);
+  if (eof) return { op: 'stdin', id: eof.id, eof: true };
+  const kill = decodeZygoteData(W.UB_ZYGOTE_FRAME_KILL, body);
+  if (kill) return { op: 'kill', id: kill.id };
+  return JSON.parse(body.toString()) as SentFrame;
 }
 
 export class FakeZygote extends EventEmitter {
@@ -96,9 +104,22 @@ export function runnerWith(zygotes: FakeZygote | FakeZygote[], libc: Libc = {} a
   return new ZygoteRunner({ spawn }, defaultConfig(), new NullLoggerFactory(), new SystemClock(), libc);
 }
 
+/** Init's pidfd as the fake runner sees it: dup() gives a stand-in that only counts its close (no zygote takes it). */
+export const fakeInit = {
+  closed: false,
+  dups: 0,
+  open: 0,
+  dup() {
+    fakeInit.dups++;
+    fakeInit.open++;
+    let closed = false;
+    return { fd: 1000 + fakeInit.dups, get closed() { return closed; }, close() { if (!closed) fakeInit.open--; closed = true; } };
+  },
+} as unknown as Pidfd & { dups: number; open: number };
+
 /** A builtin upcall in the context whose pid namespace is `pidnsIno`. */
 export const upcall = (pidnsIno: number, more: Partial<UpcallRequest> = {}): UpcallRequest => ({
-  target: { initPid: 1, initStartTime: 1, pidnsIno, host: false },
+  target: { initPid: 1, initStartTime: 1, pidnsIno, host: false, init: fakeInit },
   mode: 'builtin', builtin: 'echo-context', argv: ['x'], timeoutMs: 60_000, outputCap: 1024, ...more,
 });
 

@@ -19,6 +19,7 @@ import type { TestContainer } from '../testbed/index.js';
 import { CONTAINER_ENV } from '../testbed/launch.js';
 import { PROBE } from './fixtures.js';
 import { realLibc, realSpawner } from './native.js';
+import { initPidfd } from './init-pidfd.js';
 
 export { PROBE };
 export const ZYGOTE_BINARY = join(PACKAGE_ROOT, 'build', 'Release', 'upcall-zygote');
@@ -105,7 +106,7 @@ export async function probeViaOneShotSpawner(c: TestContainer): Promise<Probe> {
  */
 interface ZygoteRunnerLike {
   run(req: {
-    target: { initPid: number; initStartTime: number; pidnsIno: number; host: boolean };
+    target: { initPid: number; initStartTime: number; pidnsIno: number; host: boolean; init: Pidfd };
     mode: 'exec';
     argv: readonly string[];
     timeoutMs: number;
@@ -148,7 +149,7 @@ export async function loadZygoteRunner(modulePath = ZYGOTE_RUNNER_JS): Promise<Z
  * env), so whatever differs from a real child of init is the runner's doing.
  */
 export async function probeViaZygote(runner: ZygoteRunnerLike, c: TestContainer): Promise<ZygoteProbe> {
-  const target = { initPid: c.initPid, initStartTime: Number(c.initStartTime), pidnsIno: c.ns.pid, host: false };
+  const target = { initPid: c.initPid, initStartTime: Number(c.initStartTime), pidnsIno: c.ns.pid, host: false, init: initPidfd(c.initPid) };
   const r = await runner.run({ target, mode: 'exec', argv: [PROBE], timeoutMs: PROBE_TIMEOUT_MS, outputCap: OUTPUT_CAP });
   const what = `via ZygoteRunner (signal ${r.signal})`;
   return { probe: parseRun(what, r.code, r.stdout.toString('utf8'), r.stderr.toString('utf8')), context: r.fields };

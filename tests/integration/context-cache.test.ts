@@ -15,6 +15,7 @@ import { compareProbes, probeAsInitChild, probeViaZygote, type Probe } from '../
 import { Testbed, type TestContainer } from '../testbed/index.js';
 import { zygoteRunner } from '../helpers/native.js';
 import { until } from '../helpers/until.js';
+import { initPidfd } from '../helpers/init-pidfd.js';
 
 const bed = new Testbed();
 const runners: ZygoteRunner[] = [];
@@ -27,7 +28,7 @@ function startTime(pid: number): number {
   return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
 }
 
-const target = (): UpcallTarget => ({ initPid: c.initPid, initStartTime: startTime(c.initPid), pidnsIno: c.ns.pid, host: false });
+const target = (): UpcallTarget => ({ initPid: c.initPid, initStartTime: startTime(c.initPid), pidnsIno: c.ns.pid, host: false, init: initPidfd(c.initPid) });
 const sh = (r: ZygoteRunner, script: string): Promise<UpcallOutcome> =>
   r.run({ target: target(), mode: 'exec', argv: ['sh', '-c', script], timeoutMs: 10_000, outputCap: 4096 });
 

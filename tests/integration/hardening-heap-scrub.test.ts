@@ -17,6 +17,7 @@ import type { UpcallTarget, ZygoteRunner } from '../../src/upcall/zygote-runner.
 import { zygoteRunner } from '../helpers/native.js';
 import { until } from '../helpers/until.js';
 import { Testbed, type TestContainer } from '../testbed/index.js';
+import { initPidfd } from '../helpers/init-pidfd.js';
 
 const bed = new Testbed();
 const runners: ZygoteRunner[] = [];
@@ -57,7 +58,7 @@ function startTime(pid: number): number {
   return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
 }
 
-const targetOf = (c: TestContainer): UpcallTarget => ({ initPid: c.initPid, initStartTime: startTime(c.initPid), pidnsIno: c.ns.pid, host: false });
+const targetOf = (c: TestContainer): UpcallTarget => ({ initPid: c.initPid, initStartTime: startTime(c.initPid), pidnsIno: c.ns.pid, host: false, init: initPidfd(c.initPid) });
 
 /** Which of the secrets a process's memory holds (every readable mapping but [vsyscall]). */
 function secretsIn(pid: number, secrets: Secrets): string[] {

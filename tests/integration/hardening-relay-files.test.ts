@@ -23,6 +23,7 @@ import type { UpcallTarget, ZygoteRunner } from '../../src/upcall/zygote-runner.
 import { zygoteRunner } from '../helpers/native.js';
 import type { ChildHandle } from '../testbed/child-handles.js';
 import { Testbed, type TestContainer } from '../testbed/index.js';
+import { initPidfd } from '../helpers/init-pidfd.js';
 
 const bed = new Testbed();
 const runners: ZygoteRunner[] = [];
@@ -40,7 +41,7 @@ function startTime(pid: number): number {
   return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
 }
 
-const targetOf = (c: TestContainer): UpcallTarget => ({ initPid: c.initPid, initStartTime: startTime(c.initPid), pidnsIno: c.ns.pid, host: false });
+const targetOf = (c: TestContainer): UpcallTarget => ({ initPid: c.initPid, initStartTime: startTime(c.initPid), pidnsIno: c.ns.pid, host: false, init: initPidfd(c.initPid) });
 
 /** The container's file at HOST_DIR's path in its root, and /links with the ways out. */
 async function plant(c: TestContainer): Promise<void> {

@@ -26,6 +26,7 @@ import { takePid } from '../helpers/pid-reuse.js';
 import { admin } from '../helpers/reliability.js';
 import { Testbed, type TestContainer } from '../testbed/index.js';
 import type { ZygoteRunner } from '../../src/upcall/zygote-runner.js';
+import { initPidfd } from '../helpers/init-pidfd.js';
 
 const native = realLibc();
 // Probed now, before `before` forces the fallbacks for the other libc: the native
@@ -200,7 +201,7 @@ describe('the C programs take the same forced fallbacks', () => {
     const runner = zygoteRunner(runners);
     const startTime = Number(readFileSync(`/proc/${a.initPid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19]);
     const out = await runner.run({
-      target: { initPid: a.initPid, initStartTime: startTime, pidnsIno: a.ns.pid, host: false },
+      target: { initPid: a.initPid, initStartTime: startTime, pidnsIno: a.ns.pid, host: false, init: initPidfd(a.initPid) },
       mode: 'exec', argv: ['/bin/sh', '-c', 'exit 3'], timeoutMs: 10_000, outputCap: 4096,
     });
     assert.match(out.fields['namespaces'] ?? '', /found via \/proc\/<pid>\/ns/);
@@ -226,7 +227,7 @@ describe('the C programs take the same forced fallbacks', () => {
       const pidnsIno = statSync(`/proc/${initPid}/ns/pid`).ino;
       const runner = zygoteRunner(runners);
       for (const [argv, code, signal] of [[['/bin/sh', '-c', 'exit 5'], 5, null], [['/bin/sh', '-c', 'kill -TERM $$'], null, 'SIGTERM']] as const) {
-        const out = await runner.run({ target: { initPid, initStartTime: startTime, pidnsIno, host: false }, mode: 'exec', argv, timeoutMs: 10_000, outputCap: 4096 });
+        const out = await runner.run({ target: { initPid, initStartTime: startTime, pidnsIno, host: false, init: initPidfd(initPid) }, mode: 'exec', argv, timeoutMs: 10_000, outputCap: 4096 });
         assert.deepEqual([out.code, out.signal], [code, signal], argv.join(' '));
       }
     } finally {

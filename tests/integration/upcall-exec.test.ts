@@ -22,6 +22,7 @@ import { procStat, Testbed, type TestContainer } from '../testbed/index.js';
 import { scaled } from '../testbed/time-scale.js';
 import { zygoteRunner } from '../helpers/native.js';
 import { until } from '../helpers/until.js';
+import { exitedPidfd, initPidfd } from '../helpers/init-pidfd.js';
 
 const ZYGOTE = join(defaultConfig().nativeDir, 'upcall-zygote');
 const bed = new Testbed();
@@ -49,11 +50,11 @@ function nsLink(pid: number | 'self', type: string): string {
 }
 
 function targetOf(x: TestContainer): UpcallTarget {
-  return { initPid: x.initPid, initStartTime: startTime(x.initPid), pidnsIno: x.ns.pid, host: false };
+  return { initPid: x.initPid, initStartTime: startTime(x.initPid), pidnsIno: x.ns.pid, host: false, init: initPidfd(x.initPid) };
 }
 
 function hostTarget(): UpcallTarget {
-  return { initPid: 1, initStartTime: startTime(1), pidnsIno: Number(/\[(\d+)\]/.exec(nsLink('self', 'pid'))![1]), host: true };
+  return { initPid: 1, initStartTime: startTime(1), pidnsIno: Number(/\[(\d+)\]/.exec(nsLink('self', 'pid'))![1]), host: true, init: initPidfd(1) };
 }
 
 function exec(argv: readonly string[], more: Partial<UpcallRequest> = {}, on: TestContainer = c, r = runner): Promise<UpcallOutcome> {
@@ -251,8 +252,10 @@ describe('failures', () => {
   test('a dead or replaced init is E_INIT_EXITED, never a hang', async () => {
     const x = await bed.create({ name: 'upx-dead' });
     const t = targetOf(x);
-    await assert.rejects(runner.run({ target: { ...t, initStartTime: t.initStartTime + 1 }, mode: 'exec', argv: ['true'], timeoutMs: 5000, outputCap: 10 }),
-      (e: { code?: string }) => e.code === 'E_INIT_EXITED', 'another start time: a reused pid');
+    // init is its pidfd, not its number: a pidfd of a process that has exited, with a live init's pid (a reused pid)
+    const gone = await exitedPidfd();
+    await assert.rejects(runner.run({ target: { ...t, init: gone }, mode: 'exec', argv: ['true'], timeoutMs: 5000, outputCap: 10 }),
+      (e: { code?: string }) => e.code === 'E_INIT_EXITED', 'the pidfd of an exited process: a reused pid').finally(() => gone.close());
     await assert.rejects(runner.run({ target: { ...t, pidnsIno: t.pidnsIno + 1 }, mode: 'exec', argv: ['true'], timeoutMs: 5000, outputCap: 10 }),
       (e: { code?: string }) => e.code === 'E_INIT_EXITED', 'another pid namespace');
     // init dies while requests are being spawned: each settles, none hangs
@@ -300,7 +303,7 @@ describe('failures', () => {
       return Buffer.concat([h, b]);
     };
     const h = hostTarget();
-    const good = { id: 9, op: 'spawn', initPid: h.initPid, initStartTime: h.initStartTime, pidns: h.pidnsIno, host: true, mode: 'exec', argv: ['echo', 'fine'], timeoutMs: 5000, outputCap: 100 };
+    const good = { id: 9, op: 'spawn', initPidfd: h.init.fd, initPid: h.initPid, initStartTime: h.initStartTime, pidns: h.pidnsIno, host: true, mode: 'exec', argv: ['echo', 'fine'], timeoutMs: 5000, outputCap: 100 };
     z.stdin.write(frame('{not json'));
     z.stdin.write(frame(JSON.stringify({ ...good, id: 1, extra: true })));
     z.stdin.write(frame(JSON.stringify({ ...good, id: 2, argv: [] })));

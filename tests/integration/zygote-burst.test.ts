@@ -17,6 +17,7 @@ import { test } from 'node:test';
 import { defaultConfig } from '../../src/common/defaults.js';
 import { scaled } from '../testbed/time-scale.js';
 import { until } from '../helpers/until.js';
+import { initPidfd } from '../helpers/init-pidfd.js';
 
 const ZYGOTE = join(defaultConfig().nativeDir, 'upcall-zygote');
 
@@ -45,7 +46,7 @@ test('a burst of host-context upcalls in one read: every one runs (none dropped 
     }
   });
   const pidns = Number(/\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))![1]);
-  const host = { op: 'spawn', initPid: 1, initStartTime: startTime(1), pidns, host: true, mode: 'exec', timeoutMs: scaled(20_000), outputCap: 100 };
+  const host = { op: 'spawn', initPidfd: initPidfd(1).fd, initPid: 1, initStartTime: startTime(1), pidns, host: true, mode: 'exec', timeoutMs: scaled(20_000), outputCap: 100 };
   const ROUNDS = 4;
   const BURST = 16;
   try {

@@ -34,5 +34,5 @@ export function liveTarget(ctx: UpcallContext, what = `context ${ctx.id}`, detai
   const held = ctx.namespaces;
   if (ctx.state !== 'live' || held === null) throw new BrokerError('E_INIT_EXITED', `the init of ${what} has exited`, details);
   // A host context (P0 is the broker's own pid namespace) runs in the broker's own namespaces and credentials.
-  return { init: held.init, target: { initPid: ctx.initPid, initStartTime: ctx.initStartTime, pidnsIno: ctx.pidnsId.ino, host: held.host } };
+  return { init: held.init, target: { initPid: ctx.initPid, initStartTime: ctx.initStartTime, pidnsIno: ctx.pidnsId.ino, host: held.host, init: held.init } };
 }
