@@ -18,7 +18,7 @@ export const FRAME_HEADER_BYTES = W.UB_FRAME_HEADER;
 export const FRAME_LENGTH_MAX = 0xffff_ffff;
 
 /** One frame: the header, then the parts of the body as they are (no copy of the body beyond the one concat). */
-export function encodeLengthFrame(...body: readonly Buffer[]): Buffer {
+export function encodeLengthFrame(...body: readonly Uint8Array[]): Buffer {
   const length = body.reduce((n, b) => n + b.length, 0);
   if (length > FRAME_LENGTH_MAX) throw new RangeError(`a frame body of ${length} bytes does not fit a 4-byte length`);
   const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { encodeLengthFrame, LengthFrameDecoder } from '../common/frame.js';
 import { W } from '../common/wire-constants.js';
 
 /**
@@ -10,7 +11,6 @@ import { W } from '../common/wire-constants.js';
  * whole outputs in base64, so frames can be a few MiB: chunks are kept in a
  * list and joined once per frame, not per chunk.
  */
-export const ZYGOTE_HEADER_BYTES = W.UB_FRAME_HEADER;
 /** Two streams of 8 MiB in base64 plus the envelope, with room to spare. */
 export const ZYGOTE_MAX_EVENT = 32 * 1024 * 1024;
 /** Limits the zygote enforces (native-bindings/include/ub-wire.h); checked here first for clearer errors. */
@@ -94,19 +94,15 @@ export const ZygoteEvent = z.discriminatedUnion('event', [
 export type ZygoteEvent = z.infer<typeof ZygoteEvent>;
 
 export function encodeZygoteFrame(message: SpawnFrame): Buffer {
-  const body = Buffer.from(JSON.stringify(message), 'utf8');
-  const header = Buffer.alloc(ZYGOTE_HEADER_BYTES);
-  header.writeUInt32BE(body.length, 0);
-  return Buffer.concat([header, body]);
+  return encodeLengthFrame(Buffer.from(JSON.stringify(message), 'utf8'));
 }
 
 /** A binary data frame of kind (W.UB_ZYGOTE_FRAME_*) for request id, with its length header. */
 export function encodeZygoteData(kind: number, id: number, data: Uint8Array): Buffer {
-  const head = Buffer.alloc(ZYGOTE_HEADER_BYTES + W.UB_ZYGOTE_DATA_HEADER);
-  head.writeUInt32BE(W.UB_ZYGOTE_DATA_HEADER + data.length, 0);
-  head[ZYGOTE_HEADER_BYTES] = kind;
-  head.writeBigUInt64BE(BigInt(id), ZYGOTE_HEADER_BYTES + 1);
-  return Buffer.concat([head, data]);
+  const head = Buffer.alloc(W.UB_ZYGOTE_DATA_HEADER);
+  head[0] = kind;
+  head.writeBigUInt64BE(BigInt(id), 1);
+  return encodeLengthFrame(head, data);
 }
 
 /**
@@ -124,37 +120,9 @@ export function decodeZygoteData(kind: number, body: Buffer): { id: number; data
   return { id: Number(body.readBigUInt64BE(1)), data: body.subarray(W.UB_ZYGOTE_DATA_HEADER) };
 }
 
-/** Incremental reader of the zygote's event frames. Throws on an oversized frame (the stream is then lost). */
-export class ZygoteFrameReader {
-  private chunks: Buffer[] = [];
-  private size = 0;
-
-  push(chunk: Buffer): Buffer[] {
-    this.chunks.push(chunk);
-    this.size += chunk.length;
-    const frames: Buffer[] = [];
-    for (;;) {
-      if (this.size < ZYGOTE_HEADER_BYTES) break;
-      const head = this.peek(ZYGOTE_HEADER_BYTES);
-      const len = head.readUInt32BE(0);
-      if (len > ZYGOTE_MAX_EVENT) throw new Error(`zygote event frame of ${len} bytes is over the limit`);
-      if (this.size < ZYGOTE_HEADER_BYTES + len) break;
-      const all = this.take(ZYGOTE_HEADER_BYTES + len);
-      frames.push(all.subarray(ZYGOTE_HEADER_BYTES));
-    }
-    return frames;
-  }
-
-  private peek(n: number): Buffer {
-    if (this.chunks[0]!.length < n) this.chunks = [Buffer.concat(this.chunks)];
-    return this.chunks[0]!.subarray(0, n);
-  }
-
-  private take(n: number): Buffer {
-    const joined = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
-    const rest = joined.subarray(n);
-    this.chunks = rest.length > 0 ? [rest] : [];
-    this.size = rest.length;
-    return joined.subarray(0, n);
+/** Incremental reader of the zygote's event frames (the one length framer). Throws FrameLengthError on an oversized frame (the stream is then lost). */
+export class ZygoteFrameReader extends LengthFrameDecoder {
+  constructor() {
+    super({ maxFrame: ZYGOTE_MAX_EVENT, what: 'zygote event frame' });
   }
 }
