@@ -52,6 +52,21 @@
 #define UB_ZYGOTE_FRAME_EOF 3
 #define UB_ZYGOTE_FRAME_KILL 4
 
+/* Events, zygote to broker, the same header first.  STARTED: then the pid
+ * and ppid (4 bytes each, big-endian) and the start time (8 bytes, clock
+ * ticks after boot as /proc/<pid>/stat field 22; 0: unknown), nothing after.
+ * ERROR: then a flag byte (UB_ZYGOTE_ERROR_NO_ID: the frame it answers could
+ * not be read, so the id means nothing), errno (4 bytes, big-endian, signed),
+ * then four strings, each a 2-byte big-endian length and that many bytes of
+ * UTF-8: the broker's code, the native code, the step, the message; nothing
+ * after.  The exit event stays JSON. */
+#define UB_ZYGOTE_FRAME_STARTED 5
+#define UB_ZYGOTE_STARTED_LEN 25
+#define UB_ZYGOTE_FRAME_ERROR 6
+#define UB_ZYGOTE_ERROR_HEADER 14
+#define UB_ZYGOTE_ERROR_NO_ID 1
+#define UB_ZYGOTE_ERROR_MAX_STRING 1024
+
 /* The netrelay builtin (netrelay.h): the largest file and DNS message. */
 #define UB_NETRELAY_MAX_FILE 1048576
 #define UB_NETRELAY_MAX_MSG 65535

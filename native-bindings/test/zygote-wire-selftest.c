@@ -2,9 +2,9 @@
  * zygote-wire-selftest: the zygote's wire (zygote/wire.c) on its own: request
  * frames parsed as the zygote parses them (ub_json_validate, collect_members,
  * parse_request), hostile ones refused with the reason the broker sees,
- * events framed into the output queue (a length, then one JSON object), and
- * the binary stdin and stdout frames (kind, 8-byte id, raw bytes) and the
- * eof and kill records (kind and id alone).
+ * events framed into the output queue (started and error as binary records,
+ * exit as a JSON object), and the binary stdin and stdout frames (kind,
+ * 8-byte id, raw bytes) and the eof and kill records (kind and id alone).
  *
  * Prints "FAIL ..." lines (every check with -v), then "N passed, N failed".
  */
@@ -177,26 +177,89 @@ static int drain(char *out, size_t cap)
 	return 0;
 }
 
+/* The one frame queued since the last call, its body in *body (the queue
+ * keeps it until ub_buf_free); -1 if there is not exactly one. */
+static int one_frame(const unsigned char **body, size_t *len)
+{
+	if (outq.len < UB_FRAME_HEADER)
+		return -1;
+	*len = ub_frame_len((const unsigned char *)outq.p);
+	*body = (const unsigned char *)outq.p + UB_FRAME_HEADER;
+	return outq.len == UB_FRAME_HEADER + *len ? 0 : -1;
+}
+
+/* An error record, read back as the broker reads it: -1 if its lengths do
+ * not add up to the frame. */
+struct error_record {
+	unsigned long long id;
+	int flags, err;
+	char s[4][UB_ZYGOTE_ERROR_MAX_STRING + 1]; /* code, native, step, message */
+};
+
+static int read_error(struct error_record *e)
+{
+	const unsigned char *b;
+	size_t len, off = UB_ZYGOTE_ERROR_HEADER;
+
+	if (one_frame(&b, &len) < 0 || len < UB_ZYGOTE_ERROR_HEADER || b[0] != UB_ZYGOTE_FRAME_ERROR)
+		return -1;
+	e->id = ub_be64_get(b + 1);
+	e->flags = b[9];
+	e->err = (int)ub_frame_len(b + 10);
+	for (int i = 0; i < 4; i++) {
+		size_t n;
+
+		if (off + 2 > len)
+			return -1;
+		n = (size_t)b[off] << 8 | b[off + 1];
+		if (off + 2 + n > len || n > UB_ZYGOTE_ERROR_MAX_STRING)
+			return -1;
+		memcpy(e->s[i], b + off + 2, n);
+		e->s[i][n] = '\0';
+		off += 2 + n;
+	}
+	ub_buf_free(&outq);
+	return off == len ? 0 : -1;
+}
+
 static void test_events(void)
 {
 	static struct req r;
-	char out[4096], *s = NULL;
+	static struct error_record e;
+	static char longer[3000];
+	char out[4096];
+	const unsigned char *b;
+	size_t len;
 
 	memset(&r, 0, sizeof(r));
 	r.id = 7;
 	emit_error_raw(1, 7, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse \"x\"\n", EINVAL, "tab\there \xff");
-	CHECK(drain(out, sizeof(out)) == 0 && ub_json_get_string(out, strlen(out) - 1, "step", &s) == 0 &&
-	      !strcmp(s, "parse \"x\"\n"), "error event: %s", out);
-	free(s);
-	CHECK(strstr(out, "\"event\":\"" UB_ZYGOTE_EVENT_ERROR "\"") && strstr(out, "\"id\":7") && strstr(out, "tab\\there ?"),
-	      "error event escapes: %s", out);
+	CHECK(read_error(&e) == 0 && e.id == 7 && e.flags == 0 && e.err == EINVAL && !strcmp(e.s[0], "E_BAD_REQUEST") &&
+	      !strcmp(e.s[1], "E_BAD_REQUEST") && !strcmp(e.s[2], "parse \"x\"\n") && !strcmp(e.s[3], "tab\there \xff"),
+	      "error record: the strings as given, raw");
 
 	emit_error_raw(0, 0, "E_BAD_REQUEST", "E_BAD_REQUEST", "read frame", EMSGSIZE, "too large");
-	CHECK(drain(out, sizeof(out)) == 0 && strstr(out, "\"id\":null"), "error without an id: %s", out);
+	CHECK(read_error(&e) == 0 && e.flags == UB_ZYGOTE_ERROR_NO_ID && e.err == EMSGSIZE, "error without an id");
+
+	emit_error_raw(1, 1, "E_SPAWN", "E_SPAWN", "x", -5, "");
+	CHECK(read_error(&e) == 0 && e.err == -5 && !strcmp(e.s[3], ""), "a negative errno, an empty message");
+
+	/* a long message is cut at the limit, at a character boundary */
+	memset(longer, 'a', sizeof(longer) - 1);
+	memcpy(longer + UB_ZYGOTE_ERROR_MAX_STRING - 1, "\xc3\xa9", 2);
+	emit_error_raw(1, 1, "E_SPAWN", "E_SPAWN", longer, 0, longer);
+	CHECK(read_error(&e) == 0 && strlen(e.s[2]) == UB_ZYGOTE_ERROR_MAX_STRING - 1 && strlen(e.s[3]) == UB_ZYGOTE_ERROR_MAX_STRING - 1,
+	      "long strings cut before the split character: %zu", strlen(e.s[2]));
 
 	emit_native_error(&r, "E_EXEC", "execve(/x)", ENOENT);
-	CHECK(drain(out, sizeof(out)) == 0 && strstr(out, "\"code\":\"E_NOT_FOUND\"") && strstr(out, "\"native\":\"E_EXEC\""),
-	      "E_EXEC with ENOENT is E_NOT_FOUND: %s", out);
+	CHECK(read_error(&e) == 0 && !strcmp(e.s[0], "E_NOT_FOUND") && !strcmp(e.s[1], "E_EXEC") && e.err == ENOENT,
+	      "E_EXEC with ENOENT is E_NOT_FOUND: %s", e.s[0]);
+
+	emit_started(0x0102030405060708ULL, 4242, 1, 0xa0b0c0d0e0f00112ULL);
+	CHECK(one_frame(&b, &len) == 0 && len == UB_ZYGOTE_STARTED_LEN && b[0] == UB_ZYGOTE_FRAME_STARTED &&
+	      ub_be64_get(b + 1) == 0x0102030405060708ULL && ub_frame_len(b + 9) == 4242 && ub_frame_len(b + 13) == 1 &&
+	      ub_be64_get(b + 17) == 0xa0b0c0d0e0f00112ULL, "started record");
+	ub_buf_free(&outq);
 
 	r.have_status = 1;
 	r.status = 3 << 8; /* exited 3 */

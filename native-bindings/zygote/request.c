@@ -461,7 +461,7 @@ static int init_gone(const struct req *r)
 
 static void maybe_start(struct req *r)
 {
-	char json[200], *f;
+	char *f;
 	long ppid = 0;
 
 	/* Before 6.15 the status of a C that died before its go (killed with its
@@ -487,8 +487,8 @@ static void maybe_start(struct req *r)
 	if (r->started_event) {
 		/* while C waits for 'G' its pid is surely its own: the start time that
 		 * lets the broker tell C from a later process with the same pid */
-		char path[64], st[1024], start[24] = "";
-		unsigned long long v;
+		char path[64], st[1024];
+		unsigned long long v, start = 0;
 
 		snprintf(path, sizeof(path), "/proc/%d/stat", (int)r->cpid);
 		if (ub_read_small_at(AT_FDCWD, path, st, sizeof(st)) == 0) {
@@ -497,10 +497,9 @@ static void maybe_start(struct req *r)
 			if (ub_proc_stat_field(st, strlen(st), UB_STAT_PPID, &v) == 0)
 				ppid = (long)v;
 			if (ub_proc_stat_field(st, strlen(st), UB_STAT_START_TIME, &v) == 0)
-				snprintf(start, sizeof(start), "%llu", v);
+				start = v;
 		}
-		emit(json, snprintf(json, sizeof(json), "{\"id\":%llu,\"event\":\"" UB_ZYGOTE_EVENT_STARTED "\",\"pid\":%d,\"ppid\":%d%s%s%s}", r->id,
-				    (int)r->cpid, (int)ppid, *start ? ",\"startTime\":\"" : "", start, *start ? "\"" : ""));
+		emit_started(r->id, (int)r->cpid, (int)ppid, start);
 	}
 	send(r->sock, "G", 1, MSG_NOSIGNAL);
 }

@@ -1,8 +1,8 @@
 /*
  * wire.c: the zygote's side of its pipes to the broker: requests parsed
  * (validated by ub_json_validate first, then walked with basic/json.c) into
- * struct spawn_args, and events (started, stdout, exit, error) framed into
- * the output queue that main.c writes out.  No process state: the wire tests
+ * struct spawn_args, and events framed into the output queue (started,
+ * stdout and error as binary records, exit as JSON) that main.c writes out.  No process state: the wire tests
  * (test/zygote-wire-selftest.c) link it alone.
  */
 #define _GNU_SOURCE
@@ -65,12 +65,12 @@ static const char *signal_name(int sig, char *buf, size_t cap)
  * events (zygote -> broker)
  */
 
-void emit(const char *json, size_t len)
+void emit(const char *body, size_t len)
 {
 	unsigned char hdr[UB_FRAME_HEADER];
 
 	ub_frame_put_len(hdr, (uint32_t)len);
-	if (ub_buf_append(&outq, hdr, sizeof(hdr)) < 0 || ub_buf_append(&outq, json, len) < 0) {
+	if (ub_buf_append(&outq, hdr, sizeof(hdr)) < 0 || ub_buf_append(&outq, body, len) < 0) {
 		fputs("upcall-zygote: out of memory queueing an event\n", stderr);
 		exit(UB_EXIT_SPAWNER);
 	}
@@ -109,17 +109,50 @@ void emit_data(int kind, unsigned long long id, const char *data, size_t n)
 	}
 }
 
+/* s as one string of an error record: a 2-byte length, then at most
+ * UB_ZYGOTE_ERROR_MAX_STRING of its bytes (cut at a character boundary). */
+static size_t put_string(unsigned char *p, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n > UB_ZYGOTE_ERROR_MAX_STRING) {
+		n = UB_ZYGOTE_ERROR_MAX_STRING;
+		while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+			n--;
+	}
+	p[0] = (unsigned char)(n >> 8);
+	p[1] = (unsigned char)n;
+	memcpy(p + 2, s, n);
+	return 2 + n;
+}
+
 void emit_error_raw(int have_id, unsigned long long id, const char *code, const char *native,
 			   const char *step, int err, const char *message)
 {
-	char json[2048], idtext[32], s[600], m[600];
+	unsigned char body[UB_ZYGOTE_ERROR_HEADER + 4 * (2 + UB_ZYGOTE_ERROR_MAX_STRING)];
+	size_t n = UB_ZYGOTE_ERROR_HEADER;
 
-	snprintf(idtext, sizeof(idtext), have_id ? "%llu" : "null", id);
-	ub_json_escape(s, 0, sizeof(s), step);
-	ub_json_escape(m, 0, sizeof(m), message);
-	emit(json, snprintf(json, sizeof(json),
-			    "{\"id\":%s,\"event\":\"" UB_ZYGOTE_EVENT_ERROR "\",\"code\":\"%s\",\"native\":\"%s\",\"step\":\"%s\",\"errno\":%d,\"message\":\"%s\"}",
-			    idtext, code, native, s, err, m));
+	body[0] = UB_ZYGOTE_FRAME_ERROR;
+	ub_be64_put(body + 1, have_id ? id : 0);
+	body[9] = have_id ? 0 : UB_ZYGOTE_ERROR_NO_ID;
+	ub_frame_put_len(body + 10, (uint32_t)err);
+	n += put_string(body + n, code);
+	n += put_string(body + n, native);
+	n += put_string(body + n, step);
+	n += put_string(body + n, message);
+	emit((const char *)body, n);
+}
+
+void emit_started(unsigned long long id, int pid, int ppid, unsigned long long start_time)
+{
+	unsigned char body[UB_ZYGOTE_STARTED_LEN];
+
+	body[0] = UB_ZYGOTE_FRAME_STARTED;
+	ub_be64_put(body + 1, id);
+	ub_frame_put_len(body + 9, (uint32_t)pid);
+	ub_frame_put_len(body + 13, (uint32_t)ppid);
+	ub_be64_put(body + 17, start_time);
+	emit((const char *)body, sizeof(body));
 }
 
 /* A native error (context/ codes) as the broker's code. */

@@ -234,7 +234,8 @@ void prof_dump(int slot);
 #endif
 
 /* wire.c */
-void emit(const char *json, size_t len);
+/* Queue one frame: its length, then body. */
+void emit(const char *body, size_t len);
 /* A binary frame of kind (UB_ZYGOTE_FRAME_*): 0 and its id and bytes, or -1. */
 int parse_data_frame(const char *body, size_t len, int kind, unsigned long long *id, const char **data, size_t *n);
 /* A control record (UB_ZYGOTE_FRAME_EOF or _KILL): 0 and its kind and id, or
@@ -242,8 +243,11 @@ int parse_data_frame(const char *body, size_t len, int kind, unsigned long long 
 int parse_control_frame(const char *body, size_t len, int *kind, unsigned long long *id);
 /* Queue a binary frame of kind for request id. */
 void emit_data(int kind, unsigned long long id, const char *data, size_t n);
+/* An error record (ub-wire.h); have_id 0: answers a frame that could not be read. */
 void emit_error_raw(int have_id, unsigned long long id, const char *code, const char *native,
 			   const char *step, int err, const char *message);
+/* A started record (ub-wire.h); start_time 0: unknown. */
+void emit_started(unsigned long long id, int pid, int ppid, unsigned long long start_time);
 void emit_native_error(struct req *r, const char *native, const char *step, int err);
 void emit_child_error(struct req *r);
 void emit_exit(struct req *r);

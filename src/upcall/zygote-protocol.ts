@@ -1,13 +1,16 @@
 import { z } from 'zod';
+import { BrokerError } from '../common/errors.js';
 import { encodeLengthFrame, LengthFrameDecoder } from '../common/frame.js';
 import { W } from '../common/wire-constants.js';
 
 /**
  * The upcall zygote's pipe protocol (native-bindings/README.md): frames of a
  * 4-byte big-endian length, requests on its stdin, events on its stdout. A
- * frame body is UTF-8 JSON, or, for a stream request's stdin and stdout, a
- * binary data frame: a kind byte (UB_ZYGOTE_FRAME_STDIN or _STDOUT), the
- * request id (8 bytes, big-endian) and the raw bytes. The exit event carries
+ * frame body is a binary record: a kind byte (W.UB_ZYGOTE_FRAME_*), the
+ * request id (8 bytes, big-endian) and what that kind carries (raw stdin and
+ * stdout bytes; eof and kill nothing; started and error fixed and
+ * length-prefixed fields, decodeZygoteEvent); or UTF-8 JSON: the spawn
+ * request and the exit event, whose first byte is never a kind. The exit event carries
  * whole outputs in base64, so frames can be a few MiB: chunks are kept in a
  * list and joined once per frame, not per chunk.
  */
@@ -118,6 +121,92 @@ export function encodeZygoteControl(kind: typeof W.UB_ZYGOTE_FRAME_EOF | typeof 
 export function decodeZygoteData(kind: number, body: Buffer): { id: number; data: Buffer } | null {
   if (body.length < W.UB_ZYGOTE_DATA_HEADER || body[0] !== kind) return null;
   return { id: Number(body.readBigUInt64BE(1)), data: body.subarray(W.UB_ZYGOTE_DATA_HEADER) };
+}
+
+/** A record from the zygote that does not add up: the zygote is then killed, as for any unreadable output. */
+export class ZygoteRecordError extends BrokerError {
+  constructor(what: string) {
+    super('E_PROTOCOL', `malformed record from the upcall zygote: ${what}`);
+  }
+}
+
+const PID_MAX = 0x7fff_ffff;
+
+/**
+ * An event frame (not a stdout data frame) as a ZygoteEvent: a started or
+ * error record (binary, native-bindings/include/ub-wire.h) or the exit event
+ * (JSON). Throws ZygoteRecordError for a binary record whose lengths or
+ * fields are wrong, SyntaxError for a frame that is no JSON either; null for
+ * JSON that does not match the schema.
+ */
+export function decodeZygoteEvent(body: Buffer): ZygoteEvent | null {
+  if (body[0] === W.UB_ZYGOTE_FRAME_STARTED) return decodeStarted(body);
+  if (body[0] === W.UB_ZYGOTE_FRAME_ERROR) return decodeError(body);
+  const parsed = ZygoteEvent.safeParse(JSON.parse(body.toString('utf8')));
+  return parsed.success ? parsed.data : null;
+}
+
+function recordId(body: Buffer): number {
+  const id = body.readBigUInt64BE(1);
+  if (id > BigInt(Number.MAX_SAFE_INTEGER)) throw new ZygoteRecordError(`request id ${id} is over 2^53`);
+  return Number(id);
+}
+
+function decodeStarted(body: Buffer): ZygoteEvent {
+  if (body.length !== W.UB_ZYGOTE_STARTED_LEN) throw new ZygoteRecordError(`started record of ${body.length} bytes, not ${W.UB_ZYGOTE_STARTED_LEN}`);
+  const id = recordId(body);
+  const pid = body.readUInt32BE(9);
+  const ppid = body.readUInt32BE(13);
+  if (pid < 1 || pid > PID_MAX || ppid > PID_MAX) throw new ZygoteRecordError(`started record with pid ${pid}, ppid ${ppid}`);
+  const start = body.readBigUInt64BE(17);
+  return { id, event: W.UB_ZYGOTE_EVENT_STARTED, pid, ppid, ...(start !== 0n ? { startTime: String(start) } : {}) };
+}
+
+function decodeError(body: Buffer): ZygoteEvent {
+  if (body.length < W.UB_ZYGOTE_ERROR_HEADER) throw new ZygoteRecordError(`error record of ${body.length} bytes, shorter than its header`);
+  const flags = body[9]!;
+  if (flags !== 0 && flags !== W.UB_ZYGOTE_ERROR_NO_ID) throw new ZygoteRecordError(`error record with flags ${flags}`);
+  const id = flags === W.UB_ZYGOTE_ERROR_NO_ID ? null : recordId(body);
+  const errno = body.readInt32BE(10);
+  const strings: string[] = [];
+  let off = W.UB_ZYGOTE_ERROR_HEADER;
+  for (let i = 0; i < 4; i++) {
+    if (off + 2 > body.length) throw new ZygoteRecordError(`error record ends before string ${i + 1}`);
+    const n = body.readUInt16BE(off);
+    if (n > W.UB_ZYGOTE_ERROR_MAX_STRING || off + 2 + n > body.length) throw new ZygoteRecordError(`error record string ${i + 1} of ${n} bytes runs past the record`);
+    strings.push(body.toString('utf8', off + 2, off + 2 + n));
+    off += 2 + n;
+  }
+  if (off !== body.length) throw new ZygoteRecordError(`${body.length - off} bytes after the error record`);
+  const [code, native, step, message] = strings as [string, string, string, string];
+  return { id, event: W.UB_ZYGOTE_EVENT_ERROR, code, native, step, errno, message };
+}
+
+/** A started record as the zygote writes it (for fakes and tests); startTime 0n: unknown. */
+export function encodeZygoteStarted(id: number, pid: number, ppid: number, startTime: bigint): Buffer {
+  const body = Buffer.alloc(W.UB_ZYGOTE_STARTED_LEN);
+  body[0] = W.UB_ZYGOTE_FRAME_STARTED;
+  body.writeBigUInt64BE(BigInt(id), 1);
+  body.writeUInt32BE(pid, 9);
+  body.writeUInt32BE(ppid, 13);
+  body.writeBigUInt64BE(startTime, 17);
+  return encodeLengthFrame(body);
+}
+
+/** An error record as the zygote writes it (for fakes and tests); id null: the flag for "no id". */
+export function encodeZygoteError(e: { id: number | null; code: string; native?: string; step: string; errno: number; message: string }): Buffer {
+  const head = Buffer.alloc(W.UB_ZYGOTE_ERROR_HEADER);
+  head[0] = W.UB_ZYGOTE_FRAME_ERROR;
+  head.writeBigUInt64BE(BigInt(e.id ?? 0), 1);
+  head[9] = e.id === null ? W.UB_ZYGOTE_ERROR_NO_ID : 0;
+  head.writeInt32BE(e.errno, 10);
+  const strings = [e.code, e.native ?? e.code, e.step, e.message].map((s) => {
+    const b = Buffer.from(s, 'utf8');
+    const n = Buffer.alloc(2);
+    n.writeUInt16BE(b.length);
+    return Buffer.concat([n, b]);
+  });
+  return encodeLengthFrame(head, ...strings);
 }
 
 /** Incremental reader of the zygote's event frames (the one length framer). Throws FrameLengthError on an oversized frame (the stream is then lost). */

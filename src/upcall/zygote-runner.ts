@@ -14,6 +14,7 @@ import { compatEnv } from '../ns/kernel-compat.js';
 import {
   DEFAULT_ZYGOTE_OPTIONS,
   decodeZygoteData,
+  decodeZygoteEvent,
   encodeZygoteControl,
   encodeZygoteData,
   encodeZygoteFrame,
@@ -21,7 +22,6 @@ import {
   ZYGOTE_MAX_ARGS,
   ZYGOTE_MAX_OUTPUT_CAP,
   ZYGOTE_MAX_TIMEOUT_MS,
-  ZygoteEvent,
   ZygoteFrameReader,
   type SpawnFrame,
   type ZygoteOptions,
@@ -481,12 +481,11 @@ export class ZygoteRunner implements UpcallRunner {
       this.pending.get(data.id)?.stdout?.push(data.data);
       return;
     }
-    const parsed = ZygoteEvent.safeParse(JSON.parse(body.toString('utf8')));
-    if (!parsed.success) {
+    const ev = decodeZygoteEvent(body); // throws for a binary record that does not add up: the zygote is killed
+    if (!ev) {
       this.log.error('malformed event from the upcall zygote', { event: body.toString('utf8').slice(0, 200) });
       return;
     }
-    const ev = parsed.data;
     if (ev.id === null) {
       this.log.error('the upcall zygote refused a request it could not read', { message: ev.event === 'error' ? ev.message : '' });
       return;

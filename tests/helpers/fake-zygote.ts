@@ -1,7 +1,7 @@
 /**
  * A stand-in for the C zygote (build/Release/upcall-zygote) for ZygoteRunner's
  * unit tests: it reads the runner's frames (4-byte big-endian length, JSON or
- * a binary stdin data frame, src/upcall/zygote-protocol.ts), records them, and
+ * a binary record, src/upcall/zygote-protocol.ts), records them, and
  * answers only what the test makes it answer.
  */
 import type { ChildProcess } from 'node:child_process';
@@ -14,7 +14,7 @@ import type { Pidfd } from '../../src/ns/pidfd.js';
 import { SystemClock } from '../../src/platform/node-platform.js';
 import { type UpcallRequest, ZygoteRunner } from '../../src/upcall/zygote-runner.js';
 import { W } from '../../src/common/wire-constants.js';
-import { decodeZygoteData, encodeZygoteData } from '../../src/upcall/zygote-protocol.js';
+import { decodeZygoteData, encodeZygoteData, encodeZygoteError, encodeZygoteStarted } from '../../src/upcall/zygote-protocol.js';
 
 export interface SentFrame {
   op: string;
@@ -66,7 +66,16 @@ export class FakeZygote extends EventEmitter {
     return this.frames.filter((f) => f.op === 'spawn').map((f) => ({ id: f.id, pidns: f.pidns! }));
   }
 
+  /** An event as the zygote writes it: started and error as binary records, exit (or anything else) as JSON. */
   event(ev: Record<string, unknown>): void {
+    if (ev['event'] === 'started') {
+      this.stdout.write(encodeZygoteStarted(Number(ev['id']), Number(ev['pid']), Number(ev['ppid'] ?? 0), BigInt(String(ev['startTime'] ?? 0))));
+      return;
+    }
+    if (ev['event'] === 'error') {
+      this.stdout.write(encodeZygoteError(ev as unknown as Parameters<typeof encodeZygoteError>[0]));
+      return;
+    }
     const body = Buffer.from(JSON.stringify(ev));
     const head = Buffer.alloc(4);
     head.writeUInt32BE(body.length);

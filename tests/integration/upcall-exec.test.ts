@@ -17,6 +17,7 @@ import { defaultConfig } from '../../src/common/defaults.js';
 import { NullLoggerFactory } from '../../src/logging/winston-logger-factory.js';
 import { NS_TYPES } from '../../src/ns/kernel-constants.js';
 import { SystemClock } from '../../src/platform/node-platform.js';
+import { decodeZygoteEvent } from '../../src/upcall/zygote-protocol.js';
 import { ZygoteRunner, type UpcallOutcome, type UpcallRequest, type UpcallTarget } from '../../src/upcall/zygote-runner.js';
 import { procStat, Testbed, type TestContainer } from '../testbed/index.js';
 import { scaled } from '../testbed/time-scale.js';
@@ -292,7 +293,7 @@ describe('failures', () => {
     z.stdout.on('data', (d: Buffer) => {
       buf = Buffer.concat([buf, d]);
       while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
-        events.push(JSON.parse(buf.subarray(4, 4 + buf.readUInt32BE(0)).toString()) as Record<string, unknown>);
+        events.push(decodeZygoteEvent(buf.subarray(4, 4 + buf.readUInt32BE(0))) as unknown as Record<string, unknown>);
         buf = buf.subarray(4 + buf.readUInt32BE(0));
       }
     });

@@ -15,6 +15,7 @@ import { readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { defaultConfig } from '../../src/common/defaults.js';
+import { decodeZygoteEvent } from '../../src/upcall/zygote-protocol.js';
 import { scaled } from '../testbed/time-scale.js';
 import { until } from '../helpers/until.js';
 import { initPidfd } from '../helpers/init-pidfd.js';
@@ -40,7 +41,7 @@ test('a burst of host-context upcalls in one read: every one runs (none dropped 
   z.stdout.on('data', (d: Buffer) => {
     buf = Buffer.concat([buf, d]);
     while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
-      const ev = JSON.parse(buf.subarray(4, 4 + buf.readUInt32BE(0)).toString()) as Record<string, unknown>;
+      const ev = decodeZygoteEvent(buf.subarray(4, 4 + buf.readUInt32BE(0))) as unknown as Record<string, unknown>;
       buf = buf.subarray(4 + buf.readUInt32BE(0));
       if (ev['event'] === 'exit' || ev['event'] === 'error') events.set(Number(ev['id']), ev);
     }

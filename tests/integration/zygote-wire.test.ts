@@ -28,7 +28,7 @@ import { after, test } from 'node:test';
 import { defaultConfig } from '../../src/common/defaults.js';
 import { W } from '../../src/common/wire-constants.js';
 import { Pidfd } from '../../src/ns/pidfd.js';
-import { encodeZygoteControl, encodeZygoteData } from '../../src/upcall/zygote-protocol.js';
+import { decodeZygoteEvent, encodeZygoteControl, encodeZygoteData } from '../../src/upcall/zygote-protocol.js';
 import { realLibc } from '../helpers/native.js';
 import { until } from '../helpers/until.js';
 
@@ -66,7 +66,7 @@ z.stdout!.on('data', (d: Buffer) => {
       streamed.set(id, (streamed.get(id) ?? '') + body.subarray(W.UB_ZYGOTE_DATA_HEADER).toString());
       continue;
     }
-    const ev = JSON.parse(body.toString()) as Event;
+    const ev = decodeZygoteEvent(body) as unknown as Event; // started and error: binary records; exit: JSON
     if (ev['id'] === null) unread.push(ev);
     else if (ev['event'] === 'started') started.add(Number(ev['id']));
     else if (ev['event'] === 'exit' || ev['event'] === 'error') events.set(Number(ev['id']), ev);
