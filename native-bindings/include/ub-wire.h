@@ -28,12 +28,11 @@
 #define UB_ZYGOTE_MAX_INFLIGHT 512
 #define UB_ZYGOTE_MAX_REQUEST_FRAME 8388608
 #define UB_ZYGOTE_MAX_OUTPUT_CAP 8388608
-#define UB_ZYGOTE_DEFAULT_OUTPUT_CAP 1048576
 #define UB_ZYGOTE_MAX_TIMEOUT_MS 3600000
 #define UB_ZYGOTE_MAX_ARGS 256
 
-/* The zygote's JSON messages: requests ("op") and events ("event"). */
-#define UB_ZYGOTE_OP_SPAWN "spawn"
+/* The zygote's events by name ("event"): the exit event's JSON, and the
+ * objects the broker decodes the started and error records into. */
 #define UB_ZYGOTE_EVENT_STARTED "started"
 #define UB_ZYGOTE_EVENT_EXIT "exit"
 #define UB_ZYGOTE_EVENT_ERROR "error"
@@ -66,6 +65,23 @@
 #define UB_ZYGOTE_ERROR_HEADER 14
 #define UB_ZYGOTE_ERROR_NO_ID 1
 #define UB_ZYGOTE_ERROR_MAX_STRING 1024
+
+/* The spawn request, broker to zygote.  Header: kind, id, mode (1 byte:
+ * UB_ZYGOTE_MODE_*), flags (1 byte: UB_ZYGOTE_SPAWN_*), timeoutMs, outputCap,
+ * initPidfd, initPid (4 bytes each), initStartTime, pidns (8 bytes each).
+ * Then argv: a count (2 bytes) and each string as a 4-byte length and its
+ * bytes; env: the same, each "NAME=value"; cwd: a 4-byte length and its
+ * bytes (0: none); stdin: a 4-byte length and its bytes.  Nothing after.
+ * Integers big-endian; strings without NUL. */
+#define UB_ZYGOTE_FRAME_SPAWN 7
+#define UB_ZYGOTE_SPAWN_HEADER 43
+#define UB_ZYGOTE_MODE_EXEC 0
+#define UB_ZYGOTE_MODE_ECHO_CONTEXT 1
+#define UB_ZYGOTE_MODE_NETRELAY 2
+#define UB_ZYGOTE_SPAWN_HOST 1
+#define UB_ZYGOTE_SPAWN_STREAM 2
+#define UB_ZYGOTE_SPAWN_NO_STARTED 4
+#define UB_ZYGOTE_SPAWN_ENV 8
 
 /* The netrelay builtin (netrelay.h): the largest file and DNS message. */
 #define UB_NETRELAY_MAX_FILE 1048576

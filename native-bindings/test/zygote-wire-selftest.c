@@ -1,7 +1,8 @@
 /*
- * zygote-wire-selftest: the zygote's wire (zygote/wire.c) on its own: request
- * frames parsed as the zygote parses them (ub_json_validate, collect_members,
- * parse_request), hostile ones refused with the reason the broker sees,
+ * zygote-wire-selftest: the zygote's wire (zygote/wire.c) on its own: spawn
+ * records parsed as the zygote parses them (parse_spawn_record, from
+ * exact-size copies), hostile ones (every truncation, lengths past the frame,
+ * fields out of range) refused with the reason the broker sees,
  * events framed into the output queue (started and error as binary records,
  * exit as a JSON object), and the binary stdin and stdout frames (kind,
  * 8-byte id, raw bytes) and the eof and kill records (kind and id alone).
@@ -20,137 +21,259 @@
 
 #include "selftest.h"
 
-/* Parse one request as handle_frame does: 0 and *a, or -1 and *why. */
-static int parse(const char *body, struct spawn_args *a, const char **why)
+/* A spawn record under construction. */
+struct rec {
+	unsigned char b[16384];
+	size_t n;
+};
+
+static void put(struct rec *r, const void *p, size_t n)
 {
-	struct ub_json_span v[K_COUNT];
-	size_t len = strlen(body);
-	char *copy = exact(body, len);
+	memcpy(r->b + r->n, p, n);
+	r->n += n;
+}
+
+static void put32(struct rec *r, uint32_t v)
+{
+	ub_frame_put_len(r->b + r->n, v);
+	r->n += 4;
+}
+
+static void put64(struct rec *r, uint64_t v)
+{
+	ub_be64_put(r->b + r->n, v);
+	r->n += 8;
+}
+
+static void put_count(struct rec *r, size_t n)
+{
+	r->b[r->n++] = (unsigned char)(n >> 8);
+	r->b[r->n++] = (unsigned char)n;
+}
+
+static void put_str(struct rec *r, const char *s)
+{
+	put32(r, (uint32_t)strlen(s));
+	put(r, s, strlen(s));
+}
+
+/* The header: id 1, initPidfd 7, initPid 42, initStartTime 1234, pidns 4026531836. */
+static void head(struct rec *r, int mode, int flags, uint32_t timeout, uint32_t cap)
+{
+	r->n = 0;
+	r->b[r->n++] = UB_ZYGOTE_FRAME_SPAWN;
+	put64(r, 1);
+	r->b[r->n++] = (unsigned char)mode;
+	r->b[r->n++] = (unsigned char)flags;
+	put32(r, timeout);
+	put32(r, cap);
+	put32(r, 7);
+	put32(r, 42);
+	put64(r, 1234);
+	put64(r, 4026531836ULL);
+}
+
+/* argv of one "x", no env, no cwd, no stdin: after head(). */
+static void rest(struct rec *r)
+{
+	put_count(r, 1);
+	put_str(r, "x");
+	put32(r, 0);
+	put32(r, 0);
+}
+
+/* Parse one record as handle_frame does, from an exact-size copy: 0 and *a, or -1 and *why. */
+static int parse(const struct rec *r, size_t len, struct spawn_args *a, int *started, const char **why)
+{
+	char *copy = exact((const char *)r->b, len);
 	int rc;
 
-	memset(v, 0, sizeof(v));
-	memset(a, 0, sizeof(*a));
 	*why = "";
-	if (ub_json_validate(copy, len) < 0) {
-		*why = "not JSON";
-		rc = -1;
-	} else {
-		rc = collect_members(copy, len, v, why) < 0 || parse_request(v, a, why) < 0 ? -1 : 0;
-	}
-	/* the strings of *a are copies: the frame may go */
-	free(copy);
+	rc = parse_spawn_record(copy, len, started, a, why);
+	free(copy); /* the strings of *a are copies: the frame may go */
 	return rc;
 }
 
-#define BASE "\"id\":1,\"op\":\"spawn\",\"initPidfd\":7,\"initPid\":42,\"initStartTime\":1234,\"pidns\":4026531836,\"mode\":\"exec\",\"timeoutMs\":5000"
-
-/* The request refused, with a reason that contains want. */
-static void refused(int line, const char *body, const char *want)
+/* The record refused, with a reason that contains want. */
+static void refused(int line, const struct rec *r, const char *want)
 {
 	struct spawn_args a;
 	const char *why;
-	int rc = parse(body, &a, &why);
+	int started, rc = parse(r, r->n, &a, &started, &why);
 
-	check(rc < 0 && strstr(why, want) != NULL, line, "", "refused (%s): %s -> %s", want, body, rc < 0 ? why : "accepted");
+	check(rc < 0 && strstr(why, want) != NULL, line, "", "refused (%s): %s", want, rc < 0 ? why : "accepted");
 	free_args(&a);
 }
-#define REFUSED(body, want) refused(__LINE__, body, want)
+#define REFUSED(r, want) refused(__LINE__, r, want)
+
+static void full(struct rec *r)
+{
+	head(r, UB_ZYGOTE_MODE_EXEC, UB_ZYGOTE_SPAWN_ENV, 5000, 100);
+	put_count(r, 2);
+	put_str(r, "/bin/echo");
+	put_str(r, "h\xc3\xa9");
+	put_count(r, 2);
+	put_str(r, "PATH=/bin");
+	put_str(r, "A=b=c");
+	put_str(r, "/tmp");
+	put32(r, 3);
+	put(r, "h\0i", 3);
+}
 
 static void test_spawn(void)
 {
+	static struct rec r;
 	struct spawn_args a;
 	const char *why = "";
-	int rc;
+	int started = 0, rc;
 
-	rc = parse("{" BASE ",\"argv\":[\"/bin/echo\",\"h\\u00e9\"],\"env\":{\"PATH\":\"/bin\",\"A\":\"b=c\"},"
-		    "\"cwd\":\"/tmp\",\"stdinBase64\":\"aGk=\",\"outputCap\":100,\"host\":false}", &a, &why);
+	full(&r);
+	rc = parse(&r, r.n, &a, &started, &why);
 	CHECK(rc == 0, "full spawn: %s", why);
 	CHECK(a.target.pid == 42 && a.target.start_time == 1234 && a.target.pidns_ino == 4026531836ULL && a.target.pidfd == -1);
 	CHECK(a.broker_fd == 7, "initPidfd is the broker's fd number (taken later, by handle_frame): %d", a.broker_fd);
-	CHECK(!a.target.host && a.builtin == BUILTIN_NONE && !a.stream);
+	CHECK(!a.target.host && a.builtin == BUILTIN_NONE && !a.stream && started);
 	CHECK(a.argv && !strcmp(a.argv[0], "/bin/echo") && !strcmp(a.argv[1], "h\xc3\xa9") && !a.argv[2]);
 	CHECK(a.envp && !strcmp(a.envp[0], "PATH=/bin") && !strcmp(a.envp[1], "A=b=c") && !a.envp[2]);
 	CHECK(a.path && !strcmp(a.path, "/bin"));
 	CHECK(a.cwd && !strcmp(a.cwd, "/tmp"));
-	CHECK(a.input_len == 2 && !memcmp(a.input, "hi", 2));
+	CHECK(a.input_len == 3 && !memcmp(a.input, "h\0i", 3), "stdin raw, a NUL included");
 	CHECK(a.timeout_ms == 5000 && a.output_cap == 100);
 	free_args(&a);
 
-	/* defaults: PATH, the output cap; whitespace around the object */
-	rc = parse(" \n{" BASE ",\"argv\":[\"true\"]}\t", &a, &why);
+	/* every truncation of it is refused, never read past (exact-size copies) */
+	for (size_t n = 0; n < r.n; n++) {
+		rc = parse(&r, n, &a, &started, &why);
+		CHECK(rc < 0, "truncated to %zu of %zu bytes: refused", n, r.n);
+		free_args(&a);
+	}
+
+	/* no env: PATH only; empty env given: none; no cwd, no stdin */
+	head(&r, UB_ZYGOTE_MODE_EXEC, UB_ZYGOTE_SPAWN_NO_STARTED, 1, 0);
+	rest(&r);
+	rc = parse(&r, r.n, &a, &started, &why);
 	CHECK(rc == 0, "minimal spawn: %s", why);
 	CHECK(a.envp && !strcmp(a.envp[0], "PATH=" UB_CTX_DEFAULT_PATH) && a.path && !a.envp[1]);
-	CHECK(a.output_cap == UB_ZYGOTE_DEFAULT_OUTPUT_CAP && !a.cwd && !a.input);
+	CHECK(!a.cwd && !a.input && !started && a.output_cap == 0);
+	free_args(&a);
+	head(&r, UB_ZYGOTE_MODE_EXEC, UB_ZYGOTE_SPAWN_ENV, 1, 0);
+	put_count(&r, 1);
+	put_str(&r, "x");
+	put_count(&r, 0);
+	put32(&r, 0);
+	put32(&r, 0);
+	rc = parse(&r, r.n, &a, &started, &why);
+	CHECK(rc == 0 && a.envp && !a.envp[0] && !a.path, "empty env: %s", why);
 	free_args(&a);
 
 	/* builtins need no argv */
-	rc = parse("{\"id\":2,\"op\":\"spawn\",\"initPidfd\":0,\"initPid\":1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"builtin\","
-		    "\"builtin\":\"netrelay\",\"stream\":true,\"host\":true,\"timeoutMs\":1}", &a, &why);
+	head(&r, UB_ZYGOTE_MODE_NETRELAY, UB_ZYGOTE_SPAWN_STREAM | UB_ZYGOTE_SPAWN_HOST, 1, 0);
+	put_count(&r, 0);
+	put32(&r, 0);
+	put32(&r, 0);
+	rc = parse(&r, r.n, &a, &started, &why);
 	CHECK(rc == 0, "builtin: %s", why);
 	CHECK(a.builtin == BUILTIN_NETRELAY && a.stream && a.target.host);
 	free_args(&a);
 }
 
+/* Set a 4- or 8-byte field of the header (offset off) of a valid record. */
+static void field(struct rec *r, size_t off, int wide, uint64_t v)
+{
+	head(r, UB_ZYGOTE_MODE_EXEC, 0, 1, 0);
+	rest(r);
+	if (wide)
+		ub_be64_put(r->b + off, v);
+	else
+		ub_frame_put_len(r->b + off, (uint32_t)v);
+}
+
 static void test_refused(void)
 {
-	char big[8192];
-	size_t n;
+	static struct rec r;
 
-	REFUSED("[1]", "a request is a JSON object");
-	REFUSED("{" BASE ",\"argv\":[\"x\"", "not JSON");
-	REFUSED("{" BASE ",\"argv\":[\"x\"],\"shell\":true}", "unknown member");
-	REFUSED("{" BASE ",\"argv\":[\"x\"],\"argv\":[\"y\"]}", "duplicate member");
-	REFUSED("{" BASE "}", "argv must be a non-empty array");
-	REFUSED("{" BASE ",\"argv\":[]}", "argv must be a non-empty array");
-	REFUSED("{" BASE ",\"argv\":\"x\"}", "argv must be an array of strings");
-	REFUSED("{" BASE ",\"argv\":[1]}", "argv must be an array of strings");
-	REFUSED("{" BASE ",\"argv\":[\"\\u0000\"]}", "argv must be an array of strings");
-	REFUSED("{" BASE ",\"argv\":[\"x\"],\"env\":{\"A=B\":\"c\"}}", "env must map names");
-	REFUSED("{" BASE ",\"argv\":[\"x\"],\"env\":{\"\":\"c\"}}", "env must map names");
-	REFUSED("{" BASE ",\"argv\":[\"x\"],\"env\":[\"A=b\"]}", "env must be an object");
-	REFUSED("{" BASE ",\"argv\":[\"x\"],\"cwd\":\"tmp\"}", "cwd must be an absolute path");
-	REFUSED("{" BASE ",\"argv\":[\"x\"],\"stdinBase64\":\"aGk\"}", "stdinBase64 is not valid base64");
-	REFUSED("{" BASE ",\"argv\":[\"x\"],\"stdinBase64\":\"aGl=\"}", "stdinBase64 is not valid base64");
-	REFUSED("{" BASE ",\"argv\":[\"x\"],\"outputCap\":8388609}", "outputCap must be an integer");
-	REFUSED("{" BASE ",\"argv\":[\"x\"],\"eof\":true}", "unknown member"); /* eof is a binary frame */
-	REFUSED("{" BASE ",\"argv\":[\"x\"],\"dataBase64\":\"\"}", "unknown member");
-	REFUSED("{" BASE ",\"argv\":[\"x\"],\"host\":1}", "host must be a boolean");
-	REFUSED("{" BASE ",\"argv\":[\"x\"],\"builtin\":\"netrelay\"}", "builtin is for mode \"builtin\"");
-	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPidfd\":3,\"initPid\":1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"builtin\",\"builtin\":\"sh\",\"timeoutMs\":1}",
-		"unknown builtin");
-	/* init's pidfd: the broker's fd number, required (init is never found by its pid) */
-	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPid\":1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":1}",
-		"initPidfd must be a file descriptor number");
-	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPidfd\":-1,\"initPid\":1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":1}",
-		"initPidfd must be a file descriptor number");
-	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPidfd\":2147483648,\"initPid\":1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":1}",
-		"initPidfd must be a file descriptor number");
-	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPidfd\":\"5\",\"initPid\":1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":1}",
-		"initPidfd must be a file descriptor number");
-	REFUSED("{" BASE ",\"argv\":[\"x\"],\"initPidfd\":8}", "duplicate member");
-	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPidfd\":3,\"initPid\":0,\"initStartTime\":1,\"pidns\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":1}",
-		"initPid must be a positive integer");
-	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPidfd\":3,\"initPid\":-1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":1}",
-		"initPid must be a positive integer");
-	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPidfd\":3,\"initPid\":2147483648,\"initStartTime\":1,\"pidns\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":1}",
-		"initPid must be a positive integer");
-	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPidfd\":3,\"initPid\":1,\"initStartTime\":1.5,\"pidns\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":1}",
-		"initStartTime must be a positive integer");
-	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPidfd\":3,\"initPid\":1,\"initStartTime\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":1}",
-		"pidns must be a positive integer");
-	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPidfd\":3,\"initPid\":1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"shell\",\"argv\":[\"x\"],\"timeoutMs\":1}",
-		"mode must be");
-	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPidfd\":3,\"initPid\":1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":0}",
-		"timeoutMs must be an integer in 1..3600000");
-	REFUSED("{\"id\":1,\"op\":\"spawn\",\"initPidfd\":3,\"initPid\":1,\"initStartTime\":1,\"pidns\":1,\"mode\":\"exec\",\"argv\":[\"x\"],\"timeoutMs\":3600001}",
-		"timeoutMs must be an integer in 1..3600000");
+	head(&r, UB_ZYGOTE_MODE_EXEC, 0, 1, 0);
+	rest(&r);
+	r.b[r.n++] = 0;
+	REFUSED(&r, "bytes after the spawn record");
+	head(&r, 3, 0, 1, 0);
+	rest(&r);
+	REFUSED(&r, "unknown mode");
+	head(&r, UB_ZYGOTE_MODE_EXEC, 0x10, 1, 0);
+	rest(&r);
+	REFUSED(&r, "unknown flags");
+	head(&r, UB_ZYGOTE_MODE_EXEC, 0, 0, 0);
+	rest(&r);
+	REFUSED(&r, "timeoutMs must be an integer in 1..3600000");
+	head(&r, UB_ZYGOTE_MODE_EXEC, 0, UB_ZYGOTE_MAX_TIMEOUT_MS + 1, 0);
+	rest(&r);
+	REFUSED(&r, "timeoutMs must be an integer in 1..3600000");
+	head(&r, UB_ZYGOTE_MODE_EXEC, 0, 1, UB_ZYGOTE_MAX_OUTPUT_CAP + 1);
+	rest(&r);
+	REFUSED(&r, "outputCap must be an integer");
+	field(&r, 19, 0, 0x80000000U);
+	REFUSED(&r, "initPidfd must be a file descriptor number");
+	field(&r, 23, 0, 0);
+	REFUSED(&r, "initPid must be a positive integer");
+	field(&r, 23, 0, 0x80000000U);
+	REFUSED(&r, "initPid must be a positive integer");
+	field(&r, 27, 1, 0);
+	REFUSED(&r, "initStartTime must be a positive integer");
+	field(&r, 27, 1, (1ULL << 53) + 1);
+	REFUSED(&r, "initStartTime must be a positive integer");
+	field(&r, 35, 1, 0);
+	REFUSED(&r, "pidns must be a positive integer");
 
-	/* 257 arguments */
-	n = (size_t)snprintf(big, sizeof(big), "{" BASE ",\"argv\":[");
+	/* exec without argv; 257 arguments */
+	head(&r, UB_ZYGOTE_MODE_EXEC, 0, 1, 0);
+	put_count(&r, 0);
+	put32(&r, 0);
+	put32(&r, 0);
+	REFUSED(&r, "argv must be a non-empty array");
+	head(&r, UB_ZYGOTE_MODE_EXEC, 0, 1, 0);
+	put_count(&r, UB_ZYGOTE_MAX_ARGS + 1);
 	for (int i = 0; i <= UB_ZYGOTE_MAX_ARGS; i++)
-		n += (size_t)snprintf(big + n, sizeof(big) - n, "%s\"a\"", i ? "," : "");
-	snprintf(big + n, sizeof(big) - n, "]}");
-	REFUSED(big, "argv has more than 256 entries");
+		put_str(&r, "a");
+	put32(&r, 0);
+	put32(&r, 0);
+	REFUSED(&r, "argv has more than 256 entries");
+
+	/* a string length past the frame, up to the largest (no overflow), a NUL */
+	head(&r, UB_ZYGOTE_MODE_EXEC, 0, 1, 0);
+	put_count(&r, 1);
+	put32(&r, 0xffffffffU);
+	put(&r, "x", 1);
+	REFUSED(&r, "runs past");
+	head(&r, UB_ZYGOTE_MODE_EXEC, 0, 1, 0);
+	put_count(&r, 1);
+	put32(&r, 3);
+	put(&r, "a\0b", 3);
+	put32(&r, 0);
+	put32(&r, 0);
+	REFUSED(&r, "holds a NUL");
+	for (int i = 0; i < 2; i++) { /* no name, no '=' */
+		head(&r, UB_ZYGOTE_MODE_EXEC, UB_ZYGOTE_SPAWN_ENV, 1, 0);
+		put_count(&r, 1);
+		put_str(&r, "x");
+		put_count(&r, 1);
+		put_str(&r, i ? "A" : "=c");
+		put32(&r, 0);
+		put32(&r, 0);
+		REFUSED(&r, "env must be NAME=value strings with a name");
+	}
+	head(&r, UB_ZYGOTE_MODE_EXEC, 0, 1, 0);
+	put_count(&r, 1);
+	put_str(&r, "x");
+	put_str(&r, "tmp");
+	put32(&r, 0);
+	REFUSED(&r, "cwd must be an absolute path");
+	head(&r, UB_ZYGOTE_MODE_EXEC, 0, 1, 0);
+	put_count(&r, 1);
+	put_str(&r, "x");
+	put32(&r, 0);
+	put32(&r, 0xfffffff0U);
+	put(&r, "abc", 3);
+	REFUSED(&r, "stdin runs past the spawn record");
 }
 
 /* The events queued since the last call, as one NUL-terminated string per

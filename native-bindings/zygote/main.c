@@ -1,8 +1,8 @@
 /*
  * main.c: upcall-zygote's process and its event loop.  The zygote is the
  * broker's long-lived, single-threaded spawner: it reads requests on stdin and
- * writes events on stdout (frames: a 4-byte big-endian length, then UTF-8
- * JSON: wire.c, docs/protocol.md), and polls every request's pipes, sockets
+ * writes events on stdout (frames: a 4-byte big-endian length, then a binary
+ * record, or JSON for the exit event: wire.c, native-bindings/README.md), and polls every request's pipes, sockets
  * and pidfds, its templates' control sockets and the proc connector in one
  * poll(2) loop (request.c, template.c, exit-status.c).  See zygote.h for the
  * processes of one request.

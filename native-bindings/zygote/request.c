@@ -337,11 +337,10 @@ static void free_spawn_args(struct spawn_args *a)
 void handle_frame(const char *body, size_t len)
 {
 	unsigned long long id = 0;
-	const char *why = "invalid JSON", *v;
-	struct ub_json_span m[K_COUNT] = { { 0 } };
+	const char *why = "";
 	struct req *r;
 	size_t vlen;
-	int have_id = 0;
+	int started_event = 1;
 	struct spawn_args a = { .target.pidfd = -1 };
 	const char *data;
 
@@ -361,30 +360,17 @@ void handle_frame(const char *body, size_t len)
 			handle_control(id, kind == UB_ZYGOTE_FRAME_KILL);
 		return;
 	}
-	if (ub_json_validate(body, len) < 0) {
-		emit_error_raw(0, 0, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, why);
+	if (len < UB_ZYGOTE_DATA_HEADER || (unsigned char)body[0] != UB_ZYGOTE_FRAME_SPAWN) {
+		emit_error_raw(0, 0, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL,
+			       "a request is a binary record: spawn, stdin, eof or kill");
 		return;
 	}
-	if (ub_json_find(body, len, "id", &v, &vlen) == 0 && ub_json_uint((struct ub_json_span){ v, vlen }, 1ULL << 53, &id) == 0)
-		have_id = 1;
-	if (!have_id) {
+	id = ub_be64_get((const unsigned char *)body + 1);
+	if (id > 1ULL << 53) {
 		emit_error_raw(0, 0, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, "id must be an integer in 0..2^53");
 		return;
 	}
-	if (collect_members(body, len, m, &why) < 0) {
-		emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, why);
-		return;
-	}
-	if (!m[K_OP].p || !ub_json_is(m[K_OP], "\"" UB_ZYGOTE_OP_SPAWN "\"")) {
-		emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL,
-			       "op must be \"spawn\" (stdin, eof and kill are binary frames)");
-		return;
-	}
-	if (m[K_STARTED].p && !ub_json_is(m[K_STARTED], "true") && !ub_json_is(m[K_STARTED], "false")) {
-		emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, "startedEvent must be a boolean");
-		return;
-	}
-	if (parse_request(m, &a, &why) < 0) {
+	if (parse_spawn_record(body, len, &started_event, &a, &why) < 0) {
 		free_args(&a);
 		emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, why);
 		return;
@@ -402,7 +388,7 @@ void handle_frame(const char *body, size_t len)
 	r->phase = REQ_STARTING;
 	r->id = id;
 	r->a = a;
-	r->started_event = !m[K_STARTED].p || ub_json_is(m[K_STARTED], "true");
+	r->started_event = started_event;
 	PROF(r - reqs, PF_PARSED);
 	r->deadline = ub_now_ms() + r->a.timeout_ms;
 	if (start_request(r, ub_now_ms(), 1) < 0) {

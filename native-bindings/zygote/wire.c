@@ -1,9 +1,9 @@
 /*
- * wire.c: the zygote's side of its pipes to the broker: requests parsed
- * (validated by ub_json_validate first, then walked with basic/json.c) into
- * struct spawn_args, and events framed into the output queue (started,
- * stdout and error as binary records, exit as JSON) that main.c writes out.  No process state: the wire tests
- * (test/zygote-wire-selftest.c) link it alone.
+ * wire.c: the zygote's side of its pipes to the broker: spawn records parsed
+ * (every length checked against the frame) into struct spawn_args, and
+ * events framed into the output queue (started, stdout and error as binary
+ * records, exit as JSON) that main.c writes out.  No process state: the
+ * wire tests (test/zygote-wire-selftest.c) link it alone.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -236,8 +236,8 @@ void emit_exit(struct req *r)
 }
 
 /* ------------------------------------------------------------------------
- * requests: parsing (the document is validated by ub_json_validate first;
- * the walk and the decoding are basic/json.c's)
+ * requests: the spawn record (ub-wire.h), every length checked against the
+ * frame
  */
 
 void free_args(struct spawn_args *a)
@@ -255,173 +255,164 @@ void free_args(struct spawn_args *a)
 	memset(a, 0, sizeof(*a));
 }
 
-static int parse_argv(struct ub_json_span v, struct spawn_args *a, const char **why)
-{
-	struct ub_json_iter it;
-	struct ub_json_span k, s;
-	size_t n = 0;
-
-	if (*v.p != '[')
-		return *why = "argv must be an array of strings", -1;
-	a->argv = calloc(UB_ZYGOTE_MAX_ARGS + 1, sizeof(char *));
-	if (!a->argv)
-		return *why = "out of memory", -1;
-	ub_json_iter_begin(&it, v);
-	while (ub_json_iter_next(&it, &k, &s) > 0) {
-		if (n == UB_ZYGOTE_MAX_ARGS)
-			return *why = "argv has more than 256 entries", -1;
-		if (ub_json_string(s, &a->argv[n]) < 0)
-			return *why = "argv must be an array of strings", -1;
-		n++;
-	}
-	return 0;
-}
-
-static int parse_env(struct ub_json_span v, struct spawn_args *a, const char **why)
-{
-	struct ub_json_iter it;
-	struct ub_json_span k, s;
-	size_t n = 0;
-
-	if (*v.p != '{')
-		return *why = "env must be an object of strings", -1;
-	a->envp = calloc(UB_ZYGOTE_MAX_ARGS + 1, sizeof(char *));
-	if (!a->envp)
-		return *why = "out of memory", -1;
-	ub_json_iter_begin(&it, v);
-	while (ub_json_iter_next(&it, &k, &s) > 0) {
-		char *name = NULL, *value = NULL;
-		int bad;
-
-		if (n == UB_ZYGOTE_MAX_ARGS)
-			return *why = "env has more than 256 entries", -1;
-		bad = ub_json_string(k, &name) < 0 || ub_json_string(s, &value) < 0 || !*name || strchr(name, '=');
-		if (!bad) { /* not asprintf: its growing buffer would be freed unzeroed */
-			size_t nl = strlen(name), vl = strlen(value);
-
-			a->envp[n] = malloc(nl + vl + 2);
-			if (a->envp[n]) {
-				memcpy(a->envp[n], name, nl);
-				a->envp[n][nl] = '=';
-				memcpy(a->envp[n] + nl + 1, value, vl + 1);
-			}
-			bad = !a->envp[n];
-		}
-		if (!bad && strcmp(name, "PATH") == 0)
-			a->path = a->envp[n] + 5;
-		ub_free_zeroed(name);
-		ub_free_zeroed(value);
-		if (bad)
-			return *why = "env must map names (without '=') to strings", -1;
-		n++;
-	}
-	return 0;
-}
-
-static int parse_input(struct ub_json_span v, struct spawn_args *a, const char **why)
-{
-	char *text = NULL;
-	long n;
-
-	if (ub_json_string(v, &text) < 0)
-		return *why = "stdinBase64 must be a string", -1;
-	a->input = malloc(strlen(text) / 4 * 3 + 1);
-	n = a->input ? ub_base64_decode(text, strlen(text), a->input) : -1;
-	ub_free_zeroed(text);
-	if (n < 0)
-		return *why = "stdinBase64 is not valid base64", -1;
-	a->input_len = (size_t)n;
-	return 0;
-}
-
-static const char *const key_names[K_COUNT] = {
-	"id", "op", "initPid", "initStartTime", "pidns", "host", "mode", "builtin", "argv", "env", "cwd",
-	"stdinBase64", "timeoutMs", "outputCap", "stream", "startedEvent", "initPidfd",
+/* A spawn record (ub-wire.h), read with every length checked against what
+ * is left of the frame: never a byte past it. */
+struct cursor {
+	const unsigned char *p;
+	size_t left;
 };
 
-int collect_members(const char *body, size_t len, struct ub_json_span v[K_COUNT], const char **why)
+static const unsigned char *take(struct cursor *c, size_t n)
 {
-	struct ub_json_iter it;
-	struct ub_json_span whole = { body, len }, k, val;
+	const unsigned char *p = c->p;
 
-	while (whole.len && strchr(" \t\r\n", *whole.p)) /* validated: never the whole body */
-		whole.p++, whole.len--;
-	if (!whole.len || *whole.p != '{')
-		return *why = "a request is a JSON object", -1;
-	ub_json_iter_begin(&it, whole);
-	while (ub_json_iter_next(&it, &k, &val) > 0) {
-		char *name = NULL;
-		int i;
+	if (n > c->left)
+		return NULL;
+	c->p += n;
+	c->left -= n;
+	return p;
+}
 
-		if (ub_json_string(k, &name) < 0)
-			return *why = "bad member name", -1;
-		for (i = 0; i < K_COUNT && strcmp(name, key_names[i]) != 0; i++)
-			;
-		free(name);
-		if (i == K_COUNT)
-			return *why = "unknown member", -1;
-		if (v[i].p)
-			return *why = "duplicate member", -1;
-		v[i] = val;
-	}
+/* A 4-byte length and that many bytes, without NUL, as a new string. */
+static int take_string(struct cursor *c, char **out)
+{
+	const unsigned char *p = take(c, 4), *s;
+	uint32_t n;
+
+	if (!p)
+		return -1;
+	n = ub_frame_len(p);
+	s = take(c, n);
+	if (!s || memchr(s, '\0', n))
+		return -1;
+	*out = malloc((size_t)n + 1);
+	if (!*out)
+		return -1;
+	memcpy(*out, s, n);
+	(*out)[n] = '\0';
 	return 0;
 }
 
-int parse_request(struct ub_json_span v[K_COUNT], struct spawn_args *a, const char **why)
+/* A 2-byte count (at most UB_ZYGOTE_MAX_ARGS), then that many strings, into a
+ * new NULL-terminated array. */
+static int take_strings(struct cursor *c, char ***out, const char *what, const char **why)
 {
-	unsigned long long x;
+	const unsigned char *p = take(c, 2);
+	size_t n;
 
-	if (!v[K_PID].p || ub_json_uint(v[K_PID], INT_MAX, &x) < 0 || x == 0)
-		return *why = "initPid must be a positive integer", -1;
-	a->target.pid = (pid_t)x;
-	a->target.pidfd = -1; /* taken by handle_frame from the broker's a->broker_fd */
-	if (!v[K_PIDFD].p || ub_json_uint(v[K_PIDFD], INT_MAX, &x) < 0)
-		return *why = "initPidfd must be a file descriptor number", -1;
-	a->broker_fd = (int)x;
-	if (!v[K_START].p || ub_json_uint(v[K_START], 1ULL << 53, &a->target.start_time) < 0 || !a->target.start_time)
-		return *why = "initStartTime must be a positive integer", -1;
-	if (!v[K_PIDNS].p || ub_json_uint(v[K_PIDNS], 1ULL << 53, &a->target.pidns_ino) < 0 || !a->target.pidns_ino)
-		return *why = "pidns must be a positive integer", -1;
-	if (v[K_HOST].p && !ub_json_is(v[K_HOST], "true") && !ub_json_is(v[K_HOST], "false"))
-		return *why = "host must be a boolean", -1;
-	a->target.host = v[K_HOST].p && ub_json_is(v[K_HOST], "true");
-	if (!v[K_MODE].p || (!ub_json_is(v[K_MODE], "\"exec\"") && !ub_json_is(v[K_MODE], "\"builtin\"")))
-		return *why = "mode must be \"exec\" or \"builtin\"", -1;
-	if (ub_json_is(v[K_MODE], "\"builtin\"")) {
-		if (v[K_BUILTIN].p && ub_json_is(v[K_BUILTIN], "\"echo-context\""))
-			a->builtin = BUILTIN_ECHO_CONTEXT;
-		else if (v[K_BUILTIN].p && ub_json_is(v[K_BUILTIN], "\"netrelay\""))
-			a->builtin = BUILTIN_NETRELAY;
-		else
-			return *why = "unknown builtin (known: echo-context, netrelay)", -1;
-	} else if (v[K_BUILTIN].p) {
-		return *why = "builtin is for mode \"builtin\"", -1;
-	}
-	if (v[K_STREAM].p && !ub_json_is(v[K_STREAM], "true") && !ub_json_is(v[K_STREAM], "false"))
-		return *why = "stream must be a boolean", -1;
-	a->stream = v[K_STREAM].p && ub_json_is(v[K_STREAM], "true");
-	if (v[K_ARGV].p && parse_argv(v[K_ARGV], a, why) < 0)
-		return -1;
-	if (!a->builtin && (!a->argv || !a->argv[0]))
-		return *why = "argv must be a non-empty array of strings", -1;
-	if (v[K_ENV].p ? parse_env(v[K_ENV], a, why) < 0 : 0)
-		return -1;
-	if (!a->envp) {
+	if (!p)
+		return *why = "spawn record ends before a count", -1;
+	n = (size_t)p[0] << 8 | p[1];
+	if (n > UB_ZYGOTE_MAX_ARGS)
+		return *why = what, -1;
+	*out = calloc(n + 1, sizeof(char *));
+	if (!*out)
+		return *why = "out of memory", -1;
+	for (size_t i = 0; i < n; i++)
+		if (take_string(c, &(*out)[i]) < 0)
+			return *why = "a string of the spawn record runs past it or holds a NUL", -1;
+	return 0;
+}
+
+static int spawn_env(struct cursor *c, int given, struct spawn_args *a, const char **why)
+{
+	if (!given) {
 		a->envp = calloc(2, sizeof(char *));
 		if (!a->envp || !(a->envp[0] = strdup("PATH=" UB_CTX_DEFAULT_PATH)))
 			return *why = "out of memory", -1;
 		a->path = a->envp[0] + 5;
+		return 0;
 	}
-	if (v[K_CWD].p && (ub_json_string(v[K_CWD], &a->cwd) < 0 || a->cwd[0] != '/'))
-		return *why = "cwd must be an absolute path", -1;
-	if (v[K_STDIN].p && parse_input(v[K_STDIN], a, why) < 0)
+	if (take_strings(c, &a->envp, "env has more than 256 entries", why) < 0)
 		return -1;
-	if (!v[K_TIMEOUT].p || ub_json_uint(v[K_TIMEOUT], UB_ZYGOTE_MAX_TIMEOUT_MS, &x) < 0 || x == 0)
-		return *why = "timeoutMs must be an integer in 1..3600000", -1;
-	a->timeout_ms = (long long)x;
-	x = UB_ZYGOTE_DEFAULT_OUTPUT_CAP;
-	if (v[K_CAP].p && ub_json_uint(v[K_CAP], UB_ZYGOTE_MAX_OUTPUT_CAP, &x) < 0)
-		return *why = "outputCap must be an integer in 0..8388608", -1;
-	a->output_cap = (size_t)x;
+	for (char **e = a->envp; *e; e++) {
+		char *eq = strchr(*e, '=');
+
+		if (!eq || eq == *e)
+			return *why = "env must be NAME=value strings with a name", -1;
+		if (eq - *e == 4 && strncmp(*e, "PATH", 4) == 0)
+			a->path = eq + 1;
+	}
 	return 0;
+}
+
+static int spawn_tail(struct cursor *c, struct spawn_args *a, const char **why)
+{
+	const unsigned char *p;
+	uint32_t n;
+
+	if (take_string(c, &a->cwd) < 0)
+		return *why = "cwd runs past the spawn record or holds a NUL", -1;
+	if (!*a->cwd)
+		ub_free_zeroed(a->cwd), a->cwd = NULL;
+	else if (a->cwd[0] != '/')
+		return *why = "cwd must be an absolute path", -1;
+	p = take(c, 4);
+	n = p ? ub_frame_len(p) : 0;
+	if (!p || n > c->left)
+		return *why = "stdin runs past the spawn record", -1;
+	if (n) {
+		a->input = malloc(n);
+		if (!a->input)
+			return *why = "out of memory", -1;
+		memcpy(a->input, take(c, n), n);
+		a->input_len = n;
+	}
+	if (c->left)
+		return *why = "bytes after the spawn record", -1;
+	return 0;
+}
+
+int parse_spawn_record(const char *body, size_t len, int *started_event, struct spawn_args *a, const char **why)
+{
+	const unsigned char *b = (const unsigned char *)body;
+	struct cursor c;
+	int mode, flags;
+	uint32_t x;
+
+	memset(a, 0, sizeof(*a));
+	a->target.pidfd = -1; /* taken by handle_frame from the broker's a->broker_fd */
+	if (len < UB_ZYGOTE_SPAWN_HEADER)
+		return *why = "spawn record shorter than its header", -1;
+	c.p = b + UB_ZYGOTE_SPAWN_HEADER;
+	c.left = len - UB_ZYGOTE_SPAWN_HEADER;
+	mode = b[9];
+	flags = b[10];
+	if (mode > UB_ZYGOTE_MODE_NETRELAY)
+		return *why = "unknown mode", -1;
+	a->builtin = mode == UB_ZYGOTE_MODE_ECHO_CONTEXT ? BUILTIN_ECHO_CONTEXT : mode == UB_ZYGOTE_MODE_NETRELAY ? BUILTIN_NETRELAY : BUILTIN_NONE;
+	if (flags & ~(UB_ZYGOTE_SPAWN_HOST | UB_ZYGOTE_SPAWN_STREAM | UB_ZYGOTE_SPAWN_NO_STARTED | UB_ZYGOTE_SPAWN_ENV))
+		return *why = "unknown flags", -1;
+	a->target.host = !!(flags & UB_ZYGOTE_SPAWN_HOST);
+	a->stream = !!(flags & UB_ZYGOTE_SPAWN_STREAM);
+	*started_event = !(flags & UB_ZYGOTE_SPAWN_NO_STARTED);
+	x = ub_frame_len(b + 11);
+	if (x == 0 || x > UB_ZYGOTE_MAX_TIMEOUT_MS)
+		return *why = "timeoutMs must be an integer in 1..3600000", -1;
+	a->timeout_ms = x;
+	x = ub_frame_len(b + 15);
+	if (x > UB_ZYGOTE_MAX_OUTPUT_CAP)
+		return *why = "outputCap must be an integer in 0..8388608", -1;
+	a->output_cap = x;
+	x = ub_frame_len(b + 19);
+	if (x > INT_MAX)
+		return *why = "initPidfd must be a file descriptor number", -1;
+	a->broker_fd = (int)x;
+	x = ub_frame_len(b + 23);
+	if (x == 0 || x > INT_MAX)
+		return *why = "initPid must be a positive integer", -1;
+	a->target.pid = (pid_t)x;
+	a->target.start_time = ub_be64_get(b + 27);
+	if (!a->target.start_time || a->target.start_time > 1ULL << 53)
+		return *why = "initStartTime must be a positive integer", -1;
+	a->target.pidns_ino = ub_be64_get(b + 35);
+	if (!a->target.pidns_ino || a->target.pidns_ino > 1ULL << 53)
+		return *why = "pidns must be a positive integer", -1;
+	if (take_strings(&c, &a->argv, "argv has more than 256 entries", why) < 0)
+		return -1;
+	if (!a->builtin && !a->argv[0])
+		return *why = "argv must be a non-empty array of strings", -1;
+	if (spawn_env(&c, flags & UB_ZYGOTE_SPAWN_ENV, a, why) < 0)
+		return -1;
+	return spawn_tail(&c, a, why);
 }

@@ -211,9 +211,6 @@ extern int in_template;
 /* exit-status.c: the proc connector, or -1 */
 extern int cn_fd;
 
-/* the request members (wire.c) */
-enum key { K_ID, K_OP, K_PID, K_START, K_PIDNS, K_HOST, K_MODE, K_BUILTIN, K_ARGV, K_ENV, K_CWD,
-	   K_STDIN, K_TIMEOUT, K_CAP, K_STREAM, K_STARTED, K_PIDFD, K_COUNT };
 
 /*
  * profiling (bench/profile-zygote.sh builds with -DUB_ZYGOTE_PROFILE): every
@@ -252,8 +249,9 @@ void emit_native_error(struct req *r, const char *native, const char *step, int 
 void emit_child_error(struct req *r);
 void emit_exit(struct req *r);
 void free_args(struct spawn_args *a);
-int collect_members(const char *body, size_t len, struct ub_json_span v[K_COUNT], const char **why);
-int parse_request(struct ub_json_span v[K_COUNT], struct spawn_args *a, const char **why);
+/* A spawn record (UB_ZYGOTE_FRAME_SPAWN, ub-wire.h, at least its 9-byte id
+ * header) into *a and *started_event: 0, or -1 and *why (free_args(a) either way). */
+int parse_spawn_record(const char *body, size_t len, int *started_event, struct spawn_args *a, const char **why);
 
 /* children.c */
 void __attribute__((noreturn)) child_fail(const struct ub_ctx_error *e);

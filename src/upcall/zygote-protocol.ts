@@ -21,9 +21,9 @@ export const ZYGOTE_MAX_TIMEOUT_MS = W.UB_ZYGOTE_MAX_TIMEOUT_MS;
 export const ZYGOTE_MAX_OUTPUT_CAP = W.UB_ZYGOTE_MAX_OUTPUT_CAP;
 export const ZYGOTE_MAX_ARGS = W.UB_ZYGOTE_MAX_ARGS;
 
+/** A spawn request, sent as a binary record (encodeZygoteFrame, native-bindings/include/ub-wire.h). */
 export interface SpawnFrame {
   id: number;
-  op: typeof W.UB_ZYGOTE_OP_SPAWN;
   /**
    * The broker's fd number of init's pidfd: the zygote takes it with
    * pidfd_getfd(2) as it reads the frame, and that pidfd is init from then on.
@@ -44,7 +44,7 @@ export interface SpawnFrame {
   startedEvent?: boolean;
   env?: Record<string, string>;
   cwd?: string;
-  stdinBase64?: string;
+  stdin?: Uint8Array;
   timeoutMs: number;
   outputCap: number;
 }
@@ -96,8 +96,46 @@ export const ZygoteEvent = z.discriminatedUnion('event', [
 ]);
 export type ZygoteEvent = z.infer<typeof ZygoteEvent>;
 
-export function encodeZygoteFrame(message: SpawnFrame): Buffer {
-  return encodeLengthFrame(Buffer.from(JSON.stringify(message), 'utf8'));
+const MODES = { exec: W.UB_ZYGOTE_MODE_EXEC, 'echo-context': W.UB_ZYGOTE_MODE_ECHO_CONTEXT, netrelay: W.UB_ZYGOTE_MODE_NETRELAY } as const;
+
+/** A 4-byte length and the bytes (a string as UTF-8). */
+function lengthPrefixed(b: Uint8Array | string): Buffer[] {
+  const bytes = typeof b === 'string' ? Buffer.from(b, 'utf8') : b;
+  const n = Buffer.alloc(4);
+  n.writeUInt32BE(bytes.length);
+  return [n, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length)];
+}
+
+/** A 2-byte count, then each string length-prefixed. */
+function stringList(list: readonly string[]): Buffer[] {
+  const n = Buffer.alloc(2);
+  n.writeUInt16BE(list.length);
+  return [n, ...list.flatMap((s) => lengthPrefixed(s))];
+}
+
+/**
+ * The spawn request as a binary record with its length header: fixed fields,
+ * then argv, env ("NAME=value"), cwd (empty: none) and stdin, each
+ * length-prefixed. The zygote checks every length against the frame; the
+ * caller has checked the ranges (toFrame in zygote-runner.ts).
+ */
+export function encodeZygoteFrame(m: SpawnFrame): Buffer {
+  const mode = m.mode === 'exec' ? MODES.exec : m.builtin === 'netrelay' ? MODES.netrelay : m.builtin === 'echo-context' ? MODES['echo-context'] : -1;
+  if (mode < 0) throw new BrokerError('E_BAD_REQUEST', `unknown builtin ${m.builtin ?? '(none)'} (known: echo-context, netrelay)`);
+  const head = Buffer.alloc(W.UB_ZYGOTE_SPAWN_HEADER);
+  head[0] = W.UB_ZYGOTE_FRAME_SPAWN;
+  head.writeBigUInt64BE(BigInt(m.id), 1);
+  head[9] = mode;
+  head[10] = (m.host ? W.UB_ZYGOTE_SPAWN_HOST : 0) | (m.stream ? W.UB_ZYGOTE_SPAWN_STREAM : 0) |
+    (m.startedEvent === false ? W.UB_ZYGOTE_SPAWN_NO_STARTED : 0) | (m.env !== undefined ? W.UB_ZYGOTE_SPAWN_ENV : 0);
+  head.writeUInt32BE(m.timeoutMs, 11);
+  head.writeUInt32BE(m.outputCap, 15);
+  head.writeUInt32BE(m.initPidfd, 19);
+  head.writeUInt32BE(m.initPid, 23);
+  head.writeBigUInt64BE(BigInt(m.initStartTime), 27);
+  head.writeBigUInt64BE(BigInt(m.pidns), 35);
+  const env = m.env !== undefined ? stringList(Object.entries(m.env).map(([k, v]) => `${k}=${v}`)) : [];
+  return encodeLengthFrame(head, ...stringList(m.argv), ...env, ...lengthPrefixed(m.cwd ?? ''), ...lengthPrefixed(m.stdin ?? new Uint8Array(0)));
 }
 
 /** A binary data frame of kind (W.UB_ZYGOTE_FRAME_*) for request id, with its length header. */

@@ -530,7 +530,6 @@ function toFrame(id: number, req: UpcallRequest, stream: boolean, initPidfd: num
   const t = req.target;
   return {
     id,
-    op: 'spawn',
     initPidfd,
     initPid: t.initPid,
     initStartTime: t.initStartTime,
@@ -543,7 +542,7 @@ function toFrame(id: number, req: UpcallRequest, stream: boolean, initPidfd: num
     // Always ask for "started": its pid is what killOrphan() needs if the zygote dies mid-upcall.
     ...(req.env !== undefined ? { env: req.env } : {}),
     ...(req.cwd !== undefined ? { cwd: req.cwd } : {}),
-    ...(req.stdin !== undefined && req.stdin.length > 0 ? { stdinBase64: req.stdin.toString('base64') } : {}),
+    ...(req.stdin !== undefined && req.stdin.length > 0 ? { stdin: req.stdin } : {}),
     timeoutMs: req.timeoutMs,
     outputCap: req.outputCap,
   };

@@ -1,9 +1,10 @@
 /**
  * A stand-in for the C zygote (build/Release/upcall-zygote) for ZygoteRunner's
- * unit tests: it reads the runner's frames (4-byte big-endian length, JSON or
- * a binary record, src/upcall/zygote-protocol.ts), records them, and
+ * unit tests: it reads the runner's frames (4-byte big-endian length, then a
+ * binary record, src/upcall/zygote-protocol.ts), records them, and
  * answers only what the test makes it answer.
  */
+import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { PassThrough, Writable } from 'node:stream';
@@ -34,7 +35,9 @@ function parseFrame(body: Buffer): SentFrame {
   if (eof) return { op: 'stdin', id: eof.id, eof: true };
   const kill = decodeZygoteData(W.UB_ZYGOTE_FRAME_KILL, body);
   if (kill) return { op: 'kill', id: kill.id };
-  return JSON.parse(body.toString()) as SentFrame;
+  // a spawn record: what the tests look at is in its fixed header
+  assert.equal(body[0], W.UB_ZYGOTE_FRAME_SPAWN, 'a frame the zygote would refuse');
+  return { op: 'spawn', id: Number(body.readBigUInt64BE(1)), initPidfd: body.readUInt32BE(19), pidns: Number(body.readBigUInt64BE(35)) };
 }
 
 export class FakeZygote extends EventEmitter {

@@ -17,7 +17,7 @@ import { defaultConfig } from '../../src/common/defaults.js';
 import { NullLoggerFactory } from '../../src/logging/winston-logger-factory.js';
 import { NS_TYPES } from '../../src/ns/kernel-constants.js';
 import { SystemClock } from '../../src/platform/node-platform.js';
-import { decodeZygoteEvent } from '../../src/upcall/zygote-protocol.js';
+import { decodeZygoteEvent, encodeZygoteFrame, type SpawnFrame } from '../../src/upcall/zygote-protocol.js';
 import { ZygoteRunner, type UpcallOutcome, type UpcallRequest, type UpcallTarget } from '../../src/upcall/zygote-runner.js';
 import { procStat, Testbed, type TestContainer } from '../testbed/index.js';
 import { scaled } from '../testbed/time-scale.js';
@@ -304,16 +304,20 @@ describe('failures', () => {
       return Buffer.concat([h, b]);
     };
     const h = hostTarget();
-    const good = { id: 9, op: 'spawn', initPidfd: h.init.fd, initPid: h.initPid, initStartTime: h.initStartTime, pidns: h.pidnsIno, host: true, mode: 'exec', argv: ['echo', 'fine'], timeoutMs: 5000, outputCap: 100 };
-    z.stdin.write(frame('{not json'));
-    z.stdin.write(frame(JSON.stringify({ ...good, id: 1, extra: true })));
-    z.stdin.write(frame(JSON.stringify({ ...good, id: 2, argv: [] })));
-    z.stdin.write(frame(JSON.stringify({ ...good, id: 3, mode: 'builtin', builtin: 'nope' })));
-    z.stdin.write(frame(JSON.stringify({ ...good, id: 4, stdinBase64: '!!!' })));
+    const good: SpawnFrame = { id: 9, initPidfd: h.init.fd, initPid: h.initPid, initStartTime: h.initStartTime, pidns: h.pidnsIno, host: true, mode: 'exec', argv: ['echo', 'fine'], timeoutMs: 5000, outputCap: 100 };
+    /** The body of a spawn record, for frame() to send as changed. */
+    const record = (m: SpawnFrame): Buffer => encodeZygoteFrame(m).subarray(4);
+    const badMode = record({ ...good, id: 3 });
+    badMode[9] = 9; // no such mode
+    z.stdin.write(frame('{"id":0,"op":"spawn"}')); // JSON: no request any more
+    z.stdin.write(frame(Buffer.concat([record({ ...good, id: 1 }), Buffer.from('x')]))); // a byte after the record
+    z.stdin.write(frame(record({ ...good, id: 2, argv: [] })));
+    z.stdin.write(frame(badMode));
+    z.stdin.write(frame(record({ ...good, id: 4, stdin: Buffer.from('abc') }).subarray(0, -1))); // stdin runs past the frame
     const huge = Buffer.alloc(4 + 9 * 1024 * 1024, 0x20);
     huge.writeUInt32BE(9 * 1024 * 1024);
     z.stdin.write(huge); // over the frame limit: refused and skipped
-    z.stdin.write(frame(JSON.stringify(good)));
+    z.stdin.write(encodeZygoteFrame(good));
     try {
       await until('the good request to finish', () => events.some((e) => e['id'] === 9 && e['event'] === 'exit'), 10_000);
       const errors = events.filter((e) => e['event'] === 'error');

@@ -15,7 +15,7 @@ import { readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { defaultConfig } from '../../src/common/defaults.js';
-import { decodeZygoteEvent } from '../../src/upcall/zygote-protocol.js';
+import { decodeZygoteEvent, encodeZygoteFrame } from '../../src/upcall/zygote-protocol.js';
 import { scaled } from '../testbed/time-scale.js';
 import { until } from '../helpers/until.js';
 import { initPidfd } from '../helpers/init-pidfd.js';
@@ -26,13 +26,6 @@ function startTime(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
 }
-
-const frame = (body: string): Buffer => {
-  const b = Buffer.from(body);
-  const h = Buffer.alloc(4);
-  h.writeUInt32BE(b.length);
-  return Buffer.concat([h, b]);
-};
 
 test('a burst of host-context upcalls in one read: every one runs (none dropped with a template that never was)', async () => {
   const z = spawn(ZYGOTE, [], { stdio: ['pipe', 'pipe', 'inherit'] });
@@ -47,14 +40,14 @@ test('a burst of host-context upcalls in one read: every one runs (none dropped 
     }
   });
   const pidns = Number(/\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))![1]);
-  const host = { op: 'spawn', initPidfd: initPidfd(1).fd, initPid: 1, initStartTime: startTime(1), pidns, host: true, mode: 'exec', timeoutMs: scaled(20_000), outputCap: 100 };
+  const host = { initPidfd: initPidfd(1).fd, initPid: 1, initStartTime: startTime(1), pidns, host: true, mode: 'exec' as const, timeoutMs: scaled(20_000), outputCap: 100 };
   const ROUNDS = 4;
   const BURST = 16;
   try {
     for (let round = 0; round < ROUNDS; round++) {
       const ids = Array.from({ length: BURST }, (_, i) => round * BURST + i + 1);
       // One write: the zygote reads the whole burst at once and starts every request before any A has run.
-      z.stdin.write(Buffer.concat(ids.map((id) => frame(JSON.stringify({ ...host, id, argv: ['echo', `n${id}`] })))));
+      z.stdin.write(Buffer.concat(ids.map((id) => encodeZygoteFrame({ ...host, id, argv: ['echo', `n${id}`] }))));
       await until(`round ${round}: an answer to each of ${BURST} requests`, () => ids.every((id) => events.has(id)), scaled(30_000));
       const wrong = ids.map((id) => [id, events.get(id)!] as const)
         .filter(([id, ev]) => ev['event'] !== 'exit' || ev['code'] !== 0 || Buffer.from(String(ev['stdoutBase64']), 'base64').toString() !== `n${id}\n`)

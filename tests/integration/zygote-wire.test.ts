@@ -28,7 +28,7 @@ import { after, test } from 'node:test';
 import { defaultConfig } from '../../src/common/defaults.js';
 import { W } from '../../src/common/wire-constants.js';
 import { Pidfd } from '../../src/ns/pidfd.js';
-import { decodeZygoteEvent, encodeZygoteControl, encodeZygoteData } from '../../src/upcall/zygote-protocol.js';
+import { decodeZygoteEvent, encodeZygoteControl, encodeZygoteData, encodeZygoteFrame } from '../../src/upcall/zygote-protocol.js';
 import { realLibc } from '../helpers/native.js';
 import { until } from '../helpers/until.js';
 
@@ -38,13 +38,6 @@ function startTime(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
 }
-
-const frame = (body: object): Buffer => {
-  const b = Buffer.from(JSON.stringify(body));
-  const h = Buffer.alloc(4);
-  h.writeUInt32BE(b.length);
-  return Buffer.concat([h, b]);
-};
 
 type Event = Record<string, unknown>;
 const z = spawn(ZYGOTE, [], { stdio: ['pipe', 'pipe', 'inherit'] });
@@ -99,10 +92,10 @@ async function exited(c: ChildProcess): Promise<void> {
 let nextId = 1;
 const pidns = Number(/\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))![1]);
 /** Send a spawn request (host context) and return its id. */
-function send(initPidfd: number, initPid: number, argv: string[], more: object = {}): number {
+function send(initPidfd: number, initPid: number, argv: string[], more: { stream?: boolean } = {}): number {
   const id = nextId++;
-  z.stdin!.write(frame({
-    id, op: 'spawn', initPidfd, initPid, initStartTime: startTime(initPid), pidns, host: true,
+  z.stdin!.write(encodeZygoteFrame({
+    id, initPidfd, initPid, initStartTime: startTime(initPid), pidns, host: true,
     mode: 'exec', argv, timeoutMs: 20_000, outputCap: 100, ...more,
   }));
   return id;

@@ -1,5 +1,7 @@
 /**
- * The zygote's binary started and error records (native-bindings/include/ub-wire.h),
+ * The spawn record as the broker encodes it (the zygote's parser is tested in
+ * native-bindings/test/zygote-wire-selftest.c), and the zygote's binary
+ * started and error records (native-bindings/include/ub-wire.h),
  * decoded by decodeZygoteEvent into the ZygoteEvent objects the runner
  * handles: what the zygote writes round-trips, and a record whose lengths or
  * fields are wrong is refused, and the runner then kills the zygote as for
@@ -10,7 +12,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { encodeLengthFrame } from '../../src/common/frame.js';
 import { W } from '../../src/common/wire-constants.js';
-import { decodeZygoteEvent, encodeZygoteError, encodeZygoteStarted, ZygoteRecordError } from '../../src/upcall/zygote-protocol.js';
+import { decodeZygoteEvent, encodeZygoteError, encodeZygoteFrame, encodeZygoteStarted, ZygoteRecordError } from '../../src/upcall/zygote-protocol.js';
 import { FakeZygote, runnerWith, tick, upcall } from '../helpers/fake-zygote.js';
 
 /** The body of a frame (its 4-byte length dropped). */
@@ -79,4 +81,25 @@ test('a malformed record from the zygote kills it, and its requests fail E_SPAWN
   assert.equal(await outcome, 'E_SPAWN');
   assert.equal(killed, 1, 'the zygote was killed');
   await runner.stop();
+});
+
+test('the spawn record: the fixed header, then argv, env (only when given), cwd and stdin, each length-prefixed', () => {
+  const base = { id: 5, initPidfd: 31, initPid: 41210, initStartTime: 1234567, pidns: 4026532181, host: false, argv: ['/bin/echo', 'h\u00e9'], timeoutMs: 5000, outputCap: 65536 };
+  const b = body(encodeZygoteFrame({ ...base, mode: 'exec', env: { PATH: '/bin' }, cwd: '/', stdin: Buffer.from([0, 1]) }));
+  assert.equal(b[0], W.UB_ZYGOTE_FRAME_SPAWN);
+  assert.deepEqual([Number(b.readBigUInt64BE(1)), b[9], b[10], b.readUInt32BE(11), b.readUInt32BE(15), b.readUInt32BE(19), b.readUInt32BE(23)],
+    [5, W.UB_ZYGOTE_MODE_EXEC, W.UB_ZYGOTE_SPAWN_ENV, 5000, 65536, 31, 41210]);
+  assert.deepEqual([b.readBigUInt64BE(27), b.readBigUInt64BE(35)], [1234567n, 4026532181n]);
+  const tail = Buffer.concat([
+    Buffer.from([0, 2]), Buffer.from([0, 0, 0, 9]), Buffer.from('/bin/echo'), Buffer.from([0, 0, 0, 3]), Buffer.from('h\u00e9'),
+    Buffer.from([0, 1]), Buffer.from([0, 0, 0, 9]), Buffer.from('PATH=/bin'),
+    Buffer.from([0, 0, 0, 1]), Buffer.from('/'),
+    Buffer.from([0, 0, 0, 2, 0, 1]),
+  ]);
+  assert.deepEqual(b.subarray(W.UB_ZYGOTE_SPAWN_HEADER), tail);
+  const relay = body(encodeZygoteFrame({ ...base, host: true, mode: 'builtin', builtin: 'netrelay', argv: [], stream: true, startedEvent: false }));
+  assert.equal(relay[9], W.UB_ZYGOTE_MODE_NETRELAY);
+  assert.equal(relay[10], W.UB_ZYGOTE_SPAWN_HOST | W.UB_ZYGOTE_SPAWN_STREAM | W.UB_ZYGOTE_SPAWN_NO_STARTED);
+  assert.deepEqual(relay.subarray(W.UB_ZYGOTE_SPAWN_HEADER), Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), 'no argv, no env, no cwd, no stdin');
+  assert.throws(() => encodeZygoteFrame({ ...base, mode: 'builtin', builtin: 'sh' }), (e: unknown) => (e as { code?: string }).code === 'E_BAD_REQUEST');
 });
