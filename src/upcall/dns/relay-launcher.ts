@@ -5,26 +5,10 @@ import { Pidfd } from '../../ns/pidfd.js';
 import { Spawner } from '../native-spawner.js';
 import { UpcallRunner } from '../zygote-runner.js';
 import { liveTarget, type UpcallContext } from '../api/upcall-context.js';
+import { RelayLauncher, type RunningRelay } from '../api/relay-launcher.js';
 import { fileRequest, RelayTransport } from './relay-transport.js';
 
-export interface RunningRelay {
-  transport: RelayTransport;
-  /**
-   * End the relay (and anything it started). SpawnerRelayLauncher resolves
-   * once it is gone; ZygoteRelayLauncher at once, while the zygote ends it in
-   * the background (EOF, then SIGKILL after 2 s): the upcall's answer does not
-   * wait for the relay's exit.
-   */
-  stop(): Promise<void>;
-  /** Kept between upcalls (RelayPool), it counts against no upcall budget while idle. */
-  park(idle: boolean): void;
-}
-
-/** Starts the netrelay builtin as a child of a context's init. */
-export const RelayLauncher = Symbol('RelayLauncher');
-export interface RelayLauncher {
-  start(context: UpcallContext): Promise<RunningRelay>;
-}
+export { RelayLauncher, type RunningRelay } from '../api/relay-launcher.js';
 
 /**
  * The zygote's bound on a relay: past DnsServiceImpl's own 60 s deadline, so
