@@ -7,7 +7,7 @@ import { MountWatcher } from './mount-watcher.js';
 import { MetricsServer } from '../service/metrics-server.js';
 import { SdNotify } from '../service/sd-notify.js';
 import { Registry } from './registry.js';
-import { UpcallRunner } from '../upcall/zygote-runner.js';
+import { UpcallRunner } from '../upcall/api/upcall-runner.js';
 import { RelayPool } from '../upcall/dns/relay-pool.js';
 import { RegistrationRestorer } from './registration-restorer.js';
 import { StateStore } from './state-store.js';

@@ -5,7 +5,7 @@ import type { PeerIdentity } from '../server/peer-identity.js';
 import { parseParams } from '../server/protocol.js';
 import type { OpContribution, RequestHandlers } from '../server/request-handlers.js';
 import { liveTarget } from '../upcall/api/upcall-context.js';
-import { UpcallRunner } from '../upcall/zygote-runner.js';
+import { UpcallRunner } from '../upcall/api/upcall-runner.js';
 import { Authorizer } from './authorizer.js';
 import { RegistrationOps } from './registration-ops.js';
 import { selectorOf } from './registry.js';

@@ -16,7 +16,7 @@ import { liveTarget } from '../upcall/api/upcall-context.js';
 import { DnsService } from '../upcall/dns/dns-service.js';
 import { SpawnerProgramRunner, ZygoteProgramRunner } from '../upcall/request-key/program-runner.js';
 import { expandArgs, mapIdInto, selectRule } from '../upcall/request-key/rules.js';
-import { UpcallRunner } from '../upcall/zygote-runner.js';
+import { UpcallRunner } from '../upcall/api/upcall-runner.js';
 import { Authorizer } from './authorizer.js';
 import type { Context } from './context-table.js';
 import { KeyRouter, type Routed } from './key-router.js';

@@ -5,7 +5,8 @@ import { RelayLauncher, SpawnerRelayLauncher, ZygoteRelayLauncher } from './dns/
 import { RelayPool } from './dns/relay-pool.js';
 import { Spawner } from './api/spawner.js';
 import { NativeSpawner } from './native-spawner.js';
-import { UpcallRunner, ZygoteRunner } from './zygote-runner.js';
+import { UpcallRunner } from './api/upcall-runner.js';
+import { ZygoteRunner } from './zygote-runner.js';
 
 /** The upcall area: the zygote runner, the one-shot spawner, DNS (relays and the resolver service). */
 export function upcallModule(): ContainerModule {

@@ -7,7 +7,7 @@ import { BrokerError } from '../../common/errors.js';
 import type { RegistrationState } from '../../common/types.js';
 import type { NsIdentity } from '../../ns/namespace-fd.js';
 import type { Pidfd } from '../../ns/pidfd.js';
-import type { UpcallTarget } from '../zygote-runner.js';
+import type { UpcallTarget } from './upcall-runner.js';
 
 export interface UpcallContext {
   readonly id: string;

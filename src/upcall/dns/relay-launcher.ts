@@ -3,7 +3,7 @@ import { inject, injectable } from 'inversify';
 import { Libc } from '../../ns/libc.js';
 import { Pidfd } from '../../ns/pidfd.js';
 import { Spawner } from '../native-spawner.js';
-import { UpcallRunner } from '../zygote-runner.js';
+import { UpcallRunner } from '../api/upcall-runner.js';
 import { liveTarget, type UpcallContext } from '../api/upcall-context.js';
 import { RelayLauncher, type RunningRelay } from '../api/relay-launcher.js';
 import { fileRequest, RelayTransport } from './relay-transport.js';

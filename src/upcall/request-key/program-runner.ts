@@ -9,7 +9,7 @@ import { BrokerError } from '../../common/errors.js';
 import type { Libc } from '../../ns/libc.js';
 import { Pidfd } from '../../ns/pidfd.js';
 import { EXEC_FAILED, EXEC_NOT_FOUND, SPAWNER_FAILED } from '../native-spawner.js';
-import type { UpcallRunner } from '../zygote-runner.js';
+import type { UpcallRunner } from '../api/upcall-runner.js';
 import type { KeyProgramRunner, ProgramResult, ProgramRun } from '../api/key-program-runner.js';
 import type { Spawner } from '../api/spawner.js';
 import { liveTarget } from '../api/upcall-context.js';
