@@ -54,7 +54,7 @@ export class ExecOps implements OpContribution {
     const p = parseParams(ExecParams, params);
     if (!this.auth.isHostRoot(peer)) throw new BrokerError('E_PERMISSION', 'exec is for host root only');
     const reg = this.registrations.resolve(selectorOf(p.mount), peer);
-    const { target } = liveTarget(reg.context, `registration ${reg.id}`, { id: reg.id, initPid: reg.context.initPid });
+    const target = liveTarget(reg.context, `registration ${reg.id}`, { id: reg.id, initPid: reg.context.initPid });
     const timeoutMs = p.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const audit = (ms: number, result: Record<string, unknown>): UpcallRecord =>
       ({ kind: 'exec', outcome: null, seconds: ms / 1000, event: 'upcall', audit: { kind: 'exec', id: reg.id, context: reg.context.id, argv0: p.argv[0], durationMs: ms, ...result } });

@@ -232,7 +232,7 @@ export class RequestKeyOps implements OpContribution {
     const match = selectRule(this.conf.rules, { type: p.type, description: p.description, callout: callout.toString('utf8') });
     if (match === null) return this.negate(`no rule for key type "${p.type}" matches "${p.description}"`);
     const rule = match.rule;
-    const { target: { host }, init } = liveTarget(ctx);
+    const { host, init } = liveTarget(ctx);
     const kr = p.keyrings ?? { thread: 0, process: 0, session: 0 };
     const argv = [rule.program, ...expandArgs(rule.args, {
       o: p.op, k: String(p.keyId), t: p.type, d: p.description, c: callout.toString('utf8'),

@@ -19,20 +19,15 @@ export interface UpcallContext {
   readonly namespaces: { readonly host: boolean; readonly init: Pidfd } | null;
 }
 
-/** A live context's upcall target, and the init pidfd held for it (the one-shot spawner enters from it). */
-export interface LiveTarget {
-  target: UpcallTarget;
-  init: Pidfd;
-}
-
 /**
  * The one "is it live, build the upcall target" step of every upcall (exec,
  * request-key programs, DNS relays). Throws E_INIT_EXITED once the init has
  * exited; `what` names the context in that message ("registration r-1").
  */
-export function liveTarget(ctx: UpcallContext, what = `context ${ctx.id}`, details: Record<string, unknown> = {}): LiveTarget {
+export function liveTarget(ctx: UpcallContext, what = `context ${ctx.id}`, details: Record<string, unknown> = {}): UpcallTarget {
   const held = ctx.namespaces;
   if (ctx.state !== 'live' || held === null) throw new BrokerError('E_INIT_EXITED', `the init of ${what} has exited`, details);
   // A host context (P0 is the broker's own pid namespace) runs in the broker's own namespaces and credentials.
-  return { init: held.init, target: { initPid: ctx.initPid, initStartTime: ctx.initStartTime, pidnsIno: ctx.pidnsId.ino, host: held.host, init: held.init } };
+  // Its init pidfd is the one held for the context (the one-shot spawner enters from it too).
+  return { initPid: ctx.initPid, initStartTime: ctx.initStartTime, pidnsIno: ctx.pidnsId.ino, host: held.host, init: held.init };
 }

@@ -35,7 +35,7 @@ export class ZygoteRelayLauncher implements RelayLauncher {
   constructor(@inject(UpcallRunner) private readonly runner: UpcallRunner) {}
 
   async start(context: UpcallContext): Promise<RunningRelay> {
-    const { target } = liveTarget(context);
+    const target = liveTarget(context);
     const session = this.runner.open({
       stdin: Buffer.concat(PREFETCH.map(fileRequest)), // with the spawn frame: the relay reads both at once
       target,
@@ -67,9 +67,9 @@ export class SpawnerRelayLauncher implements RelayLauncher {
   constructor(@inject(Spawner) private readonly spawner: Spawner, @inject(Libc) private readonly libc: Libc) {}
 
   async start(context: UpcallContext): Promise<RunningRelay> {
-    const { target, init } = liveTarget(context);
+    const { host, init } = liveTarget(context);
     // A host context relays from the broker's own namespaces (mask 0), as keyutils would resolve.
-    using self = target.host ? Pidfd.open(this.libc, process.pid) : null;
+    using self = host ? Pidfd.open(this.libc, process.pid) : null;
     const { child, failure } = this.spawner.start({ target: self ?? init, argv: ['netrelay'], builtin: true, stdio: ['pipe', 'pipe', 'pipe'] });
     const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
     // A relay that dies makes writes fail with EPIPE: that must end this upcall, never the broker.

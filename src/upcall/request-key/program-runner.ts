@@ -21,7 +21,7 @@ export class ZygoteProgramRunner implements KeyProgramRunner {
   constructor(private readonly runner: UpcallRunner) {}
 
   async run(req: ProgramRun): Promise<ProgramResult> {
-    const { target } = liveTarget(req.context);
+    const target = liveTarget(req.context);
     try {
       const out = await this.runner.run({
         target,
@@ -61,9 +61,9 @@ export class SpawnerProgramRunner implements KeyProgramRunner {
   constructor(private readonly spawner: Spawner, private readonly libc: Libc) {}
 
   async run(req: ProgramRun): Promise<ProgramResult> {
-    const { target, init } = liveTarget(req.context);
+    const { host, init } = liveTarget(req.context);
     // A host context runs in the broker's own namespaces (mask 0), as keyutils would.
-    using self = target.host ? Pidfd.open(this.libc, process.pid) : null;
+    using self = host ? Pidfd.open(this.libc, process.pid) : null;
     const { child, failure } = this.spawner.start({ target: self ?? init, argv: req.argv, stdio: ['pipe', 'pipe', 'pipe'] });
     let overflow = false;
     let timedOut = false;
