@@ -112,3 +112,16 @@ int ub_read_small_at(int dirfd, const char *name, char *out, size_t cap)
 	out[n] = '\0';
 	return 0;
 }
+
+int ub_pread_small(int fd, char *out, size_t cap)
+{
+	ssize_t n;
+
+	do
+		n = pread(fd, out, cap - 1, 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -1;
+	out[n] = '\0';
+	return 0;
+}

@@ -26,4 +26,11 @@ int ub_read_file_at(int dirfd, const char *name, size_t max, char **out, size_t 
 /* A small file into out, NUL-terminated, cut at cap - 1 bytes.  0 or -1. */
 int ub_read_small_at(int dirfd, const char *name, char *out, size_t cap);
 
+/* A small file held open (a /proc file of a process: each read from offset 0
+ * shows its current values) read again with one pread(2) at offset 0, into
+ * out, NUL-terminated, cut at cap - 1 bytes as ub_read_small_at: a /proc file
+ * hands out all it has in one read (seq_file, simple_read_from_buffer), so no
+ * second read looks for EOF.  0 or -1 with errno. */
+int ub_pread_small(int fd, char *out, size_t cap);
+
 #endif /* UB_FILE_H */

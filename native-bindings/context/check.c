@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,17 @@
 
 static const char *const snap_ns_names[UB_SNAP_NS] = { "ns/mnt", "ns/net", "ns/uts", "ns/ipc", "ns/cgroup", "ns/time" };
 
+static const char *const watch_names[UB_WATCH_COUNT] = { "status", "cgroup", "oom_score_adj", "attr/current" };
+
+/* init's /proc file w: opened through procfd the first time, then read again
+ * (pread at 0) through the fd kept in c.  0 or -1 with errno. */
+static int watch_read(struct ub_context *c, enum ub_ctx_watch w, char *out, size_t cap)
+{
+	if (c->watch_fd[w] < 0 && (c->watch_fd[w] = openat(c->procfd, watch_names[w], O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0)
+		return -1;
+	return ub_pread_small(c->watch_fd[w], out, cap);
+}
+
 static int limits_file(int procfd, struct rlimit *rl)
 {
 	char text[4096];
@@ -28,7 +40,7 @@ static int limits_file(int procfd, struct rlimit *rl)
 	return ctx_parse_limits(text, rl);
 }
 
-int ub_ctx_snapshot_read(const struct ub_context *c, pid_t pid, struct ub_ctx_snapshot *s, const char **what)
+int ub_ctx_snapshot_read(struct ub_context *c, pid_t pid, struct ub_ctx_snapshot *s, const char **what)
 {
 	struct sched_param sp;
 	cpu_set_t set;
@@ -57,7 +69,7 @@ int ub_ctx_snapshot_read(const struct ub_context *c, pid_t pid, struct ub_ctx_sn
 	*what = "oom_score_adj";
 	{
 		char text[32];
-		if (ub_read_small_at(c->procfd, "oom_score_adj", text, sizeof(text)) < 0)
+		if (watch_read(c, UB_WATCH_OOM, text, sizeof(text)) < 0)
 			return -1;
 		s->oom = atoi(text);
 	}
@@ -65,6 +77,11 @@ int ub_ctx_snapshot_read(const struct ub_context *c, pid_t pid, struct ub_ctx_sn
 		struct stat st;
 
 		*what = i == 0 ? "root" : i == 1 ? "cwd" : snap_ns_names[i - 2];
+		if (i >= 2 && c->watch_fd[UB_WATCH_NS + i - 2] == -1) { /* the first read: pin the dentry (context.h) */
+			int pin = openat(c->procfd, *what, O_PATH | O_CLOEXEC);
+
+			c->watch_fd[UB_WATCH_NS + i - 2] = pin < 0 ? -2 : pin; /* -2: not again */
+		}
 		if (fstatat(c->procfd, *what, &st, 0) < 0) {
 			if (i >= 2 && errno == ENOENT)
 				st.st_dev = 0, st.st_ino = 0; /* this kernel lacks the type */
@@ -75,7 +92,7 @@ int ub_ctx_snapshot_read(const struct ub_context *c, pid_t pid, struct ub_ctx_sn
 		s->ino[i] = st.st_ino;
 	}
 	*what = "attr/current";
-	if (ub_read_small_at(c->procfd, "attr/current", s->lsm, sizeof(s->lsm)) < 0) {
+	if (watch_read(c, UB_WATCH_LSM, s->lsm, sizeof(s->lsm)) < 0) {
 		if (errno != EINVAL && errno != ENOENT && errno != EOPNOTSUPP)
 			return -1;
 		snprintf(s->lsm, sizeof(s->lsm), "errno %d", errno);
@@ -143,7 +160,7 @@ static int status_groups_are(const char *status, const gid_t *groups, size_t n)
 	return i == n;
 }
 
-int ub_ctx_check(const struct ub_context *c, pid_t pid, const struct ub_ctx_snapshot *snap, char *why, size_t cap)
+int ub_ctx_check(struct ub_context *c, pid_t pid, const struct ub_ctx_snapshot *snap, char *why, size_t cap)
 {
 	struct ub_ctx_snapshot now;
 	char status[8192], cg[sizeof(snap->cgroup)];
@@ -168,7 +185,7 @@ int ub_ctx_check(const struct ub_context *c, pid_t pid, const struct ub_ctx_snap
 	if (strcmp(now.lsm, snap->lsm) != 0)
 		return snprintf(why, cap, "LSM label changed"), 0;
 
-	if (ub_read_small_at(c->procfd, "status", status, sizeof(status)) < 0)
+	if (watch_read(c, UB_WATCH_STATUS, status, sizeof(status)) < 0)
 		return snprintf(why, cap, "cannot read status: %s", strerror(errno)), 0;
 	if (!status_ids_are(status, "Uid", c->uid) || !status_ids_are(status, "Gid", c->gid) ||
 	    !status_groups_are(status, c->groups, c->ngroups))
@@ -184,7 +201,7 @@ int ub_ctx_check(const struct ub_context *c, pid_t pid, const struct ub_ctx_snap
 	    (status_num(status, "THP_enabled", 10, &v) == 0 && (v == 0) != c->thp_disabled))
 		return snprintf(why, cap, "no_new_privs, seccomp, umask or THP changed"), 0;
 
-	if (ub_read_small_at(c->procfd, "cgroup", cg, sizeof(cg)) < 0)
+	if (watch_read(c, UB_WATCH_CGROUP, cg, sizeof(cg)) < 0)
 		return snprintf(why, cap, "cannot read cgroup: %s", strerror(errno)), 0;
 	if (strcmp(cg, snap->cgroup) != 0)
 		return snprintf(why, cap, "cgroups changed"), 0;

@@ -73,6 +73,18 @@ struct ub_ctx_filter {
 	unsigned long flags;            /* SECCOMP_FILTER_FLAG_LOG or 0 */
 };
 
+/* The namespaces a context cache's snapshot compares (check.c). */
+#define UB_SNAP_NS 6
+
+/* init's /proc files the context cache's check reads before every use
+ * (check.c): opened once, through procfd, and read again with pread; and
+ * (UB_WATCH_NS...) O_PATH fds of init's namespaces as the snapshot found
+ * them, held only so that the kernel keeps their dentries: each check's
+ * fstatat of /proc/<init>/ns/<type> (init's current one) then finds the
+ * dentry instead of allocating one. */
+enum ub_ctx_watch { UB_WATCH_STATUS, UB_WATCH_CGROUP, UB_WATCH_OOM, UB_WATCH_LSM, UB_WATCH_NS,
+		    UB_WATCH_COUNT = UB_WATCH_NS + UB_SNAP_NS };
+
 struct ub_context {
 	pid_t pid;
 	int pidfd, own_pidfd;           /* own_pidfd: we opened it, we close it */
@@ -80,6 +92,7 @@ struct ub_context {
 	int rootfd;                     /* /proc/<pid>/root, O_PATH */
 	int cwdfd;                      /* /proc/<pid>/cwd, O_PATH */
 	int lsm_fd;                     /* our /proc/thread-self/attr/exec, opened outside */
+	int watch_fd[UB_WATCH_COUNT];   /* enum ub_ctx_watch: -1 until the first snapshot or check */
 	int host;
 	int nsmask;
 
@@ -179,8 +192,6 @@ pid_t ub_pidfd_vpid(int procdir, int pidfd);
  * Not checked (bounded by the cache's TTL): personality and timer slack
  * (reading them needs PTRACE_MODE_ATTACH), securebits (never copied).
  */
-#define UB_SNAP_NS 6
-
 struct ub_ctx_snapshot {
 	int nice, policy, rtprio, ioprio;
 	unsigned char affinity[128];
@@ -194,13 +205,15 @@ struct ub_ctx_snapshot {
 
 /* Everything of the snapshot but cgroup, of init whose number in the
  * caller's pid namespace is pid (<= 0: unknown).  0, or -1 with errno and
- * *what the part that could not be read. */
-int ub_ctx_snapshot_read(const struct ub_context *c, pid_t pid, struct ub_ctx_snapshot *s, const char **what);
+ * *what the part that could not be read.  Opens c->watch_fd (kept: a
+ * template inherits them from the A that took its snapshot). */
+int ub_ctx_snapshot_read(struct ub_context *c, pid_t pid, struct ub_ctx_snapshot *s, const char **what);
 
 /* Is init's context still the one captured in c and snap?  1 yes; 0 no, with
- * why.  Everything is read through the host /proc/<init> fd or by pid, so no
- * /proc of the container is trusted. */
-int ub_ctx_check(const struct ub_context *c, pid_t pid, const struct ub_ctx_snapshot *snap, char *why, size_t cap);
+ * why.  Everything is read through the host /proc/<init> fd (and the files
+ * of c->watch_fd opened through it) or by pid, so no /proc of the container
+ * is trusted. */
+int ub_ctx_check(struct ub_context *c, pid_t pid, const struct ub_ctx_snapshot *snap, char *why, size_t cap);
 
 /* The fields as one JSON object ({"rlimits":"ok",...}) into buf. */
 void ub_ctx_fields_json(const struct ub_context *c, char *buf, size_t cap);

@@ -458,6 +458,8 @@ void ub_ctx_init(struct ub_context *c)
 
 	memset(c, 0, sizeof(*c));
 	c->pidfd = c->procfd = c->rootfd = c->cwdfd = c->lsm_fd = -1;
+	for (f = 0; f < UB_WATCH_COUNT; f++)
+		c->watch_fd[f] = -1;
 	c->last_cap = CAP_LAST_CAP;
 	ub_compat_init();
 	for (f = 0; f < UB_F_COUNT; f++)
@@ -481,6 +483,9 @@ void ub_ctx_release(struct ub_context *c)
 		close(c->cwdfd);
 	if (c->lsm_fd >= 0)
 		close(c->lsm_fd);
+	for (i = 0; i < UB_WATCH_COUNT; i++)
+		if (c->watch_fd[i] >= 0)
+			close(c->watch_fd[i]), c->watch_fd[i] = -1;
 	free(c->groups);
 	for (i = 0; i < c->nfilters; i++)
 		free(c->filters[i].insns);

@@ -74,6 +74,11 @@ void __attribute__((noreturn)) child_fail_errno(const char *code, const char *st
 	child_fail(&e);
 }
 
+/* Set once default_signals() has run in this process (A, first thing):
+ * whatever A forks (B, B', T) never installs a handler or blocks a signal,
+ * so their C needs no second round of ~64 sigaction calls. */
+static int signals_default;
+
 static void default_signals(void)
 {
 	struct sigaction sa = { .sa_handler = SIG_DFL };
@@ -84,6 +89,7 @@ static void default_signals(void)
 		sigaction(sig, &sa, NULL); /* EINVAL for SIGKILL/SIGSTOP/libc-internal: fine */
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+	signals_default = 1;
 }
 
 /* builtin "echo-context": what this process is, seen from inside. */
@@ -122,19 +128,32 @@ static int builtin_echo_context(void)
 	return 0;
 }
 
-void __attribute__((noreturn)) run_c(struct ub_context *ctx, const struct spawn_args *a)
+void __attribute__((noreturn)) run_c(struct ub_context *ctx, const struct spawn_args *a, int verdict)
 {
 	struct ub_ctx_error e;
 	char go;
+	int i;
 
-	/* 0, 1, 2 and the socket (close-on-exec) only: init's pidfd, /proc fds... go */
-	syscall(UB_NR_close_range, CHILD_SOCK + 1, ~0U, 0);
+	/* 0, 1, 2, the socket and the template's verdict pipe (close-on-exec)
+	 * only: init's pidfd, /proc fds... go */
+	syscall(UB_NR_close_range, (verdict ? C_VERDICT : CHILD_SOCK) + 1, ~0U, 0);
 	ctx->pidfd = ctx->procfd = ctx->rootfd = ctx->lsm_fd = -1;
-	default_signals();
+	for (i = 0; i < UB_WATCH_COUNT; i++)
+		ctx->watch_fd[i] = -1;
+	if (!signals_default)
+		default_signals();
 	if (setsid() < 0)
 		child_fail_errno("E_FORK", "setsid", errno);
 	if (ub_ctx_prepare_final(ctx, &e) < 0)
 		child_fail(&e);
+	/* from a template: its verdict on init's context, 'K' unchanged; EOF
+	 * (changed, or the template is gone) ends us before any step of the
+	 * upcall: the zygote kills us too, and retries the request cold */
+	if (verdict) {
+		if (recv(C_VERDICT, &go, 1, 0) != 1 || go != 'K')
+			_exit(UB_EXIT_SPAWNER);
+		close(C_VERDICT);
+	}
 	/* wait until the zygote knows our pid and B is gone: then init is our parent */
 	if (recv(CHILD_SOCK, &go, 1, 0) != 1 || go != 'G')
 		_exit(UB_EXIT_SPAWNER);
@@ -206,7 +225,7 @@ static pid_t target_vpid(int pidfd)
 	return ub_pidfd_vpid(hostproc > 0 ? hostproc : -1, pidfd);
 }
 
-int check_context(const struct ub_context *c, char *why, size_t cap)
+int check_context(struct ub_context *c, char *why, size_t cap)
 {
 	return ub_ctx_check(c, target_vpid(c->pidfd), &snap, why, cap);
 }
@@ -233,7 +252,7 @@ static void __attribute__((noreturn)) run_b(struct ub_context *ctx, const struct
 	if (c < 0) /* a pid namespace whose init died refuses new pids (ENOMEM) */
 		child_fail_errno(ub_ctx_target_exited(ctx->pidfd) ? "E_INIT_EXITED" : "E_FORK", "clone3", errno);
 	if (c == 0)
-		run_c(ctx, a);
+		run_c(ctx, a, 0);
 	PROF(prof_slot, PF_B_CLONE);
 	fds[0] = pidfd;
 	fds[1] = (int)syscall(UB_NR_pidfd_open, getpid(), 0);

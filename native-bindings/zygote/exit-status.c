@@ -121,7 +121,7 @@ static void cn_record(pid_t pid, uint32_t status, long long ts)
 {
 	size_t i;
 
-	for (i = 0; i < UB_ZYGOTE_MAX_INFLIGHT; i++) {
+	for (i = 0; i < reqs_hi; i++) {
 		struct req *r = &reqs[i];
 
 		if ((r->phase == REQ_STARTING || r->phase == REQ_RUNNING) && !r->have_status && r->cpid == pid && r->cpid_at_ns && ts > r->cpid_at_ns) {

@@ -50,6 +50,7 @@
 #include "zygote/zygote.h"
 
 struct req reqs[UB_ZYGOTE_MAX_INFLIGHT];
+size_t reqs_hi, tmpls_hi;
 int opt_templates = 1;
 long long opt_ttl_ms = 10000, opt_idle_ms = 3000;
 int opt_max_templates = MAX_TEMPLATES;
@@ -68,7 +69,7 @@ int broker_pidfd = -1;
 #ifdef UB_ZYGOTE_PROFILE
 #include <sys/mman.h>
 static const char *const prof_names[PF_COUNT] = { "parsed", "forked", "a_start", "a_open", "a_capture", "a_outside",
-	"a_enter", "a_fork_b", "b_start", "b_checked", "b_clone", "b_sent", "a_reaped", "z_got_p", "z_started", "c_go", "z_c_exit", "z_emit" };
+	"a_enter", "a_fork_b", "b_start", "b_checked", "b_clone", "b_sent", "a_reaped", "z_got_p", "z_go", "z_started", "c_go", "z_c_exit", "z_emit" };
 long long (*prof)[PF_COUNT];
 int prof_slot;
 static FILE *prof_out;
@@ -203,7 +204,7 @@ static int build_poll(struct pollfd *pfd, struct watch *w, long long now, int *t
 		WATCH(1, POLLOUT, NULL, NULL, W_IN);
 	if (cn_fd >= 0)
 		WATCH(cn_fd, POLLIN, NULL, NULL, W_CN);
-	for (i = 0; i < UB_ZYGOTE_MAX_INFLIGHT; i++) {
+	for (i = 0; i < reqs_hi; i++) {
 		struct req *r = &reqs[i];
 		long long due;
 
@@ -229,7 +230,7 @@ static int build_poll(struct pollfd *pfd, struct watch *w, long long now, int *t
 		if (*timeout < 0 || due - now < *timeout)
 			*timeout = due > now ? (int)(due - now) : 0;
 	}
-	for (i = 0; i < TEMPLATE_SLOTS; i++) {
+	for (i = 0; i < tmpls_hi; i++) {
 		struct tmpl *t = &tmpls[i];
 		long long due;
 
@@ -400,11 +401,13 @@ int main(int argc, char **argv)
 		int timeout, n;
 
 		expire_templates(now);
-		for (i = 0; i < UB_ZYGOTE_MAX_INFLIGHT; i++)
+		for (i = 0; i < reqs_hi; i++)
 			if (reqs[i].phase != REQ_FREE)
 				check_request(&reqs[i], now);
 		if (stdin_eof)
 			shut_down();
+		if (outq.len > outq_off)
+			on_stdout(); /* the events just queued, without a poll round first (EAGAIN: poll waits) */
 		n = build_poll(pfd, w, now, &timeout);
 		k = poll(pfd, (nfds_t)n, timeout);
 		if (k < 0 && errno != EINTR) {

@@ -76,6 +76,8 @@ static void drop_attempt(struct req *r)
 	r->cpid = 0;
 	r->b_exited = r->c_exited = r->have_status = 0;
 	r->check = CHECK_PENDING;
+	r->go_sent = r->c_ppid = 0;
+	r->c_start = 0;
 	r->cpid_at_ns = 0;
 	r->in_off = 0;
 	r->tmpl = NULL;
@@ -224,8 +226,11 @@ static struct req *free_slot(void)
 	size_t i;
 
 	for (i = 0; i < UB_ZYGOTE_MAX_INFLIGHT; i++)
-		if (reqs[i].phase == REQ_FREE)
+		if (reqs[i].phase == REQ_FREE) {
+			if (i >= reqs_hi)
+				reqs_hi = i + 1;
 			return &reqs[i];
+		}
 	return NULL;
 }
 
@@ -233,7 +238,7 @@ static struct req *find_req(unsigned long long id)
 {
 	size_t i;
 
-	for (i = 0; i < UB_ZYGOTE_MAX_INFLIGHT; i++)
+	for (i = 0; i < reqs_hi; i++)
 		if ((reqs[i].phase == REQ_STARTING || reqs[i].phase == REQ_RUNNING) && reqs[i].id == id)
 			return &reqs[i];
 	return NULL;
@@ -445,10 +450,33 @@ static int init_gone(const struct req *r)
 	return ub_ctx_target_exited(r->a.target.pidfd);
 }
 
+/* C's ppid and start time, for the "started" event: the start time lets the
+ * broker tell C from a later process with the same pid.  Read after C's go,
+ * so C may have exited meanwhile: the pidfd still naming an unreaped process
+ * after the read proves the file was C's; else both stay 0 (unknown). */
+static void read_c_stat(struct req *r)
+{
+	char path[64], st[1024];
+	unsigned long long ppid, start;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)r->cpid);
+	/* field 4, ppid: init's once B has exited (a template's C: from its
+	 * clone); with PIDFD_GET_INFO's ppid this was the same read, and it
+	 * exists before 6.13 */
+	if (r->cpid > 0 && ub_read_small_at(AT_FDCWD, path, st, sizeof(st)) == 0 &&
+	    ub_proc_stat_field(st, strlen(st), UB_STAT_PPID, &ppid) == 0 &&
+	    ub_proc_stat_field(st, strlen(st), UB_STAT_START_TIME, &start) == 0 && ub_pidfd_pid(r->cpidfd) > 0) {
+		r->c_ppid = (int)ppid;
+		r->c_start = start;
+	}
+}
+
+/* C's go ('G'), once the zygote knows its pid and (cold path) B is gone:
+ * then init is its parent.  And REQ_RUNNING with the "started" event, at the
+ * same time, or for a template's C once the template's check has passed. */
 static void maybe_start(struct req *r)
 {
 	char *f;
-	long ppid = 0;
 
 	/* Before 6.15 the status of a C that died before its go (killed with its
 	 * pid namespace as init died) is lost: it never ran, so say why, as the
@@ -460,34 +488,28 @@ static void maybe_start(struct req *r)
 		return;
 	}
 
-	if (r->phase != REQ_STARTING || r->cpidfd < 0 || !r->b_exited || (r->route == ROUTE_TEMPLATE && r->check != CHECK_PASSED) ||
-	    r->check == CHECK_STALE || r->error || r->timed_out)
+	if (r->phase != REQ_STARTING || r->cpidfd < 0 || !r->b_exited || r->check == CHECK_STALE || r->error || r->timed_out)
 		return;
-	f = request_fields(r);
-	if (!f)
-		return; /* the template has not said it is ready yet */
-	ub_free_zeroed(r->fields);
-	r->fields = f;
+	if (!r->go_sent) {
+		if (!r->fields && !(r->tmpl && r->tmpl->fields))
+			return; /* the template has not said it is ready yet */
+		/* the go first (a template's C also waits for the template's own
+		 * verdict, 'K' on its own socket: ours need not wait for it) */
+		send(r->sock, "G", 1, MSG_NOSIGNAL);
+		r->go_sent = 1;
+		PROF(r - reqs, PF_Z_GO);
+		f = request_fields(r);
+		ub_free_zeroed(r->fields);
+		r->fields = f;
+		if (r->started_event)
+			read_c_stat(r);
+	}
+	if (r->route == ROUTE_TEMPLATE && r->check != CHECK_PASSED)
+		return; /* started once the template has found init's context unchanged */
 	r->phase = REQ_RUNNING;
 	PROF(r - reqs, PF_Z_STARTED);
-	if (r->started_event) {
-		/* while C waits for 'G' its pid is surely its own: the start time that
-		 * lets the broker tell C from a later process with the same pid */
-		char path[64], st[1024];
-		unsigned long long v, start = 0;
-
-		snprintf(path, sizeof(path), "/proc/%d/stat", (int)r->cpid);
-		if (ub_read_small_at(AT_FDCWD, path, st, sizeof(st)) == 0) {
-			/* field 4, ppid: init's once B has exited; with PIDFD_GET_INFO's
-			 * ppid this was the same read, and it exists before 6.13 */
-			if (ub_proc_stat_field(st, strlen(st), UB_STAT_PPID, &v) == 0)
-				ppid = (long)v;
-			if (ub_proc_stat_field(st, strlen(st), UB_STAT_START_TIME, &v) == 0)
-				start = v;
-		}
-		emit_started(r->id, (int)r->cpid, (int)ppid, start);
-	}
-	send(r->sock, "G", 1, MSG_NOSIGNAL);
+	if (r->started_event && r->cpid > 0) /* 0: C was gone when its pidfd came (killed with init) */
+		emit_started(r->id, (int)r->cpid, r->c_ppid, r->c_start);
 }
 
 static void on_message(struct req *r, const char *msg, size_t n, const int *fds, int nfds)

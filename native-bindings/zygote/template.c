@@ -25,6 +25,7 @@
 #include <sched.h>
 #include <sys/fsuid.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -138,31 +139,41 @@ char **zargv;
  * the container's init, from its first instant; fds are the request's stdin,
  * stdout, stderr and socket (NULL: they already are 0..3, the first request).
  * Then (check) init's context is compared with the captured one while C sets
- * itself up: 'K' lets the zygote start C, 'S' makes it kill C (still waiting
- * for 'G': it ran nothing) and retry cold.  0, or -1 when the context changed
+ * itself up and the zygote, told C's pidfd, sends it its go ('G').  C also
+ * waits for our verdict on a socket of its own: 'K' (sent to the zygote
+ * first, so that it hears before C can run) lets it go on; a change ('S' to
+ * the zygote, which kills C and retries cold) closes that socket unwritten,
+ * and C exits before any step of the upcall.  0, or -1 when the context changed
  * (T must go). */
 static int t_spawn(struct ub_context *ctx, const struct spawn_args *a, const int *fds, int check)
 {
-	int pidfd = -1, sock = fds ? fds[3] : CHILD_SOCK, i, rc = 0;
+	int pidfd = -1, sock = fds ? fds[3] : CHILD_SOCK, verdict[2] = { -1, -1 }, i, rc = 0, err;
 	struct clone_args_v0 ca = { .flags = UB_CLONE_PIDFD | CLONE_PARENT, .pidfd = (uint64_t)(uintptr_t)&pidfd };
 	struct ub_ctx_error e;
-	long c;
+	long c = -1;
 
 	PROF(prof_slot, PF_B_START);
-	c = syscall(UB_NR_clone3, &ca, sizeof(ca));
+	/* a socket, not a pipe: a write to a C that is gone must not SIGPIPE us */
+	if (!check || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, verdict) == 0)
+		c = syscall(UB_NR_clone3, &ca, sizeof(ca));
 	if (c == 0) {
-		/* our 0..3 are copies of the control socket: the fds we got are above */
+		/* our 0..4 are copies of the control socket: the fds we got are above */
 		for (i = 0; fds && i < 4; i++)
 			dup2(fds[i], i);
+		if (check)
+			dup2(verdict[0], C_VERDICT); /* closed before exec; our end goes with close_range */
 		fcntl(CHILD_SOCK, F_SETFD, FD_CLOEXEC);
 		if (a->cwd && enter_request_cwd(a->cwd, &e) < 0)
 			child_fail(&e);
-		run_c(ctx, a);
+		run_c(ctx, a, check);
 	}
+	err = errno;
+	ub_close_fd(&verdict[0]);
 	if (c < 0) {
 		char m[200];
-		int n = snprintf(m, sizeof(m), "E{\"code\":\"%s\",\"step\":\"clone3 (cached context)\",\"errno\":%d}",
-				 ub_ctx_target_exited(ctx->pidfd) ? "E_INIT_EXITED" : "E_FORK", errno);
+		int n = snprintf(m, sizeof(m), "E{\"code\":\"%s\",\"step\":\"%s (cached context)\",\"errno\":%d}",
+				 ub_ctx_target_exited(ctx->pidfd) ? "E_INIT_EXITED" : "E_FORK", verdict[1] < 0 && check ? "socketpair" : "clone3", err);
+		ub_close_fd(&verdict[1]);
 		send(sock, m, (size_t)n, MSG_NOSIGNAL);
 		return 0;
 	}
@@ -176,12 +187,14 @@ static int t_spawn(struct ub_context *ctx, const struct spawn_args *a, const int
 		int n;
 
 		if (check_context(ctx, why, sizeof(why))) {
-			n = 1, msg[0] = 'K';
+			send(sock, "K", 1, MSG_NOSIGNAL);
+			send(verdict[1], "K", 1, MSG_NOSIGNAL); /* fails only if C is gone: its exit tells the zygote */
 		} else {
 			n = snprintf(msg, sizeof(msg), "S%s", why);
+			send(sock, msg, (size_t)n, MSG_NOSIGNAL);
 			rc = -1;
 		}
-		send(sock, msg, (size_t)n, MSG_NOSIGNAL);
+		ub_close_fd(&verdict[1]);
 		PROF(prof_slot, PF_B_CHECKED);
 	}
 	return rc;
@@ -213,6 +226,33 @@ static void __attribute__((noreturn)) template_serve(struct ub_context *ctx)
 		if (stale)
 			_exit(0); /* the zygote retries that request cold and forgets us */
 	}
+}
+
+/* In T, before serving: the zygote's memory that T never uses again (its
+ * requests, templates and I/O buffers, zeroed by scrub_foreign; the dead
+ * stack that scrub_stack wrote) is given back.  Every clone of C copies the
+ * page table entries of what T has touched, every write after it copies a
+ * page, and C's exit unmaps them all: the fewer, the faster each spawn. */
+static void __attribute__((noinline)) shed_memory(void)
+{
+	struct { void *p; size_t n; } dead[] = {
+		{ reqs, sizeof(reqs) }, { tmpls, sizeof(tmpls) }, { stdin_tmp, sizeof(stdin_tmp) },
+		{ stream_tmp, sizeof(stream_tmp) }, { qmsg_out, sizeof(qmsg_out) },
+	};
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), sp = (uintptr_t)__builtin_frame_address(0), lo, hi;
+	size_t i;
+
+	for (i = 0; i < sizeof(dead) / sizeof(dead[0]); i++) {
+		lo = ((uintptr_t)dead[i].p + page - 1) & ~(page - 1);
+		hi = ((uintptr_t)dead[i].p + dead[i].n) & ~(page - 1);
+		if (hi > lo)
+			madvise((void *)lo, hi - lo, MADV_DONTNEED);
+	}
+	/* below our frame, past what a check needs: dead (an error, ENOMEM, for
+	 * what is not mapped below the stack: nothing to give back there) */
+	hi = (sp - (64u << 10)) & ~(page - 1);
+	lo = hi - (512u << 10);
+	madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
 /* B' (template path): inside the pid namespace; forks T and exits, so that
@@ -264,6 +304,7 @@ void __attribute__((noreturn)) run_template(struct ub_context *ctx, const struct
 	if (ub_send_fds(TMPL_CTL, msg, (size_t)n, &self, 1, 0) < 0)
 		_exit(0);
 	close(self);
+	shed_memory();
 	template_serve(ctx);
 }
 
@@ -296,7 +337,7 @@ void forget_template(struct tmpl *t)
 {
 	size_t i;
 
-	for (i = 0; i < UB_ZYGOTE_MAX_INFLIGHT; i++)
+	for (i = 0; i < reqs_hi; i++)
 		if (reqs[i].phase != REQ_FREE && reqs[i].tmpl == t) {
 			if (!reqs[i].fields && t->fields)
 				reqs[i].fields = strdup(t->fields);
@@ -315,7 +356,7 @@ struct tmpl *find_template(const struct spawn_args *a, long long now)
 {
 	size_t i;
 
-	for (i = 0; i < TEMPLATE_SLOTS; i++) {
+	for (i = 0; i < tmpls_hi; i++) {
 		struct tmpl *t = &tmpls[i];
 		struct rlimit ours[RLIM_NLIMITS];
 
@@ -336,7 +377,7 @@ int pending_template(const struct spawn_args *a)
 {
 	size_t i;
 
-	for (i = 0; i < TEMPLATE_SLOTS; i++)
+	for (i = 0; i < tmpls_hi; i++)
 		if (tmpls[i].live && !tmpls[i].fields && tmpls[i].init_pid == a->target.pid &&
 		    tmpls[i].start_time == a->target.start_time && tmpls[i].pidns_ino == a->target.pidns_ino)
 			return 1;
@@ -369,6 +410,8 @@ struct tmpl *new_template(long long now)
 		retire(lru, 0);
 	if (!free_slot_)
 		return NULL;
+	if ((size_t)(free_slot_ - tmpls) >= tmpls_hi)
+		tmpls_hi = (size_t)(free_slot_ - tmpls) + 1;
 	memset(free_slot_, 0, sizeof(*free_slot_));
 	free_slot_->pidfd = free_slot_->ctl = -1;
 	free_slot_->created = free_slot_->last_used = now;
@@ -421,7 +464,7 @@ void expire_templates(long long now)
 {
 	size_t i;
 
-	for (i = 0; i < TEMPLATE_SLOTS; i++) {
+	for (i = 0; i < tmpls_hi; i++) {
 		struct tmpl *t = &tmpls[i];
 
 		if (t->live && (now - t->last_used >= opt_idle_ms || now - t->created >= opt_ttl_ms))

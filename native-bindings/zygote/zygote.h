@@ -18,15 +18,16 @@
  * the container's init (find_child_reaper() takes the exiting parent's active
  * pid namespace; an intermediate outside it would hand C to the host's init).
  * B sends C's pidfd and its own here; once B's pidfd polls readable C is
- * init's child, and only then does the zygote tell C to go on (the 'G' byte),
- * so the "started" event means "a child of init".
+ * init's child, and only then does the zygote tell C to go on (the 'G' byte)
+ * and emit "started", so the "started" event means "a child of init".
  *
  * With the context cache, A forks B' instead of B: B' forks the template T and
  * exits, so T too is a child of the container's init, inside its pid
  * namespace, with init's context applied.  T serves this request and later
  * ones of the same init: it clones each C with CLONE_PARENT (init's child
  * from its first instant) and checks init's context against the captured one
- * (context/check.c) while C sets itself up.
+ * (context/check.c) while C sets itself up and the zygote sends C its 'G'; C
+ * also waits for T's verdict on a socketpair of its own (fd 4 in C).
  *
  * C's exit comes from its pidfd (POLLIN); its status from exit-status.c.
  *
@@ -37,6 +38,8 @@
  *   P (+ C's pidfd)        T -> zygote  the same from a template (no B)
  *   K / S<why>             T -> zygote  init's context unchanged / changed: C is
  *                                       killed and the request retried cold
+ *   K                      T -> C       (on C's verdict socket, fd 4 in C) unchanged;
+ *                                       EOF without it: C exits, having run nothing
  *   E{code,step,errno}     A/B/T/C -> zygote  a failure before exec
  *   G                      zygote -> C  go on: keyring, seccomp, exec
  * and on a template's control socket (fd 4 in T):
@@ -73,6 +76,7 @@
 #define MSG_MAX 8192
 #define CHILD_SOCK 3
 #define TMPL_CTL 4                      /* a template's end of its control socket */
+#define C_VERDICT 4                     /* in C from a template: the read end of its verdict pipe */
 #define A_INIT_PIDFD 5                  /* in A: init's pidfd (the request's), below close_range's start */
 #define MAX_TEMPLATES 256
 #define TEMPLATE_SLOTS (MAX_TEMPLATES * 2) /* live ones, and retired ones until reaped */
@@ -129,7 +133,8 @@ struct tmpl {
 /*
  * A request's life, in its slot:
  *
- *   REQ_FREE --accepted--> REQ_STARTING --C told to go ('G')--> REQ_RUNNING
+ *   REQ_FREE --accepted--> REQ_STARTING --C told to go ('G'); a template's C:
+ *                                         and its check passed ('K')--> REQ_RUNNING
  *   REQ_STARTING or REQ_RUNNING --its one final event--> REQ_DONE
  *   REQ_DONE --A reaped--> REQ_FREE
  *
@@ -146,7 +151,9 @@ enum req_route {
 };
 
 /* ROUTE_TEMPLATE: what the template found when it compared init's context
- * with the captured one ('K' or 'S'); C starts only after CHECK_PASSED. */
+ * with the captured one ('K' or 'S'); C waits for the template's own 'K'
+ * (template.c, t_spawn) as well as for our 'G', and the request is
+ * REQ_RUNNING only after CHECK_PASSED. */
 enum tmpl_check { CHECK_PENDING, CHECK_PASSED, CHECK_STALE };
 
 struct req {
@@ -172,6 +179,9 @@ struct req {
 	pid_t cpid;
 	int c_exited, have_status, status;
 	long long cpid_at_ns;           /* CLOCK_MONOTONIC when C's pid was learned (C alive then) */
+	int go_sent;                    /* C was told 'G' (a template's C waits for the verdict too) */
+	int c_ppid;                     /* C's ppid and start time, read while it waited for 'G' */
+	unsigned long long c_start;
 	char *fields, *error;
 	long long deadline, grace_deadline;
 	int timed_out;
@@ -180,6 +190,9 @@ struct req {
 
 /* main.c: the request slots, the options, the pipes to the broker */
 extern struct req reqs[UB_ZYGOTE_MAX_INFLIGHT];
+/* Slots at or past these have never been used (a new request or template
+ * takes the lowest free slot): the loops over every slot stop there. */
+extern size_t reqs_hi, tmpls_hi;
 extern int opt_templates;
 extern long long opt_ttl_ms, opt_idle_ms;
 extern int opt_max_templates;
@@ -220,7 +233,7 @@ extern int cn_fd;
 #ifdef UB_ZYGOTE_PROFILE
 #include "basic/time.h"
 enum { PF_PARSED, PF_FORKED, PF_A_START, PF_A_OPEN, PF_A_CAPTURE, PF_A_OUTSIDE, PF_A_ENTER, PF_A_FORK_B,
-       PF_B_START, PF_B_CHECKED, PF_B_CLONE, PF_B_SENT, PF_A_REAPED, PF_Z_GOT_P, PF_Z_STARTED, PF_C_GO, PF_Z_C_EXIT, PF_Z_EMIT, PF_COUNT };
+       PF_B_START, PF_B_CHECKED, PF_B_CLONE, PF_B_SENT, PF_A_REAPED, PF_Z_GOT_P, PF_Z_GO, PF_Z_STARTED, PF_C_GO, PF_Z_C_EXIT, PF_Z_EMIT, PF_COUNT };
 extern long long (*prof)[PF_COUNT];
 extern int prof_slot;
 #define PROF(slot, k) do { if (prof) prof[(slot)][(k)] = ub_now_ns(); } while (0)
@@ -256,9 +269,10 @@ int parse_spawn_record(const char *body, size_t len, int *started_event, struct 
 /* children.c */
 void __attribute__((noreturn)) child_fail(const struct ub_ctx_error *e);
 void __attribute__((noreturn)) child_fail_errno(const char *code, const char *step, int err);
-void __attribute__((noreturn)) run_c(struct ub_context *ctx, const struct spawn_args *a);
+/* verdict: C_VERDICT is the template's verdict pipe (C waits for its 'K' too). */
+void __attribute__((noreturn)) run_c(struct ub_context *ctx, const struct spawn_args *a, int verdict);
 int enter_request_cwd(const char *cwd, struct ub_ctx_error *e);
-int check_context(const struct ub_context *c, char *why, size_t cap);
+int check_context(struct ub_context *c, char *why, size_t cap);
 void scrub_foreign(const struct spawn_args *own);
 void __attribute__((noreturn)) run_a(const struct spawn_args *a, int in, int out, int err, int sock, int ctl);
 void kill_tree(struct req *r);
