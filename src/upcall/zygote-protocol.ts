@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { BrokerError } from '../common/errors.js';
-import { encodeLengthFrame, LengthFrameDecoder } from '../common/frame.js';
+import { encodeLengthFrame, FRAME_LENGTH_MAX, LengthFrameDecoder } from '../common/frame.js';
 import { W } from '../common/wire-constants.js';
 
 /**
@@ -98,44 +98,70 @@ export type ZygoteEvent = z.infer<typeof ZygoteEvent>;
 
 const MODES = { exec: W.UB_ZYGOTE_MODE_EXEC, 'echo-context': W.UB_ZYGOTE_MODE_ECHO_CONTEXT, netrelay: W.UB_ZYGOTE_MODE_NETRELAY } as const;
 
-/** A 4-byte length and the bytes (a string as UTF-8). */
-function lengthPrefixed(b: Uint8Array | string): Buffer[] {
-  const bytes = typeof b === 'string' ? Buffer.from(b, 'utf8') : b;
-  const n = Buffer.alloc(4);
-  n.writeUInt32BE(bytes.length);
-  return [n, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length)];
+const EMPTY = new Uint8Array(0);
+const TWO_32 = 2 ** 32;
+
+/** n (an integer in 0..2^53) as 8 bytes big-endian at off, without a BigInt. */
+function putU64(b: Buffer, n: number, off: number): void {
+  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`${n} is not an integer in 0..2^53`);
+  b.writeUInt32BE(Math.floor(n / TWO_32), off);
+  b.writeUInt32BE(n % TWO_32, off + 4);
 }
 
-/** A 2-byte count, then each string length-prefixed. */
-function stringList(list: readonly string[]): Buffer[] {
-  const n = Buffer.alloc(2);
-  n.writeUInt16BE(list.length);
-  return [n, ...list.flatMap((s) => lengthPrefixed(s))];
+/** A 2-byte count, then each string as a 4-byte length and its UTF-8 bytes, at off; the offset after. */
+function putStrings(b: Buffer, list: readonly string[], lengths: readonly number[], off: number): number {
+  b.writeUInt16BE(list.length, off);
+  off += 2;
+  for (let i = 0; i < list.length; i++) {
+    b.writeUInt32BE(lengths[i]!, off);
+    off += 4 + b.write(list[i]!, off + 4, 'utf8');
+  }
+  return off;
 }
+
+const utf8Lengths = (list: readonly string[]) => list.map((x) => Buffer.byteLength(x, 'utf8'));
+const sum = (ns: readonly number[]) => ns.reduce((a, n) => a + n, 0);
 
 /**
  * The spawn request as a binary record with its length header: fixed fields,
  * then argv, env ("NAME=value"), cwd (empty: none) and stdin, each
  * length-prefixed. The zygote checks every length against the frame; the
- * caller has checked the ranges (toFrame in zygote-runner.ts).
+ * caller has checked the ranges (toFrame in zygote-runner.ts). Written into
+ * one buffer, sized first: one per upcall, no parts joined.
  */
 export function encodeZygoteFrame(m: SpawnFrame): Buffer {
   const mode = m.mode === 'exec' ? MODES.exec : m.builtin === 'netrelay' ? MODES.netrelay : m.builtin === 'echo-context' ? MODES['echo-context'] : -1;
   if (mode < 0) throw new BrokerError('E_BAD_REQUEST', `unknown builtin ${m.builtin ?? '(none)'} (known: echo-context, netrelay)`);
-  const head = Buffer.alloc(W.UB_ZYGOTE_SPAWN_HEADER);
-  head[0] = W.UB_ZYGOTE_FRAME_SPAWN;
-  head.writeBigUInt64BE(BigInt(m.id), 1);
-  head[9] = mode;
-  head[10] = (m.host ? W.UB_ZYGOTE_SPAWN_HOST : 0) | (m.stream ? W.UB_ZYGOTE_SPAWN_STREAM : 0) |
-    (m.startedEvent === false ? W.UB_ZYGOTE_SPAWN_NO_STARTED : 0) | (m.env !== undefined ? W.UB_ZYGOTE_SPAWN_ENV : 0);
-  head.writeUInt32BE(m.timeoutMs, 11);
-  head.writeUInt32BE(m.outputCap, 15);
-  head.writeUInt32BE(m.initPidfd, 19);
-  head.writeUInt32BE(m.initPid, 23);
-  head.writeBigUInt64BE(BigInt(m.initStartTime), 27);
-  head.writeBigUInt64BE(BigInt(m.pidns), 35);
-  const env = m.env !== undefined ? stringList(Object.entries(m.env).map(([k, v]) => `${k}=${v}`)) : [];
-  return encodeLengthFrame(head, ...stringList(m.argv), ...env, ...lengthPrefixed(m.cwd ?? ''), ...lengthPrefixed(m.stdin ?? new Uint8Array(0)));
+  const env = m.env !== undefined ? Object.entries(m.env).map(([k, v]) => `${k}=${v}`) : null;
+  const argvLengths = utf8Lengths(m.argv);
+  const envLengths = env ? utf8Lengths(env) : [];
+  const cwd = m.cwd ?? '';
+  const cwdLength = Buffer.byteLength(cwd, 'utf8');
+  const stdin = m.stdin ?? EMPTY;
+  const length = W.UB_ZYGOTE_SPAWN_HEADER + 2 + 4 * m.argv.length + sum(argvLengths) + (env ? 2 + 4 * env.length + sum(envLengths) : 0) +
+    4 + cwdLength + 4 + stdin.length;
+  if (length > FRAME_LENGTH_MAX) throw new RangeError(`a frame body of ${length} bytes does not fit a 4-byte length`);
+  const b = Buffer.allocUnsafe(W.UB_FRAME_HEADER + length);
+  b.writeUInt32BE(length, 0);
+  const h = W.UB_FRAME_HEADER;
+  b[h] = W.UB_ZYGOTE_FRAME_SPAWN;
+  putU64(b, m.id, h + 1);
+  b[h + 9] = mode;
+  b[h + 10] = (m.host ? W.UB_ZYGOTE_SPAWN_HOST : 0) | (m.stream ? W.UB_ZYGOTE_SPAWN_STREAM : 0) |
+    (m.startedEvent === false ? W.UB_ZYGOTE_SPAWN_NO_STARTED : 0) | (env ? W.UB_ZYGOTE_SPAWN_ENV : 0);
+  b.writeUInt32BE(m.timeoutMs, h + 11);
+  b.writeUInt32BE(m.outputCap, h + 15);
+  b.writeUInt32BE(m.initPidfd, h + 19);
+  b.writeUInt32BE(m.initPid, h + 23);
+  putU64(b, m.initStartTime, h + 27);
+  putU64(b, m.pidns, h + 35);
+  let off = putStrings(b, m.argv, argvLengths, h + W.UB_ZYGOTE_SPAWN_HEADER);
+  if (env) off = putStrings(b, env, envLengths, off);
+  b.writeUInt32BE(cwdLength, off);
+  off += 4 + b.write(cwd, off + 4, 'utf8');
+  b.writeUInt32BE(stdin.length, off);
+  b.set(stdin, off + 4);
+  return b;
 }
 
 /** A binary data frame of kind (W.UB_ZYGOTE_FRAME_*) for request id, with its length header. */
@@ -180,8 +206,34 @@ const PID_MAX = 0x7fff_ffff;
 export function decodeZygoteEvent(body: Buffer): ZygoteEvent | null {
   if (body[0] === W.UB_ZYGOTE_FRAME_STARTED) return decodeStarted(body);
   if (body[0] === W.UB_ZYGOTE_FRAME_ERROR) return decodeError(body);
-  const parsed = ZygoteEvent.safeParse(JSON.parse(body.toString('utf8')));
+  const json: unknown = JSON.parse(body.toString('utf8'));
+  const exit = exitEvent(json);
+  if (exit !== undefined) return exit;
+  const parsed = ZygoteEvent.safeParse(json);
   return parsed.success ? parsed.data : null;
+}
+
+type ExitEvent = Extract<ZygoteEvent, { event: 'exit' }>;
+const isInt = (v: unknown): v is number => Number.isInteger(v);
+const isStringOrNull = (v: unknown): v is string | null => v === null || typeof v === 'string';
+
+/**
+ * The exit event, one per upcall, checked by hand: the same checks as its
+ * ZygoteEvent schema (known keys only in the result), without zod's cost on
+ * every spawn. undefined: not an exit event (the schema decides); null: an
+ * exit event the schema would refuse.
+ */
+function exitEvent(v: unknown): ExitEvent | null | undefined {
+  if (typeof v !== 'object' || v === null || (v as { event?: unknown }).event !== W.UB_ZYGOTE_EVENT_EXIT) return undefined;
+  const e = v as Record<string, unknown>;
+  const { id, pid, code, signal, stdoutBase64, stderrBase64, truncated, timedOut, fields } = e;
+  if (!isInt(id) || id < 0 || (pid !== undefined && !isInt(pid)) || (code !== null && !isInt(code)) || !isStringOrNull(signal) ||
+    typeof stdoutBase64 !== 'string' || typeof stderrBase64 !== 'string' || typeof truncated !== 'boolean' || typeof timedOut !== 'boolean' ||
+    typeof fields !== 'object' || fields === null || Array.isArray(fields)) return null;
+  for (const value of Object.values(fields)) if (typeof value !== 'string') return null;
+  // JSON.parse's own object: a "__proto__" key in it is a plain property, not the prototype
+  const record = fields as Record<string, string>;
+  return { id, event: W.UB_ZYGOTE_EVENT_EXIT, ...(pid !== undefined ? { pid } : {}), code, signal, stdoutBase64, stderrBase64, truncated, timedOut, fields: record };
 }
 
 function recordId(body: Buffer): number {

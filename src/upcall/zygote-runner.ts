@@ -59,7 +59,9 @@ interface Pending {
   init: Pidfd;
   startedAt: number;
   pid: number;
-  /** A pidfd for `pid`, opened when it was reported started: who to kill if the zygote dies (killOrphan). */
+  /** The start time the zygote read for `pid` while the upcall waited (null: unknown, or not started yet). */
+  startTime: string | null;
+  /** A pidfd for `pid`, opened (pin) only when it is needed: who to kill if the zygote dies (killOrphan). */
   pidfd: Pidfd | null;
   watchdog: NodeJS.Timeout;
   stdout: Readable | null;
@@ -227,7 +229,7 @@ export class ZygoteRunner implements UpcallRunner {
         if (p) this.lingering.set(id, p.init); // the zygote may not have read the frame yet
         this.settle(id, new BrokerError('E_UPCALL_TIMEOUT', `the upcall zygote did not answer request ${id} in time`, { id }));
       }, req.timeoutMs + ANSWER_GRACE_MS);
-      this.pending.set(id, { req, init, startedAt: this.clock.monotonic(), pid: 0, pidfd: null, watchdog, stdout, idle: false, resolve, reject });
+      this.pending.set(id, { req, init, startedAt: this.clock.monotonic(), pid: 0, startTime: null, pidfd: null, watchdog, stdout, idle: false, resolve, reject });
       this.countActive(req, 1);
       this.write(proc, held.length > 0 ? Buffer.concat([frame, ...held]) : frame);
     }
@@ -366,16 +368,21 @@ export class ZygoteRunner implements UpcallRunner {
   /**
    * A pidfd for a started upcall, if `pid` still names it: opened first, then
    * its start time compared with the one the zygote read while the upcall
-   * waited for its go (so the pidfd cannot name a process that reused the pid).
+   * waited for its go (so the pidfd cannot name a process that reused the pid:
+   * pid and start time together name one process for good). Opened only when
+   * the upcall is to be killed (killOrphan), not for every upcall: the
+   * comparison makes a late pin as safe as an early one. Without a start time
+   * (the zygote found the upcall gone already) nothing is pinned.
    */
   private pin(pid: number, startTime: string | null): Pidfd | null {
+    if (pid <= 0 || startTime === null) return null;
     let pidfd: Pidfd;
     try {
       pidfd = Pidfd.open(this.libc, pid);
     } catch {
       return null; // gone already: nothing to kill later
     }
-    if (startTime !== null && procStartTime(pid) !== startTime) {
+    if (procStartTime(pid) !== startTime) {
       pidfd.close();
       return null;
     }
@@ -393,6 +400,7 @@ export class ZygoteRunner implements UpcallRunner {
    * (tests/integration/reliability-faults.test.ts, "the upcall zygote dies")
    */
   private killOrphan(p: Pending | undefined): void {
+    if (p && !p.pidfd) p.pidfd = this.pin(p.pid, p.startTime); // closed by settle()
     const pidfd = p?.pidfd;
     if (!pidfd || pidfd.closed) return;
     if (this.libc.pidfdSendSignal(pidfd.fd, SIGKILL, K.UB_PIDFD_SIGNAL_PROCESS_GROUP) === 0) return;
@@ -428,7 +436,7 @@ export class ZygoteRunner implements UpcallRunner {
     }
     if (ev.event === 'started') {
       p.pid = ev.pid;
-      p.pidfd = this.pin(ev.pid, ev.startTime ?? null);
+      p.startTime = ev.startTime ?? null;
       p.req.onStarted?.(ev.pid);
     } else if (ev.event === 'error') {
       const code = isErrorCode(ev.code) ? ev.code : 'E_SPAWN';
