@@ -91,6 +91,7 @@ void prof_dump(int slot)
 		return;
 	for (k = 0; k < PF_COUNT; k++)
 		fprintf(prof_out, "%s%s=%lld", k ? " " : "", prof_names[k], prof[slot][k] ? (prof[slot][k] - prof[slot][0]) / 1000 : -1);
+	fprintf(prof_out, " at_ns=%lld", prof[slot][PF_PARSED]); /* CLOCK_MONOTONIC: the driver's process.hrtime places its own steps */
 	fputc('\n', prof_out);
 	fflush(prof_out);
 	memset(prof[slot], 0, sizeof(prof[slot]));
