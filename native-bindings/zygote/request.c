@@ -178,12 +178,13 @@ sent:
 	r->out.fd = out[0];
 	r->err.fd = err[0];
 	r->sock = sv[0];
-	nonblock(r->in_fd);
+	if (r->in_off >= r->a.input_len && (!r->a.stream || r->in_eof))
+		ub_close_fd(&r->in_fd); /* nothing to write: C reads EOF */
+	else
+		nonblock(r->in_fd);
 	nonblock(r->out.fd);
 	nonblock(r->err.fd);
 	nonblock(r->sock);
-	if (r->in_off >= r->a.input_len && (!r->a.stream || r->in_eof))
-		ub_close_fd(&r->in_fd);
 	return 0;
 fail:
 	e = errno;
