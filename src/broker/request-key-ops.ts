@@ -6,7 +6,6 @@ import { requestSignal } from '../common/request-signal.js';
 import { BrokerConfig, Clock, LoggerFactory, type Logger, type RequestKeyConfig } from '../common/tokens.js';
 import { Libc } from '../ns/libc.js';
 import { Pidfd } from '../ns/pidfd.js';
-import { startTimeOf } from '../ns/proc-info.js';
 import type { PeerIdentity } from '../server/peer-identity.js';
 import { parseParams } from '../server/protocol.js';
 import type { OpContribution, RequestHandlers } from '../server/request-handlers.js';
@@ -20,7 +19,9 @@ import { UpcallRunner } from '../upcall/api/upcall-runner.js';
 import { Authorizer } from './authorizer.js';
 import type { Context } from './context-table.js';
 import { KeyRouter, type Routed } from './key-router.js';
+import { readStat } from './mount-helper-routes.js';
 import { UpcallDispatcher } from './upcall-dispatcher.js';
+import type { UpcallRecord } from './upcall-record.js';
 
 /** pidfd_open(2) flag for a thread (not a thread-group leader): O_EXCL, Linux 6.9. */
 const PIDFD_THREAD = 0o200;
@@ -118,7 +119,22 @@ export class RequestKeyOps implements OpContribution {
     const decision = await Promise.race([work, deadline]).finally(() => clearTimeout(timer));
     work.catch(() => undefined);
     const durationMs = Math.round((this.clock.monotonic() - started) * 1000) / 1000;
-    this.dispatcher.record({
+    // Metrics and the audit line (about 0.1 ms of formatting) once the answer is on its way: the kernel's
+    // requester waits for the answer, not for our bookkeeping. Their lines are written a turn later anyway.
+    setImmediate(() => this.record(p, decision, durationMs));
+    return decision;
+  }
+
+  private record(p: RequestKeyParams, decision: KeyDecision, durationMs: number): void {
+    try {
+      this.dispatcher.record(this.upcallRecord(p, decision, durationMs));
+    } catch (err) {
+      this.log.error('request-key: recording the answer failed', { error: BrokerError.from(err).toJSON(), keyId: p.keyId });
+    }
+  }
+
+  private upcallRecord(p: RequestKeyParams, decision: KeyDecision, durationMs: number): UpcallRecord {
+    return {
       kind: 'request-key', outcome: decision.action === 'instantiate' ? 'ok' : decision.action, seconds: durationMs / 1000,
       ...(decision.action === 'instantiate' ? {} : { failure: { message: decision.reason, ...(decision.context ? { context: decision.context } : {}) } }),
       ...(decision.route !== undefined ? { route: decision.route } : {}),
@@ -130,8 +146,7 @@ export class RequestKeyOps implements OpContribution {
         ...('expirySeconds' in decision ? { expirySeconds: decision.expirySeconds } : {}),
         context: decision.context ?? null, host: decision.host ?? null, route: decision.route ?? null, reason: decision.reason, durationMs,
       },
-    });
-    return decision;
+    };
   }
 
   /** Never throws: every failure becomes the decision the kernel should see. */
@@ -145,13 +160,15 @@ export class RequestKeyOps implements OpContribution {
     }
     let routed: Routed;
     try {
+      // One read of /proc/<pid>/stat for the start time and the router's flags; alive after it, so it was ours.
+      const stat = readStat(requester.pid);
+      if (stat === null || !requester.isAlive()) throw new BrokerError('E_NO_PROCESS', `requester ${p.requesterPid} exited`);
       // The handler read the requester's start time while the requester slept in
       // request_key(); if our pidfd names another process, the pid was reused.
-      const startTime = startTimeOf(requester);
-      if (p.requesterStartTime !== undefined && p.requesterStartTime !== 0 && startTime !== p.requesterStartTime) {
+      if (p.requesterStartTime !== undefined && p.requesterStartTime !== 0 && stat.startTime !== p.requesterStartTime) {
         return this.reject(E.ESRCH, this.conf.retryTimeoutSeconds, `requester ${p.requesterPid} exited (its pid now names another process)`);
       }
-      routed = this.router.route(requester, p.type, p.description);
+      routed = this.router.route(requester, p.type, p.description, stat);
     } catch (err) {
       return this.fromError(err, `requester ${p.requesterPid}`);
     } finally {
