@@ -1,13 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { inject, injectable, optional } from 'inversify';
-import { z } from 'zod';
 import { BrokerError, errnoError, errnoName } from '../common/errors.js';
 import { requestSignal } from '../common/request-signal.js';
 import { BrokerConfig, Clock, LoggerFactory, type Logger, type RequestKeyConfig } from '../common/tokens.js';
 import { Libc } from '../ns/libc.js';
 import { Pidfd } from '../ns/pidfd.js';
 import type { PeerIdentity } from '../server/peer-identity.js';
-import { parseParams } from '../server/protocol.js';
 import type { OpContribution, RequestHandlers } from '../server/request-handlers.js';
 import type { KeyProgramRunner } from '../upcall/api/key-program-runner.js';
 import { Spawner } from '../upcall/api/spawner.js';
@@ -19,6 +17,7 @@ import { UpcallRunner } from '../upcall/api/upcall-runner.js';
 import { Authorizer } from './authorizer.js';
 import type { Context } from './context-table.js';
 import { KeyRouter, type Routed } from './key-router.js';
+import { parseRequestKeyParams, type RequestKeyParams } from './request-key-params.js';
 import { readStat } from './mount-helper-routes.js';
 import { UpcallDispatcher } from './upcall-dispatcher.js';
 import type { UpcallRecord } from './upcall-record.js';
@@ -29,27 +28,6 @@ const EINVAL = 22;
 
 const E = { EPERM: 1, ESRCH: 3, EAGAIN: 11, EINVAL: 22, ENODATA: 61, EMSGSIZE: 90, ETIMEDOUT: 110, ENOKEY: 126, EKEYREJECTED: 129 } as const;
 
-/** The request the upcall-request-key handler sends (docs/request-key.md). */
-const RequestKeyParams = z.object({
-  keyId: z.number().int().positive().max(2 ** 31 - 1),
-  op: z.string().min(1).max(32),
-  type: z.string().min(1).max(64),
-  description: z.string().max(4096),
-  callout: z.string().max(60_000).optional(),
-  calloutBase64: z.string().max(60_000).optional(),
-  requesterPid: z.number().int().positive().max(2 ** 31 - 1),
-  requesterStartTime: z.number().int().nonnegative().optional(),
-  uid: z.number().int().min(-1).max(2 ** 32 - 1),
-  gid: z.number().int().min(-1).max(2 ** 32 - 1),
-  keyrings: z.object({
-    thread: z.number().int(),
-    process: z.number().int(),
-    session: z.number().int(),
-  }).strict().optional(),
-  /** What is left of the handler's budget: the answer must come back within it. */
-  timeoutMs: z.number().int().positive().max(600_000).optional(),
-}).strict().refine((p) => !(p.callout !== undefined && p.calloutBase64 !== undefined), { message: 'give callout or calloutBase64, not both' });
-type RequestKeyParams = z.infer<typeof RequestKeyParams>;
 
 /** What the handler does with the key. Every answer carries a reason, for its log. */
 export type KeyDecision = (
@@ -99,7 +77,7 @@ export class RequestKeyOps implements OpContribution {
   }
 
   private async requestKey(params: unknown, peer: PeerIdentity): Promise<KeyDecision> {
-    const p = parseParams(RequestKeyParams, params);
+    const p = parseRequestKeyParams(params);
     if (!this.auth.isHostRoot(peer)) {
       this.log.audit('refused', { op: 'request-key', peerPid: peer.cred.pid, peerUid: peer.cred.uid, listener: peer.listener, reason: 'not host root' });
       throw new BrokerError('E_PERMISSION', 'request-key is for the request-key handler (host root, admin socket) only');
