@@ -159,16 +159,16 @@ static int open_in_root(const char *path, int flags)
 	struct { uint64_t flags, mode, resolve; } how = {
 		.flags = (uint64_t)flags, .resolve = UB_RESOLVE_IN_ROOT | UB_RESOLVE_NO_MAGICLINKS,
 	};
-	int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC), fd, err;
+	/* Our root never changes (the spawner chroot()ed into init's before we ran,
+	 * and we never chroot): opened once, for every request of this relay. */
+	static int root = -1;
+	int fd;
 
-	if (root < 0)
+	if (root < 0 && (root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return -1;
 	fd = (int)syscall(UB_NR_openat2, root, path, &how, sizeof(how));
 	if (fd < 0 && (errno == ENOSYS || errno == EPERM))
 		fd = open_walk(root, path, flags);
-	err = errno;
-	close(root);
-	errno = err;
 	return fd;
 }
 
