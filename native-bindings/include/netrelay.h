@@ -13,6 +13,11 @@
  *   reply    = u32be len, then len bytes: u8 status (0 ok, else an errno),
  *              payload (file contents or the reply message)
  *
+ * Requests are answered in order. Replies to requests that arrived together
+ * (read in one read(2)) go out together, in one write(2), so the zygote wakes
+ * once for them; a reply is never held back while the relay blocks (waiting
+ * for input, or on a DNS query).
+ *
  * EOF on fd 0 ends the relay with status 0.
  */
 #ifndef UB_NETRELAY_H

@@ -29,12 +29,33 @@
 
 #define MAX_REQUEST (UB_NETRELAY_MAX_MSG + 512)
 
+/* Replies wait here while the next request is already read (the broker asks
+ * for both resolver files in one write): one write(2) then carries them all,
+ * and the zygote relays them as one frame instead of one per reply. Flushed
+ * before the relay blocks: before a read, before a DNS query. */
+static uint8_t out_buf[64 * 1024];
+static size_t out_len;
+
+static int flush_replies(int out)
+{
+	int r = out_len > 0 ? ub_write_all(out, out_buf, out_len) : 0;
+	out_len = 0;
+	return r < 0 ? -errno : 0;
+}
+
 static int reply(int out, int status, const void *data, size_t len)
 {
 	uint8_t head[UB_FRAME_HEADER + 1];
 	ub_frame_put_len(head, (uint32_t)(len + 1));
 	head[UB_FRAME_HEADER] = (uint8_t)status;
-	if (ub_write_all(out, head, sizeof(head)) < 0 || ub_write_all(out, data, len) < 0)
+	if (out_len + sizeof(head) + len <= sizeof(out_buf)) {
+		memcpy(out_buf + out_len, head, sizeof(head));
+		if (len > 0)
+			memcpy(out_buf + out_len + sizeof(head), data, len);
+		out_len += sizeof(head) + len;
+		return 0;
+	}
+	if (flush_replies(out) < 0 || ub_write_all(out, head, sizeof(head)) < 0 || ub_write_all(out, data, len) < 0)
 		return -errno;
 	return 0;
 }
@@ -138,16 +159,16 @@ static int open_in_root(const char *path, int flags)
 	struct { uint64_t flags, mode, resolve; } how = {
 		.flags = (uint64_t)flags, .resolve = UB_RESOLVE_IN_ROOT | UB_RESOLVE_NO_MAGICLINKS,
 	};
-	int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC), fd, err;
+	/* Our root never changes (the spawner chroot()ed into init's before we ran,
+	 * and we never chroot): opened once, for every request of this relay. */
+	static int root = -1;
+	int fd;
 
-	if (root < 0)
+	if (root < 0 && (root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return -1;
 	fd = (int)syscall(UB_NR_openat2, root, path, &how, sizeof(how));
 	if (fd < 0 && (errno == ENOSYS || errno == EPERM))
 		fd = open_walk(root, path, flags);
-	err = errno;
-	close(root);
-	errno = err;
 	return fd;
 }
 
@@ -330,29 +351,52 @@ static void serve_query(int out, const uint8_t *p, size_t len)
 	reply(out, r < 0 ? -r : 0, buf, r < 0 ? 0 : blen);
 }
 
+/* Serve one complete request frame (`len` bytes at `req`, which may be
+ * followed by more read-ahead input: its byte after the frame is restored). */
+static void serve_request(int out, uint8_t *req, uint32_t len)
+{
+	if (req[0] == 'F') {
+		uint8_t after = req[len];
+		req[len] = '\0';
+		serve_file(out, (const char *)req + 1);
+		req[len] = after;
+	} else if (req[0] == 'Q') {
+		flush_replies(out); /* a query may wait seconds: what is answered goes out first */
+		serve_query(out, req + 1, len - 1);
+	} else {
+		reply(out, EINVAL, NULL, 0);
+	}
+}
+
 int netrelay_serve(int in, int out)
 {
-	static uint8_t req[MAX_REQUEST + 1];
+	/* Input is read as it comes, several requests at once: room for one whole
+	 * request of the largest size, and a byte past it for serve_request. */
+	static uint8_t buf[UB_FRAME_HEADER + MAX_REQUEST + 1];
+	size_t have = 0;
 	for (;;) {
-		uint8_t head[UB_FRAME_HEADER];
-		int r = ub_read_exact(in, head, sizeof(head));
-		if (r == 0)
-			return 0;
-		if (r < 0)
-			return errno;
-		uint32_t len = ub_frame_len(head);
-		if (len == 0 || len > MAX_REQUEST)
+		uint32_t len = have >= UB_FRAME_HEADER ? ub_frame_len(buf) : 0;
+		if (have >= UB_FRAME_HEADER && (len == 0 || len > MAX_REQUEST)) {
+			flush_replies(out);
 			return EPROTO;
-		if ((r = ub_read_exact(in, req, len)) <= 0)
-			return r == 0 ? EPROTO : errno;
-		if (req[0] == 'F') {
-			req[len] = '\0';
-			serve_file(out, (const char *)req + 1);
-		} else if (req[0] == 'Q') {
-			serve_query(out, req + 1, len - 1);
-		} else {
-			reply(out, EINVAL, NULL, 0);
 		}
+		if (have < UB_FRAME_HEADER || have < UB_FRAME_HEADER + (size_t)len) {
+			if (flush_replies(out) < 0)
+				return errno;
+			ssize_t n = read(in, buf + have, sizeof(buf) - 1 - have);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
+				return errno;
+			if (n == 0)
+				return have == 0 ? 0 : EPROTO;
+			have += (size_t)n;
+			continue;
+		}
+		serve_request(out, buf + UB_FRAME_HEADER, len);
+		size_t used = UB_FRAME_HEADER + (size_t)len;
+		memmove(buf, buf + used, have - used);
+		have -= used;
 	}
 }
 

@@ -1,13 +1,14 @@
 import { inject, injectable } from 'inversify';
 import { BrokerError } from '../common/errors.js';
 import { Libc } from '../ns/libc.js';
-import type { NsIdentity } from '../ns/namespace-fd.js';
+import { type NamespaceFd, type NsIdentity, sameNs } from '../ns/namespace-fd.js';
 import { Pidfd } from '../ns/pidfd.js';
 import { type Context, ContextTable } from './context-table.js';
 import { readForeignNfsMount } from './foreign-mounts.js';
 import { decideRoute, type KeyRoute, type RouteContext, type RouteRegistration } from './key-route.js';
-import { MountHelperRoutes, readStat } from './mount-helper-routes.js';
+import { MountHelperRoutes, type ProcStat } from './mount-helper-routes.js';
 import { NamespaceWalker } from './namespace-walker.js';
+import { NfsMountCache } from './nfs-mount-cache.js';
 import { Registry } from './registry.js';
 
 /** PF_KTHREAD (include/linux/sched.h): the task is a kernel thread. */
@@ -33,6 +34,10 @@ export class KeyRouter {
   private readonly hostNetns: string;
   /** A context's network namespace is its init's, read once (docs/walk-rule.md, case 8). */
   private readonly netnsOf = new WeakMap<Context, string | null>();
+  /** The host's context when no host registration is live (contextFor): held once, never released. */
+  private hostHold: Context | null = null;
+  /** Most mount namespaces hold no NFS mount: then their mountinfo is not read (case 8). */
+  private readonly nfsMounts: NfsMountCache;
 
   constructor(
     @inject(Libc) private readonly libc: Libc,
@@ -41,25 +46,29 @@ export class KeyRouter {
     @inject(Registry) private readonly registry: Registry,
     @inject(MountHelperRoutes) private readonly helpers: MountHelperRoutes,
   ) {
+    this.nfsMounts = new NfsMountCache(libc);
     using self = Pidfd.open(libc, process.pid);
     using net = self.namespace('net');
     this.hostNetns = nsKey(net.identity());
   }
 
-  /** Throws what the walk throws (E_NS_NOT_OWNED, E_INIT_EXITED, E_NO_PROCESS). */
-  route(requester: Pidfd, type: string, description: string): Routed {
-    const stat = readStat(requester.pid);
-    if (stat === null || !requester.isAlive()) throw new BrokerError('E_NO_PROCESS', `requester ${requester.pid} exited`);
+  /**
+   * `stat`: the requester's /proc/<pid>/stat, read by the caller and checked
+   * alive after the read. Throws what the walk throws (E_NS_NOT_OWNED,
+   * E_INIT_EXITED, E_NO_PROCESS).
+   */
+  route(requester: Pidfd, type: string, description: string, stat: ProcStat): Routed {
     const kernelThread = (stat.flags & PF_KTHREAD) !== 0;
     // Only dns_resolver routing looks at the registrations (one pass over them; none for other key types).
     const live = type === 'dns_resolver'
       ? this.registry.list().filter((r) => r.context.state === 'live' && r.context.namespaces !== null && r.unmounted !== true)
       : [];
     const requesterNetns = kernelThread || type !== 'dns_resolver' ? null : this.netnsOfProcess(requester);
-    // Only a request the netns rule could answer from a container needs the mounts (case 8).
+    // Only a request the netns rule could answer from a container needs the mounts (case 8), and only
+    // when its mount namespace has some NFS mount (NfsMountCache asks the kernel, not the mountinfo).
     // /proc read by pid: then the pidfd must still be alive, or the pid may name another process.
     let foreignMount = false;
-    if (requesterNetns !== null && requesterNetns !== this.hostNetns) {
+    if (requesterNetns !== null && requesterNetns !== this.hostNetns && this.nfsMounts.mayHaveNfs(requester)) {
       foreignMount = readForeignNfsMount(requester.pid);
       if (!requester.isAlive()) throw new BrokerError('E_NO_PROCESS', `requester ${requester.pid} exited`);
     }
@@ -142,23 +151,40 @@ export class KeyRouter {
 
   /**
    * The walk rule for a process: the live registered context of its P0 when
-   * there is one, else a temporary hold released when the request ends.
+   * there is one, else a temporary hold released when the request ends. When
+   * P0 is the broker's own pid namespace (the host), the hold is made once and
+   * kept: its init is our pid 1, which cannot be replaced while we run, and its
+   * user namespace is the owner of our pid namespace, the same for every host
+   * requester (checked anyway).
    */
   contextFor(process: Pidfd): Held {
     const { p0, userns, depth } = this.walker.walk(process);
-    let live: Context | undefined;
+    let reuse: Context | undefined;
     try {
-      live = this.contexts.liveFor(p0.identity());
+      const pidnsId = p0.identity();
+      const live = this.contexts.liveFor(pidnsId);
+      reuse = live && live.state === 'live' && live.namespaces !== null ? live : this.walker.isOwnPidns(pidnsId) ? this.keptHost(userns) : undefined;
     } catch (err) {
       p0.close();
       userns.close();
       throw err;
     }
-    if (live && live.state === 'live' && live.namespaces !== null) {
+    if (reuse) {
       p0.close();
       userns.close();
-      return { ctx: live, temporary: false };
+      return { ctx: reuse, temporary: false };
     }
-    return { ctx: this.contexts.temporary(this.walker.holdWalked(p0, userns, depth)), temporary: true };
+    const held = this.walker.holdWalked(p0, userns, depth);
+    if (held.host && this.hostHold === null) {
+      this.hostHold = this.contexts.temporary(held);
+      return { ctx: this.hostHold, temporary: false };
+    }
+    return { ctx: this.contexts.temporary(held), temporary: true };
+  }
+
+  /** The kept host hold, if the walk found the same user namespace for it. */
+  private keptHost(userns: NamespaceFd): Context | undefined {
+    const kept = this.hostHold;
+    return kept !== null && kept.namespaces !== null && sameNs(userns.identity(), kept.usernsId) ? kept : undefined;
   }
 }

@@ -1,14 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { inject, injectable, optional } from 'inversify';
-import { z } from 'zod';
 import { BrokerError, errnoError, errnoName } from '../common/errors.js';
 import { requestSignal } from '../common/request-signal.js';
 import { BrokerConfig, Clock, LoggerFactory, type Logger, type RequestKeyConfig } from '../common/tokens.js';
 import { Libc } from '../ns/libc.js';
 import { Pidfd } from '../ns/pidfd.js';
-import { startTimeOf } from '../ns/proc-info.js';
 import type { PeerIdentity } from '../server/peer-identity.js';
-import { parseParams } from '../server/protocol.js';
 import type { OpContribution, RequestHandlers } from '../server/request-handlers.js';
 import type { KeyProgramRunner } from '../upcall/api/key-program-runner.js';
 import { Spawner } from '../upcall/api/spawner.js';
@@ -20,7 +17,10 @@ import { UpcallRunner } from '../upcall/api/upcall-runner.js';
 import { Authorizer } from './authorizer.js';
 import type { Context } from './context-table.js';
 import { KeyRouter, type Routed } from './key-router.js';
+import { parseRequestKeyParams, type RequestKeyParams } from './request-key-params.js';
+import { readStat } from './mount-helper-routes.js';
 import { UpcallDispatcher } from './upcall-dispatcher.js';
+import type { UpcallRecord } from './upcall-record.js';
 
 /** pidfd_open(2) flag for a thread (not a thread-group leader): O_EXCL, Linux 6.9. */
 const PIDFD_THREAD = 0o200;
@@ -28,27 +28,6 @@ const EINVAL = 22;
 
 const E = { EPERM: 1, ESRCH: 3, EAGAIN: 11, EINVAL: 22, ENODATA: 61, EMSGSIZE: 90, ETIMEDOUT: 110, ENOKEY: 126, EKEYREJECTED: 129 } as const;
 
-/** The request the upcall-request-key handler sends (docs/request-key.md). */
-const RequestKeyParams = z.object({
-  keyId: z.number().int().positive().max(2 ** 31 - 1),
-  op: z.string().min(1).max(32),
-  type: z.string().min(1).max(64),
-  description: z.string().max(4096),
-  callout: z.string().max(60_000).optional(),
-  calloutBase64: z.string().max(60_000).optional(),
-  requesterPid: z.number().int().positive().max(2 ** 31 - 1),
-  requesterStartTime: z.number().int().nonnegative().optional(),
-  uid: z.number().int().min(-1).max(2 ** 32 - 1),
-  gid: z.number().int().min(-1).max(2 ** 32 - 1),
-  keyrings: z.object({
-    thread: z.number().int(),
-    process: z.number().int(),
-    session: z.number().int(),
-  }).strict().optional(),
-  /** What is left of the handler's budget: the answer must come back within it. */
-  timeoutMs: z.number().int().positive().max(600_000).optional(),
-}).strict().refine((p) => !(p.callout !== undefined && p.calloutBase64 !== undefined), { message: 'give callout or calloutBase64, not both' });
-type RequestKeyParams = z.infer<typeof RequestKeyParams>;
 
 /** What the handler does with the key. Every answer carries a reason, for its log. */
 export type KeyDecision = (
@@ -98,7 +77,7 @@ export class RequestKeyOps implements OpContribution {
   }
 
   private async requestKey(params: unknown, peer: PeerIdentity): Promise<KeyDecision> {
-    const p = parseParams(RequestKeyParams, params);
+    const p = parseRequestKeyParams(params);
     if (!this.auth.isHostRoot(peer)) {
       this.log.audit('refused', { op: 'request-key', peerPid: peer.cred.pid, peerUid: peer.cred.uid, listener: peer.listener, reason: 'not host root' });
       throw new BrokerError('E_PERMISSION', 'request-key is for the request-key handler (host root, admin socket) only');
@@ -118,7 +97,22 @@ export class RequestKeyOps implements OpContribution {
     const decision = await Promise.race([work, deadline]).finally(() => clearTimeout(timer));
     work.catch(() => undefined);
     const durationMs = Math.round((this.clock.monotonic() - started) * 1000) / 1000;
-    this.dispatcher.record({
+    // Metrics and the audit line (about 0.1 ms of formatting) once the answer is on its way: the kernel's
+    // requester waits for the answer, not for our bookkeeping. Their lines are written a turn later anyway.
+    setImmediate(() => this.record(p, decision, durationMs));
+    return decision;
+  }
+
+  private record(p: RequestKeyParams, decision: KeyDecision, durationMs: number): void {
+    try {
+      this.dispatcher.record(this.upcallRecord(p, decision, durationMs));
+    } catch (err) {
+      this.log.error('request-key: recording the answer failed', { error: BrokerError.from(err).toJSON(), keyId: p.keyId });
+    }
+  }
+
+  private upcallRecord(p: RequestKeyParams, decision: KeyDecision, durationMs: number): UpcallRecord {
+    return {
       kind: 'request-key', outcome: decision.action === 'instantiate' ? 'ok' : decision.action, seconds: durationMs / 1000,
       ...(decision.action === 'instantiate' ? {} : { failure: { message: decision.reason, ...(decision.context ? { context: decision.context } : {}) } }),
       ...(decision.route !== undefined ? { route: decision.route } : {}),
@@ -130,8 +124,7 @@ export class RequestKeyOps implements OpContribution {
         ...('expirySeconds' in decision ? { expirySeconds: decision.expirySeconds } : {}),
         context: decision.context ?? null, host: decision.host ?? null, route: decision.route ?? null, reason: decision.reason, durationMs,
       },
-    });
-    return decision;
+    };
   }
 
   /** Never throws: every failure becomes the decision the kernel should see. */
@@ -145,13 +138,15 @@ export class RequestKeyOps implements OpContribution {
     }
     let routed: Routed;
     try {
+      // One read of /proc/<pid>/stat for the start time and the router's flags; alive after it, so it was ours.
+      const stat = readStat(requester.pid);
+      if (stat === null || !requester.isAlive()) throw new BrokerError('E_NO_PROCESS', `requester ${p.requesterPid} exited`);
       // The handler read the requester's start time while the requester slept in
       // request_key(); if our pidfd names another process, the pid was reused.
-      const startTime = startTimeOf(requester);
-      if (p.requesterStartTime !== undefined && p.requesterStartTime !== 0 && startTime !== p.requesterStartTime) {
+      if (p.requesterStartTime !== undefined && p.requesterStartTime !== 0 && stat.startTime !== p.requesterStartTime) {
         return this.reject(E.ESRCH, this.conf.retryTimeoutSeconds, `requester ${p.requesterPid} exited (its pid now names another process)`);
       }
-      routed = this.router.route(requester, p.type, p.description);
+      routed = this.router.route(requester, p.type, p.description, stat);
     } catch (err) {
       return this.fromError(err, `requester ${p.requesterPid}`);
     } finally {

@@ -33,6 +33,10 @@ export const MW = {
   /** struct mnt_id_req, MNT_ID_REQ_SIZE_VER1 (with mnt_ns_id). */
   MNT_ID_REQ_SIZE_VER1: 32,
   STATMOUNT_SB_BASIC: 0x1,
+  /** struct statmount: u32 size, u32 spare, u64 mask, u32 sb_dev_major, u32 sb_dev_minor, then u64 sb_magic. */
+  STATMOUNT_SB_MAGIC_OFFSET: 24,
+  /** listmount(2)'s mnt_id for "the root of the namespace". */
+  LSMT_ROOT: 0xffffffffffffffffn,
   /** _IOR(0xb7, 10, struct mnt_ns_info { u32 size; u32 nr_mounts; u64 mnt_ns_id; }). */
   NS_MNT_GET_INFO: 0x8010b70a,
   MNT_NS_INFO_SIZE: 16,
@@ -47,6 +51,13 @@ export interface MountSyscalls {
   fanotifyMark(fd: number, flags: number, mask: number, dirfd: number): number;
   /** statmount(2) of `mntId` in the namespace `mntNsId`: 0, or -1 (errno(): ENOENT when mount or namespace is gone). */
   statmount(mntId: bigint, mntNsId: bigint, mask: number): number;
+  /** statmount(2) STATMOUNT_SB_BASIC of `mntId` in `mntNsId`: its superblock's magic, or -1 (errno()). */
+  superMagic(mntId: bigint, mntNsId: bigint): number;
+  /**
+   * listmount(2) of the mounts of namespace `mntNsId` (LSMT_ROOT) with a unique
+   * id above `after`, in id order, into `out` (u64 each): how many, or -1 (errno()).
+   */
+  listmount(mntNsId: bigint, after: bigint, out: Buffer): number;
   errno(): number;
 }
 
@@ -62,7 +73,10 @@ export function mountSyscalls(): MountSyscalls {
   if (bound !== null) return bound;
   const require = createRequire(import.meta.url);
   const koffi = require('koffi') as KoffiModule;
-  const syscall = koffi.load('libc.so.6').func('long syscall(long nr, ...)');
+  const libc = koffi.load('libc.so.6');
+  const syscall = libc.func('long syscall(long nr, ...)');
+  // listmount runs per request (NfsMountCache): a fixed prototype, half the cost of the variadic call.
+  const syscall4 = libc.func('long syscall(long nr, void *a, void *b, size_t c, unsigned int d)');
   const statBuf = Buffer.alloc(4096);
   const req = Buffer.alloc(MW.MNT_ID_REQ_SIZE_VER1);
   bound = {
@@ -72,6 +86,15 @@ export function mountSyscalls(): MountSyscalls {
     statmount: (mntId, mntNsId, mask) => {
       mntIdReq(req, mntId, BigInt(mask), mntNsId);
       return Number(syscall(MW.NR_statmount, 'uint8_t *', req, 'uint8_t *', statBuf, 'size_t', statBuf.length, 'unsigned int', 0));
+    },
+    superMagic: (mntId, mntNsId) => {
+      mntIdReq(req, mntId, BigInt(MW.STATMOUNT_SB_BASIC), mntNsId);
+      const r = Number(syscall(MW.NR_statmount, 'uint8_t *', req, 'uint8_t *', statBuf, 'size_t', statBuf.length, 'unsigned int', 0));
+      return r < 0 ? -1 : Number(statBuf.readBigUInt64LE(MW.STATMOUNT_SB_MAGIC_OFFSET));
+    },
+    listmount: (mntNsId, after, out) => {
+      mntIdReq(req, MW.LSMT_ROOT, after, mntNsId);
+      return Number(syscall4(MW.NR_listmount, req, out, Math.floor(out.length / 8), 0));
     },
     errno: () => koffi.errno(),
   };

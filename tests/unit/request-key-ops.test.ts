@@ -318,9 +318,11 @@ describe('keys built by a rule\'s program', () => {
   });
 });
 
-test('every answer is one audit line naming the action, the context and the route', async () => {
+test('every answer is one audit line naming the action, the context and the route, written once the answer is out', async () => {
   const h = opsWith({ route: () => routed(walk, [contextOf('c1')]), dns: async () => okDns });
   await ask(h, { type: 'dns_resolver' });
+  assert.equal(h.logs.lines.filter((l) => l.level === 'audit').length, 0, 'the answer does not wait for its audit line');
+  await new Promise((resolve) => setImmediate(resolve));
   const audit = h.logs.lines.filter((l) => l.level === 'audit');
   assert.equal(audit.length, 1);
   assert.deepEqual([audit[0]!.message, audit[0]!.meta?.['action'], audit[0]!.meta?.['context'], audit[0]!.meta?.['route']], ['request-key', 'instantiate', 'c1', 'walk']);

@@ -33,6 +33,9 @@ export class DnsServiceImpl implements DnsService {
 
   async resolve(context: UpcallContext, description: string, callout: string): Promise<DnsResolveResult> {
     const started = this.clock.monotonic();
+    // The relay first: a kept one is asked for the files now (RelayPool.acquire), so the frame goes out
+    // as soon as this turn ends, and what is left to do here happens while the relay reads them.
+    const acquiring = this.relays.acquire(context);
     let cancelTimer: (() => void) | undefined;
     // The request's own budget (requestSignal) ends the lookup too: its relay is stopped, its slots freed.
     const signal = requestSignal.getStore();
@@ -55,7 +58,6 @@ export class DnsServiceImpl implements DnsService {
       }
     };
     try {
-      const acquiring = this.relays.acquire(context);
       const lease = await Promise.race([acquiring, deadline]).catch((err: unknown) => {
         void acquiring.then((late) => late.release(false), () => undefined); // started after the deadline: stop it
         throw err;

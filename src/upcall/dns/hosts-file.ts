@@ -8,23 +8,33 @@ export interface HostsEntry {
 /**
  * /etc/hosts lookup as glibc's files backend does it: every line whose
  * canonical name or an alias matches (case-insensitive), in file order.
- * Only lines that contain the name at all are parsed: a lookup in a big
- * hosts file is one native scan, not a split and two regexes per line.
+ * Only lines that contain the name at all are parsed, found by native
+ * searches: a lookup in a big hosts file is neither a split of the whole file
+ * nor a regex per line.
  */
 export function lookupHosts(text: string, name: string): HostsEntry[] {
   const want = name.replace(/\.$/, '').toLowerCase();
-  const lower = text.toLowerCase();
   const out: HostsEntry[] = [];
-  if (want === '' || !lower.includes(want)) return out;
-  for (const raw of lower.split('\n')) {
-    if (!raw.includes(want)) continue;
-    const [address, ...names] = raw.replace(/#.*$/, '').trim().split(/\s+/);
-    if (address === undefined || !names.includes(want)) continue;
-    const family = isIP(address);
-    if (family === 0) continue;
-    out.push({ address: normalise(address, family as 4 | 6), family: family as 4 | 6 });
+  if (want === '') return out;
+  const lower = text.toLowerCase();
+  for (let at = lower.indexOf(want); at >= 0;) {
+    const start = lower.lastIndexOf('\n', at) + 1;
+    let end = lower.indexOf('\n', at);
+    if (end < 0) end = lower.length;
+    const entry = parseLine(lower.slice(start, end), want);
+    if (entry) out.push(entry);
+    at = lower.indexOf(want, end); // the next line that contains the name
   }
   return out;
+}
+
+/** One line of the file (lower case): its address if `want` is among its names. */
+function parseLine(line: string, want: string): HostsEntry | null {
+  const [address, ...names] = line.replace(/#.*$/, '').trim().split(/\s+/);
+  if (address === undefined || !names.includes(want)) return null;
+  const family = isIP(address);
+  if (family === 0) return null;
+  return { address: normalise(address, family as 4 | 6), family: family as 4 | 6 };
 }
 
 /** inet_ntop's form, so the payload matches keyutils byte for byte. */

@@ -6,7 +6,7 @@ import { Spawner } from '../native-spawner.js';
 import { UpcallRunner } from '../api/upcall-runner.js';
 import { liveTarget, type UpcallContext } from '../api/upcall-context.js';
 import { RelayLauncher, type RunningRelay } from '../api/relay-launcher.js';
-import { fileRequest, RelayTransport } from './relay-transport.js';
+import { fileRequests, RelayTransport } from './relay-transport.js';
 
 export { RelayLauncher, type RunningRelay } from '../api/relay-launcher.js';
 
@@ -37,7 +37,7 @@ export class ZygoteRelayLauncher implements RelayLauncher {
   async start(context: UpcallContext): Promise<RunningRelay> {
     const target = liveTarget(context);
     const session = this.runner.open({
-      stdin: Buffer.concat(PREFETCH.map(fileRequest)), // with the spawn frame: the relay reads both at once
+      stdin: fileRequests(PREFETCH), // with the spawn frame: the relay reads both at once
       target,
       mode: 'builtin',
       builtin: 'netrelay',

@@ -13,6 +13,17 @@ export function fileRequest(path: string): Buffer {
   return encodeLengthFrame(Buffer.from('F'), Buffer.from(path, 'utf8'));
 }
 
+/** The frames asking for several files, made once per list (PREFETCH is one constant list). */
+const fileRequestsOf = new WeakMap<readonly string[], Buffer>();
+export function fileRequests(paths: readonly string[]): Buffer {
+  let frames = fileRequestsOf.get(paths);
+  if (frames === undefined) {
+    frames = Buffer.concat(paths.map(fileRequest));
+    fileRequestsOf.set(paths, frames);
+  }
+  return frames;
+}
+
 function toFileReply(reply: Buffer): FileReply {
   const status = reply[0]!;
   return status === 0 ? { ok: true, text: reply.subarray(1).toString('utf8') } : { ok: false, errno: errnoName(status) };
@@ -61,7 +72,7 @@ export class RelayTransport implements DnsTransport {
   prefetch(paths: readonly string[]): void {
     if (this.ended) return;
     for (const path of paths) this.expect(path); // waiting before the replies can come
-    this.input.write(Buffer.concat(paths.map(fileRequest)));
+    this.input.write(fileRequests(paths));
   }
 
   /** Read a resolver file inside the container (regular files only, at most 1 MiB). */
