@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { inject, injectable, optional } from 'inversify';
+import { inject, injectable } from 'inversify';
 import { BrokerError, errnoError, errnoName } from '../common/errors.js';
 import { requestSignal } from '../common/request-signal.js';
 import { BrokerConfig, Clock, LoggerFactory, type Logger, type RequestKeyConfig } from '../common/tokens.js';
@@ -8,10 +8,9 @@ import { Pidfd } from '../ns/pidfd.js';
 import type { PeerIdentity } from '../server/peer-identity.js';
 import type { OpContribution, RequestHandlers } from '../server/request-handlers.js';
 import type { KeyProgramRunner } from '../upcall/api/key-program-runner.js';
-import { Spawner } from '../upcall/api/spawner.js';
 import { liveTarget } from '../upcall/api/upcall-context.js';
 import { DnsService } from '../upcall/dns/dns-service.js';
-import { SpawnerProgramRunner, ZygoteProgramRunner } from '../upcall/request-key/program-runner.js';
+import { ZygoteProgramRunner } from '../upcall/request-key/program-runner.js';
 import { expandArgs, mapIdInto, selectRule } from '../upcall/request-key/rules.js';
 import { UpcallRunner } from '../upcall/api/upcall-runner.js';
 import { Authorizer } from './authorizer.js';
@@ -59,17 +58,16 @@ export class RequestKeyOps implements OpContribution {
     @inject(Authorizer) private readonly auth: Authorizer,
     @inject(KeyRouter) private readonly router: KeyRouter,
     @inject(DnsService) private readonly dns: DnsService,
-    @inject(Spawner) spawner: Spawner,
     @inject(Libc) private readonly libc: Libc,
     @inject(Clock) private readonly clock: Clock,
     @inject(BrokerConfig) config: BrokerConfig,
     @inject(LoggerFactory) loggers: LoggerFactory,
     @inject(UpcallDispatcher) private readonly dispatcher: UpcallDispatcher,
-    @inject(UpcallRunner) @optional() runner?: UpcallRunner,
+    @inject(UpcallRunner) runner: UpcallRunner,
   ) {
     this.log = loggers.get('broker:RequestKeyOps');
     this.conf = config.requestKey;
-    this.programs = runner ? new ZygoteProgramRunner(runner) : new SpawnerProgramRunner(spawner, libc);
+    this.programs = new ZygoteProgramRunner(runner);
   }
 
   registerOps(handlers: RequestHandlers): void {

@@ -15,8 +15,11 @@ export interface Clock {
 /** Timers whose firing is a decision (an idle relay ends): a unit test fires them by moving a fake clock. */
 export const Timers = Symbol('Timers');
 export interface Timers {
-  /** Call `fn` once, `ms` from now; the result cancels it (idempotent). A timer does not keep the process alive. */
-  after(ms: number, fn: () => void): () => void;
+  /**
+   * Call `fn` once, `ms` from now; the result cancels it (idempotent). A timer does not keep the
+   * process alive unless `keepAlive` (a deadline something is waiting on, e.g. an upcall's watchdog).
+   */
+  after(ms: number, fn: () => void, opts?: { keepAlive?: boolean }): () => void;
 }
 
 export const FileSystem = Symbol('FileSystem');

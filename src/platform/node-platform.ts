@@ -16,12 +16,12 @@ export class SystemClock implements Clock {
   }
 }
 
-/** Real timers, unref'd. */
+/** Real timers, unref'd unless asked to keep the process alive. */
 @injectable()
 export class SystemTimers implements Timers {
-  after(ms: number, fn: () => void): () => void {
+  after(ms: number, fn: () => void, opts?: { keepAlive?: boolean }): () => void {
     const t = setTimeout(fn, ms);
-    t.unref();
+    if (opts?.keepAlive !== true) t.unref();
     return () => clearTimeout(t);
   }
 }

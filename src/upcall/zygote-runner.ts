@@ -1,12 +1,12 @@
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { inject, injectable, optional } from 'inversify';
 import { BrokerError, isErrorCode } from '../common/errors.js';
 import { W } from '../common/wire-constants.js';
-import { BrokerConfig, Clock, LoggerFactory, ProcessSpawner, type Logger } from '../common/tokens.js';
+import { BrokerConfig, Clock, LoggerFactory, ProcessSpawner, ProcFs, Signals, Timers, type Logger } from '../common/tokens.js';
+import { NodeProcFs, NodeSignals, SystemTimers } from '../platform/node-platform.js';
 import { K } from '../ns/kernel-constants.js';
 import { Libc, loadLibc } from '../ns/libc.js';
 import { Pidfd } from '../ns/pidfd.js';
@@ -63,7 +63,8 @@ interface Pending {
   startTime: string | null;
   /** A pidfd for `pid`, opened (pin) only when it is needed: who to kill if the zygote dies (killOrphan). */
   pidfd: Pidfd | null;
-  watchdog: NodeJS.Timeout;
+  /** Cancels the watchdog (Timers.after, kept alive: a pending request keeps Node running). */
+  cancelWatchdog: () => void;
   stdout: Readable | null;
   /** An idle session (setIdle): not counted against MAX_IN_FLIGHT. */
   idle: boolean;
@@ -102,6 +103,9 @@ export class ZygoteRunner implements UpcallRunner {
   /** Active (sent, not idle) requests per context (fairKey). */
   private readonly activeByContext = new Map<string, number>();
   private readonly libc: Libc;
+  private readonly timers: Timers;
+  private readonly signals: Signals;
+  private readonly procFs: ProcFs;
   /** The zygote's stdin is corked until the end of the tick: frames written in one tick go in one write. */
   private corked = false;
   private options: ZygoteOptions = DEFAULT_ZYGOTE_OPTIONS;
@@ -117,9 +121,15 @@ export class ZygoteRunner implements UpcallRunner {
     @inject(LoggerFactory) loggers: LoggerFactory,
     @inject(Clock) private readonly clock: Clock,
     @inject(Libc) @optional() libc?: Libc,
+    @inject(Timers) @optional() timers?: Timers,
+    @inject(Signals) @optional() signals?: Signals,
+    @inject(ProcFs) @optional() proc?: ProcFs,
   ) {
     this.log = loggers.get('upcall:ZygoteRunner');
     this.libc = libc ?? loadLibc();
+    this.timers = timers ?? new SystemTimers();
+    this.signals = signals ?? new NodeSignals();
+    this.procFs = proc ?? new NodeProcFs();
     this.path = join(config.nativeDir, 'upcall-zygote');
   }
 
@@ -162,9 +172,9 @@ export class ZygoteRunner implements UpcallRunner {
     const kill = () => this.sendFor(id, encodeZygoteControl(W.UB_ZYGOTE_FRAME_KILL, id));
     const close = async (graceMs = 2000): Promise<void> => {
       if (!stdin.writableEnded) stdin.end();
-      const timer = setTimeout(kill, graceMs);
+      const cancel = this.timers.after(graceMs, kill);
       await outcome.catch(() => undefined);
-      clearTimeout(timer);
+      cancel();
     };
     const setIdle = (idle: boolean) => this.setIdle(id, idle);
     return { stdin, stdout, outcome, kill, close, setIdle };
@@ -223,13 +233,13 @@ export class ZygoteRunner implements UpcallRunner {
       if (next < 0) return;
       const { id, frame, req, init, stdout, held, resolve, reject } = this.queue.splice(next, 1)[0]!;
       const proc = this.ensureZygote();
-      const watchdog = setTimeout(() => {
+      const cancelWatchdog = this.timers.after(req.timeoutMs + ANSWER_GRACE_MS, () => {
         this.killOrphan(this.pending.get(id));
         const p = this.pending.get(id);
         if (p) this.lingering.set(id, p.init); // the zygote may not have read the frame yet
         this.settle(id, new BrokerError('E_UPCALL_TIMEOUT', `the upcall zygote did not answer request ${id} in time`, { id }));
-      }, req.timeoutMs + ANSWER_GRACE_MS);
-      this.pending.set(id, { req, init, startedAt: this.clock.monotonic(), pid: 0, startTime: null, pidfd: null, watchdog, stdout, idle: false, resolve, reject });
+      }, { keepAlive: true });
+      this.pending.set(id, { req, init, startedAt: this.clock.monotonic(), pid: 0, startTime: null, pidfd: null, cancelWatchdog, stdout, idle: false, resolve, reject });
       this.countActive(req, 1);
       this.write(proc, held.length > 0 ? Buffer.concat([frame, ...held]) : frame);
     }
@@ -287,9 +297,9 @@ export class ZygoteRunner implements UpcallRunner {
     this.closeLingering();
     if (!proc || !exited) return;
     proc.stdin?.end(); // the zygote kills its in-flight upcalls and exits
-    const timer = setTimeout(() => proc.kill('SIGKILL'), STOP_GRACE_MS);
+    const cancel = this.timers.after(STOP_GRACE_MS, () => proc.kill('SIGKILL'));
     await exited;
-    clearTimeout(timer);
+    cancel();
   }
 
   private ensureZygote(): ChildProcess {
@@ -359,7 +369,7 @@ export class ZygoteRunner implements UpcallRunner {
     else this.countActive(p.req, -1);
     p.pidfd?.close();
     if (!this.lingering.has(id)) p.init.close();
-    clearTimeout(p.watchdog);
+    p.cancelWatchdog();
     if (result instanceof BrokerError) p.reject(result);
     else p.resolve(result);
     queueMicrotask(() => this.pump());
@@ -382,11 +392,21 @@ export class ZygoteRunner implements UpcallRunner {
     } catch {
       return null; // gone already: nothing to kill later
     }
-    if (procStartTime(pid) !== startTime) {
+    if (this.procStartTime(pid) !== startTime) {
       pidfd.close();
       return null;
     }
     return pidfd;
+  }
+
+  /** Field 22 of /proc/<pid>/stat (start time, clock ticks since boot), as text; null once it is gone. */
+  private procStartTime(pid: number): string | null {
+    try {
+      const stat = this.procFs.readText(`${pid}/stat`);
+      return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+    } catch {
+      return null;
+    }
   }
 
   /**
@@ -406,7 +426,7 @@ export class ZygoteRunner implements UpcallRunner {
     if (this.libc.pidfdSendSignal(pidfd.fd, SIGKILL, K.UB_PIDFD_SIGNAL_PROCESS_GROUP) === 0) return;
     if (pidfd.isAlive()) {
       try {
-        process.kill(-pidfd.pid, 'SIGKILL');
+        this.signals.kill(-pidfd.pid, 'SIGKILL');
       } catch {
         // not a group leader, or the group is gone
       }
@@ -489,13 +509,4 @@ function toFrame(id: number, req: UpcallRequest, stream: boolean, initPidfd: num
 
 function fairKey(req: UpcallRequest): string {
   return req.target.host ? 'host' : String(req.target.pidnsIno);
-}
-
-function procStartTime(pid: number): string | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
-  } catch {
-    return null;
-  }
 }

@@ -28,7 +28,6 @@ import type { PeerIdentity } from '../../src/server/peer-identity.js';
 import { DEFAULT_LIMITS } from '../../src/server/limits.js';
 import { Metrics } from '../../src/service/metrics.js';
 import type { DnsService } from '../../src/upcall/dns/dns-service.js';
-import type { Spawner } from '../../src/upcall/native-spawner.js';
 import type { UpcallOutcome, UpcallRequest, UpcallRunner } from '../../src/upcall/zygote-runner.js';
 import { realLibc } from '../helpers/native.js';
 
@@ -85,7 +84,7 @@ function opsWith(o: Options): Harness {
   const auth = o.auth ?? ({ isHostRoot: (p: PeerIdentity) => p === hostRoot } as unknown as Authorizer);
   const clock = new SystemClock();
   const dispatcher = new UpcallDispatcher(new UpcallSlots(config), new Metrics(), clock, h.logs);
-  new RequestKeyOps(auth, router, dns, {} as Spawner, o.libc ?? realLibc(), clock, config, h.logs, dispatcher, runner).registerOps(handlers);
+  new RequestKeyOps(auth, router, dns, o.libc ?? realLibc(), clock, config, h.logs, dispatcher, runner).registerOps(handlers);
   h.handler = handlers.get('request-key')!.handler;
   return h;
 }

@@ -22,7 +22,7 @@ export interface ProgramResult {
   notRunnable: 'not-found' | 'cannot-exec' | null;
 }
 
-/** Runs a rule's program as a child of the context's init: ZygoteProgramRunner, or SpawnerProgramRunner without a zygote. */
+/** Runs a rule's program as a child of the context's init (ZygoteProgramRunner). */
 export interface KeyProgramRunner {
   run(req: ProgramRun): Promise<ProgramResult>;
 }
