@@ -66,7 +66,9 @@
       "target_name": "upcall-request-key",
       "type": "executable",
       "dependencies": ["ub-client", "ub-basic"],
-      "sources": ["native-bindings/request-key/upcall-request-key.c"]
+      "sources": ["native-bindings/request-key/upcall-request-key.c"],
+      "cflags": ["-fPIE"],
+      "ldflags": ["<!@(sh native-bindings/request-key/static-ldflags.sh)"]
     },
     {
       "target_name": "upcall-mount-in",
