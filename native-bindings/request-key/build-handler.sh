@@ -30,6 +30,8 @@ works() {
 }
 
 keep() {
+	# the kept build's warnings (the project builds with none)
+	[ -s "$tmp/err" ] && cat "$tmp/err" >&2
 	mv -f "$tmp/out" "$out"
 	echo "build-handler.sh: $(basename "$out"): $1"
 	exit 0
