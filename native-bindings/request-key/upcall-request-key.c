@@ -556,8 +556,9 @@ const char *urk_errno_name(int err)
  * say) made reading all of it the handler's largest own cost. */
 static int find_auth(int32_t serial, struct urk_auth_info *out)
 {
+	/* openat, not open: musl's open(O_CLOEXEC) adds an fcntl(F_SETFD) for old kernels */
 	static char buf[PROC_KEYS_BUF];
-	int fd = open("/proc/keys", O_RDONLY | O_CLOEXEC | O_NOCTTY), r, e;
+	int fd = openat(AT_FDCWD, "/proc/keys", O_RDONLY | O_CLOEXEC | O_NOCTTY), r, e;
 
 	if (fd < 0)
 		return -1;
@@ -647,7 +648,7 @@ static void log_outcome(const char *outcome, const char *detail)
 	for (int i = 0; i < n - 1; i++)
 		if ((unsigned char)line[i] < 0x20)
 			line[i] = '?';
-	fd = open(opts.log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	fd = openat(AT_FDCWD, opts.log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd >= 0) {
 		ssize_t w = write(fd, line, (size_t)n); /* one write: lines of concurrent handlers do not interleave */
 		(void)w;
