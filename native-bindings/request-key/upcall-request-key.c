@@ -268,6 +268,43 @@ int urk_find_auth(const char *buf, size_t len, int32_t serial, struct urk_auth_i
 	return -1;
 }
 
+int urk_find_auth_fd(int fd, char *buf, size_t cap, int32_t serial, struct urk_auth_info *out)
+{
+	size_t len = 0;
+
+	for (;;) {
+		ssize_t r;
+		size_t whole;
+
+		if (len == cap) {
+			errno = EBADMSG; /* one line longer than buf */
+			return -1;
+		}
+		r = read(fd, buf + len, cap - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0) {
+			whole = len; /* EOF: a last line without '\n' too */
+		} else {
+			char *nl;
+
+			len += (size_t)r;
+			nl = memrchr(buf, '\n', len);
+			if (!nl)
+				continue;
+			whole = (size_t)(nl + 1 - buf);
+		}
+		if (urk_find_auth(buf, whole, serial, out) == 0)
+			return 0;
+		if (errno != ENOENT || r == 0)
+			return -1;
+		memmove(buf, buf + whole, len - whole);
+		len -= whole;
+	}
+}
+
 int urk_parse_describe(char *buf, char **type, char **description)
 {
 	char *p = buf;
@@ -508,7 +545,29 @@ const char *urk_errno_name(int err)
 #define KEYCTL_REJECT 19
 #define KEY_SPEC_REQKEY_AUTH_KEY (-7)
 
-#define PROC_KEYS_MAX (64u * 1024u * 1024u)
+/* A /proc/keys line is at most ~4.2 KiB (descriptions are capped at 4095
+ * bytes); seq_file hands out at most a page per read. */
+#define PROC_KEYS_BUF (32u * 1024u)
+
+/* The requester: the auth key's pid: field, only shown by /proc/keys.  Read
+ * no further than that line: keys are listed by serial, so on average half
+ * the file is read, and each line costs the kernel a keyring search (for
+ * possession), which with hundreds of keys in the system (cached DNS answers,
+ * say) made reading all of it the handler's largest own cost. */
+static int find_auth(int32_t serial, struct urk_auth_info *out)
+{
+	/* openat, not open: musl's open(O_CLOEXEC) adds an fcntl(F_SETFD) for old kernels */
+	static char buf[PROC_KEYS_BUF];
+	int fd = openat(AT_FDCWD, "/proc/keys", O_RDONLY | O_CLOEXEC | O_NOCTTY), r, e;
+
+	if (fd < 0)
+		return -1;
+	r = urk_find_auth_fd(fd, buf, sizeof(buf), serial, out);
+	e = errno;
+	close(fd);
+	errno = e;
+	return r;
+}
 
 static struct urk_options opts;
 static long long t_start_ns;
@@ -589,7 +648,7 @@ static void log_outcome(const char *outcome, const char *detail)
 	for (int i = 0; i < n - 1; i++)
 		if ((unsigned char)line[i] < 0x20)
 			line[i] = '?';
-	fd = open(opts.log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	fd = openat(AT_FDCWD, opts.log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd >= 0) {
 		ssize_t w = write(fd, line, (size_t)n); /* one write: lines of concurrent handlers do not interleave */
 		(void)w;
@@ -781,9 +840,9 @@ static void apply(const struct urk_decision *d)
 
 int main(int argc, char **argv)
 {
-	char err[300], why[400], *keys = NULL, *desc_buf = NULL, *type, *description, *params;
+	char err[300], why[400], *desc_buf = NULL, *type, *description, *params;
 	unsigned char *callout = NULL;
-	size_t keys_len, callout_len = 0;
+	size_t callout_len = 0;
 	struct urk_auth_info auth;
 	struct urk_request r;
 	struct urk_decision d;
@@ -834,12 +893,12 @@ int main(int argc, char **argv)
 	auth_serial = (int32_t)n;
 
 	/* The requester: the auth key's pid: field, only shown by /proc/keys. */
-	if (ub_read_file_at(AT_FDCWD, "/proc/keys", PROC_KEYS_MAX, &keys, &keys_len) < 0)
+	if (find_auth(auth_serial, &auth) < 0) {
+		if (errno == ENOENT || errno == EBADMSG)
+			fail_key(URK_EKEYREJECTED, "authorisation key %d: %s in /proc/keys", (int)auth_serial,
+				 errno == ENOENT ? "not listed" : "unexpected line");
 		fail_key(URK_EKEYREJECTED, "cannot read /proc/keys: %s", strerror(errno));
-	if (urk_find_auth(keys, keys_len, auth_serial, &auth) < 0)
-		fail_key(URK_EKEYREJECTED, "authorisation key %d: %s in /proc/keys", (int)auth_serial,
-			 errno == ENOENT ? "not listed" : "unexpected line");
-	free(keys);
+	}
 	if (auth.target != key)
 		fail_key(URK_EKEYREJECTED, "the authorisation key is for key %d, not %d", (int)auth.target, (int)key);
 	req.requester = auth.pid;
@@ -847,15 +906,12 @@ int main(int argc, char **argv)
 		/* The requester sleeps uninterruptibly in request_key() until we exit,
 		 * so this pid names it for our whole life; the start time lets the
 		 * broker check that its own pidfd names the same process. */
-		char path[64], *stat;
-		size_t slen;
+		char path[64], stat[2048]; /* 52 fields of at most 20 digits and a 16-byte comm */
 
 		snprintf(path, sizeof(path), "/proc/%d/stat", (int)auth.pid);
-		if (ub_read_file_at(AT_FDCWD, path, 1 << 16, &stat, &slen) < 0)
-			stat = NULL;
-		else if (ub_proc_stat_field(stat, slen, UB_STAT_START_TIME, &start_time) < 0)
+		if (ub_read_small_at(AT_FDCWD, path, stat, sizeof(stat)) < 0 ||
+		    ub_proc_start_time(stat, &start_time) < 0)
 			start_time = 0;
-		free(stat);
 	}
 
 	/* Type and description from the kernel (the arguments are only a fallback). */

@@ -3,7 +3,8 @@
  * (upcall-request-key.c), split out so that native-bindings/
  * upcall-request-key-selftest.c can test them without a kernel key.
  *
- * Nothing here makes a system call; every function is re-entrant.  See
+ * Nothing here makes a system call but urk_find_auth_fd's read(2); every
+ * function is re-entrant.  See
  * docs/request-key.md for the handler's command line and behaviour.
  */
 #ifndef UPCALL_REQUEST_KEY_H
@@ -96,6 +97,15 @@ int urk_parse_int32(const char *s, int32_t *out);
  * that shape, e.g. not an auth key, or a negative one without pid/ci).
  */
 int urk_find_auth(const char *buf, size_t len, int32_t serial, struct urk_auth_info *out);
+
+/*
+ * urk_find_auth_fd: urk_find_auth over what fd (/proc/keys) reads, read
+ * into buf [cap bytes] and scanned a whole line at a time; lines scanned are
+ * dropped, and reading stops at the line of `serial`.  0, or -1 with errno
+ * (ENOENT at EOF, EBADMSG as urk_find_auth or for a line longer than cap,
+ * read's).  EINTR is retried.
+ */
+int urk_find_auth_fd(int fd, char *buf, size_t cap, int32_t serial, struct urk_auth_info *out);
 
 /*
  * urk_parse_describe: split KEYCTL_DESCRIBE's "type;uid;gid;perm;description"

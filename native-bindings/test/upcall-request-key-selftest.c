@@ -73,6 +73,68 @@ static void test_find_auth(void)
 	free(buf);
 }
 
+/* A pipe holding text, its write end closed: what read(2) gives is the text, then EOF. */
+static int pipe_of(const char *text)
+{
+	int p[2];
+	ssize_t w;
+
+	if (pipe(p) < 0)
+		return -1;
+	w = write(p[1], text, strlen(text));
+	close(p[1]);
+	if (w != (ssize_t)strlen(text)) {
+		close(p[0]);
+		return -1;
+	}
+	return p[0];
+}
+
+/* urk_find_auth_fd with a buffer of cap bytes (a few lines: reads carry partial lines over). */
+static int find_fd(const char *text, size_t cap, int32_t serial, struct urk_auth_info *a, size_t *left)
+{
+	char buf[4096], rest[4096];
+	int fd = pipe_of(text), r, e;
+	ssize_t n;
+
+	if (fd < 0 || cap > sizeof(buf))
+		return -2;
+	r = urk_find_auth_fd(fd, buf, cap, serial, a);
+	e = errno;
+	n = read(fd, rest, sizeof(rest));
+	*left = n > 0 ? (size_t)n : 0;
+	close(fd);
+	errno = e;
+	return r;
+}
+
+static void test_find_auth_fd(void)
+{
+	struct urk_auth_info a;
+	size_t left, caps[] = { 100, 128, 200, 4096 };
+
+	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+		memset(&a, 0, sizeof(a));
+		CHECK(find_fd(PROC_KEYS, caps[i], 0x01e1c542, &a, &left) == 0 &&
+		      a.target == 0x1585281b && a.pid == 2850 && a.callout_len == 1, "cap %zu: a middle line", caps[i]);
+		/* the last line, without a newline: found at EOF */
+		CHECK(find_fd(PROC_KEYS, caps[i], 0x7fffffff, &a, &left) == 0 &&
+		      a.target == 0x7ffffffe && a.pid == 4194304 && left == 0, "cap %zu: the last line", caps[i]);
+		CHECK(find_fd(PROC_KEYS, caps[i], 0x01e1c541, &a, &left) < 0 && errno == ENOENT && left == 0,
+		      "cap %zu: absent", caps[i]);
+		CHECK(find_fd(PROC_KEYS, caps[i], 0x01e1c543, &a, &left) < 0 && errno == EBADMSG,
+		      "cap %zu: a negative auth key", caps[i]);
+	}
+	/* reading stops at the line found: with a small buffer the rest stays unread */
+	CHECK(find_fd(PROC_KEYS, 100, 0x1585281b + 0, &a, &left) < 0 && errno == EBADMSG && left > 0,
+	      "stops at the line (not an auth key)");
+	CHECK(find_fd(PROC_KEYS, 100, 0x01e1c542, &a, &left) == 0 && left > 0, "stops at the line");
+	/* one line longer than the buffer */
+	CHECK(find_fd(PROC_KEYS, 40, 0x01e1c542, &a, &left) < 0 && errno == EBADMSG, "a line over the buffer");
+	CHECK(find_fd("", 100, 0x01e1c542, &a, &left) < 0 && errno == ENOENT, "empty");
+	CHECK(urk_find_auth_fd(-1, (char[8]){ 0 }, 8, 1, &a) < 0 && errno == EBADF, "read's errno");
+}
+
 static void test_stat(void)
 {
 	unsigned long long st = 0;
@@ -278,6 +340,7 @@ int main(int argc, char **argv)
 	selftest_init(argc, argv);
 	test_int32();
 	test_find_auth();
+	test_find_auth_fd();
 	test_stat();
 	test_describe();
 	test_base64();
