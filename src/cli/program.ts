@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+/** The CLI's commands (src/cli/main.ts loads this once it has set what must come before any module). */
 import 'reflect-metadata';
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../common/paths.js';
