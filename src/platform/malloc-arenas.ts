@@ -22,3 +22,23 @@ export function limitMallocArenas(max: number): boolean {
     return false;
   }
 }
+
+let trim: ((pad: number) => number) | null | undefined;
+
+/**
+ * Give free malloc memory back to the kernel (glibc malloc_trim(0): free pages
+ * inside the heap too, not only at its top). False when not available.
+ */
+export function trimMalloc(): boolean {
+  if (trim === undefined) {
+    try {
+      const koffi = createRequire(import.meta.url)('koffi') as { load(path: string): { func(decl: string): (...args: number[]) => number } };
+      trim = koffi.load('libc.so.6').func('int malloc_trim(size_t pad)');
+    } catch {
+      trim = null;
+    }
+  }
+  if (trim === null) return false;
+  trim(0);
+  return true;
+}

@@ -1,3 +1,4 @@
+import { trimMalloc } from '../platform/malloc-arenas.js';
 import { JsonText } from './framing.js';
 
 /** Size of a pooled chunk: over glibc's default mmap threshold, so each is its own mapping. */
@@ -44,6 +45,9 @@ export class JsonChunkWriter {
     const chunks = this.chunks.splice(0);
     return new JsonText(this.parts.splice(0), () => {
       for (const c of chunks) if (pool.length < POOL_CHUNKS) pool.push(c);
+      // A large answer is an operator's rare act, typically after a burst of work: hand back the malloc memory
+      // that is free by now (measured: 0.02-0.05 ms; 6 MB less RSS right after five lists of 10,200).
+      trimMalloc();
     });
   }
 

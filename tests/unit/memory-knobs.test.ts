@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import v8 from 'node:v8';
-import { limitMallocArenas } from '../../src/platform/malloc-arenas.js';
+import { limitMallocArenas, trimMalloc } from '../../src/platform/malloc-arenas.js';
 import { capYoungGeneration, youngGenerationCapBytes } from '../../src/service/young-generation.js';
 
 test('youngGenerationCapBytes: 8 MiB by default, UPCALL_BROKER_YOUNG_GENERATION_MB in MiB, 0 for none, junk ignored', () => {
@@ -51,4 +51,9 @@ test('limitMallocArenas: does nothing under an operator\'s MALLOC_ARENA_MAX, cal
     if (saved === undefined) delete process.env.MALLOC_ARENA_MAX;
     else process.env.MALLOC_ARENA_MAX = saved;
   }
+});
+
+test('trimMalloc: malloc_trim is found and runs (glibc)', () => {
+  assert.equal(trimMalloc(), true);
+  assert.equal(trimMalloc(), true, 'again, from the function it looked up once');
 });
