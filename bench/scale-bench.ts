@@ -95,11 +95,18 @@ function stateBytes(dir: string): number {
  * UB_BENCH_HEAPSNAPSHOT=1 with UB_BROKER_NODE_ARGS='--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=DIR': a heap
  * snapshot of the full broker (what 10,000 registrations hold), written to DIR before the restart.
  */
+/** UB_BENCH_MEMORY_DIR=DIR: the broker's /proc smaps and status at one moment, as DIR/smaps-<when>.txt and status-<when>.txt. */
+function saveMemoryIfAsked(pid: number, when: string): void {
+  const dir = process.env.UB_BENCH_MEMORY_DIR;
+  if (dir === undefined) return;
+  writeFileSync(join(dir, `smaps-${when}.txt`), readFileSync(`/proc/${pid}/smaps`));
+  writeFileSync(join(dir, `status-${when}.txt`), readFileSync(`/proc/${pid}/status`));
+}
+
 async function heapSnapshotIfAsked(pid: number, output: string): Promise<void> {
   const dir = process.env.UB_BENCH_MEMORY_DIR;
   if (dir === undefined) return;
-  writeFileSync(join(dir, 'smaps.txt'), readFileSync(`/proc/${pid}/smaps`));
-  writeFileSync(join(dir, 'status.txt'), readFileSync(`/proc/${pid}/status`));
+  saveMemoryIfAsked(pid, 'idle');
   writeFileSync(join(dir, 'broker-output.txt'), output);
   if (process.env.UB_BENCH_HEAPSNAPSHOT !== '1') return;
   process.kill(pid, 'SIGUSR2');
@@ -129,6 +136,7 @@ export async function scaleBench(figures: Figures = {}): Promise<string> {
     await broker.start(serveArgs);
     probe = await LightContainer.start({ name: 'bench-scale-probe' });
     const rss0 = rssMb(broker.pid!);
+    saveMemoryIfAsked(broker.pid!, 'empty');
     const fds0 = fdCount(broker.pid!);
     const early = await probeLatencies(probe, broker.tenantSocket, PROBE_REGISTRATIONS);
     const at0 = early.register;
@@ -156,6 +164,7 @@ export async function scaleBench(figures: Figures = {}): Promise<string> {
     const showIdT = await timeOp(some.length, () => admin.request('show', { id: some[i++ % some.length]!.id }));
     admin.close();
     const rss = rssMb(broker.pid!);
+    saveMemoryIfAsked(broker.pid!, 'after-lists');
     const fds = fdCount(broker.pid!);
     // Also held, not in use: RSS once the broker has been idle past V8's memory reducer (it collects after about
     // 8 s of low allocation, when it gets to run), without the garbage of the five 4 MB `list` replies.

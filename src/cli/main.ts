@@ -1,41 +1,12 @@
 #!/usr/bin/env node
-import 'reflect-metadata';
-import { Command, CommanderError } from 'commander';
-import { VERSION } from '../common/paths.js';
-import { addClientCommands, addResolveCommand, addStatusCommand } from './client-commands.js';
-import { addDoctorCommand } from './doctor-command.js';
-import { addSystemdCommand } from './systemd-command.js';
-import { addConfigCommand } from './config-command.js';
-import { reportError } from './output.js';
-import { addServeCommand } from './serve-command.js';
-import { BrokerError } from '../common/errors.js';
+import { limitMallocArenas } from '../platform/malloc-arenas.js';
+import { capYoungGeneration, youngGenerationCapBytes } from '../service/young-generation.js';
 
-const program = new Command('upcall-broker')
-  .description('run kernel upcalls (dns_resolver, request-key) inside the container they belong to')
-  .version(VERSION, '-V, --version')
-  .enablePositionalOptions()
-  .exitOverride()
-  .showHelpAfterError();
-
-addServeCommand(program);
-addDoctorCommand(program);
-addClientCommands(program);
-addResolveCommand(program);
-addStatusCommand(program);
-addSystemdCommand(program);
-addConfigCommand(program);
-(await import('./request-key-command.js')).addRequestKeyCommand(program);
-(await import('./mount-command.js')).addMountCommand(program);
-
-try {
-  await program.parseAsync(process.argv);
-} catch (err) {
-  if (err instanceof CommanderError) {
-    // --help and --version end here with exit code 0; usage errors with E_BAD_REQUEST's status
-    if (err.exitCode === 0) process.exit(0);
-    const json = process.argv.includes('--json') || process.argv.includes('-j');
-    process.exitCode = reportError(json, new BrokerError('E_BAD_REQUEST', err.message.replace(/^error: /, '')));
-  } else {
-    process.exitCode = reportError(process.argv.includes('--json'), err);
-  }
+// `serve` sets its memory knobs before the other modules load (docs/operations.md, "Memory"): compiling them
+// is what first grows V8's young generation, and what first makes other threads take malloc arenas.
+if (process.argv[2] === 'serve') {
+  limitMallocArenas(1);
+  const cap = youngGenerationCapBytes();
+  if (cap !== null) capYoungGeneration(cap);
 }
+await import('./program.js');

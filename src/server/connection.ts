@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import { BrokerError } from '../common/errors.js';
 import { PROTOCOL_VERSION } from '../common/paths.js';
 import type { Clock, Logger } from '../common/tokens.js';
-import { encodeFrame, FrameDecoder } from './framing.js';
+import { encodeFrame, encodeFrameParts, FrameDecoder, releaseFrame } from './framing.js';
 import { type Limits, TokenBucket } from './limits.js';
 import { errorResponse, parseRequest, type Request, type RequestId, type Response } from './protocol.js';
 
@@ -138,12 +138,23 @@ export class Connection {
   }
 
   /** Queue one reply; `done` runs once it is written to the kernel, or the connection is gone. */
-  private reply(response: Response, done: () => void = noop): void {
+  private reply(response: Response, settled: () => void = noop): void {
+    const done = (): void => {
+      releaseFrame(response);
+      settled();
+    };
     const s = this.socket;
     if (s.destroyed || !s.writable) return done();
     // Over replyBufferBytes no more frames are read (handleFrames), so what can still come is the replies of
     // the requests in flight (connectionInFlight at most); a peer that reads none of them is timed out.
-    s.write(encodeFrame(response), () => done());
+    // A reply in pieces (a large `list`) goes out as one writev, the pieces uncopied: corked, so nothing
+    // else is written between them.
+    const parts = encodeFrameParts(response);
+    const last = parts.length - 1;
+    if (last > 0) s.cork();
+    for (let i = 0; i < last; i++) s.write(parts[i]!);
+    s.write(parts[last]!, () => done());
+    if (last > 0) s.uncork();
   }
 
   /** Nothing moved for idleTimeoutMs: close unless a request is still being served and its peer reads. */

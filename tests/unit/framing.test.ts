@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { BrokerError } from '../../src/common/errors.js';
-import { encodeFrame, FrameDecoder, JsonText } from '../../src/server/framing.js';
+import { encodeFrame, encodeFrameParts, FrameDecoder, JsonText, releaseFrame } from '../../src/server/framing.js';
+import { CHUNK_BYTES, JsonChunkWriter, POOL_CHUNKS, pooledChunks } from '../../src/server/json-chunks.js';
 import { okResponse, parseRequest } from '../../src/server/protocol.js';
 
 test('frames survive arbitrary splitting', () => {
@@ -53,4 +54,46 @@ test('a result given as JSON text is framed as if it had been serialised with th
   }
   const bare = new FrameDecoder(1 << 20).push(encodeFrame({ result: new JsonText('[]') }));
   assert.deepEqual(JSON.parse(bare[0]!.toString('utf8')), { result: [] });
+});
+
+test('a result in pieces: the frame is the same bytes as the whole text, the pieces are not copied, release runs once', () => {
+  const result = Array.from({ length: 40 }, (_, i) => ({ id: `r-${String(i).padStart(12, '0')}`, path: `/mnt/ü${i}` }));
+  const text = JSON.stringify(result);
+  const pieces = [text.slice(0, 7), text.slice(7, 300), text.slice(300)].map((t) => Buffer.from(t, 'utf8'));
+  let released = 0;
+  const json = new JsonText(pieces, () => released++);
+  const response = okResponse(3, json);
+  const parts = encodeFrameParts(response);
+  assert.equal(parts.length, pieces.length + 2, 'header with envelope, the pieces, the closing brace');
+  for (const p of pieces) assert.ok(parts.includes(p), 'each piece is written as it is');
+  assert.deepEqual(Buffer.concat(parts), encodeFrame(okResponse(3, result)));
+  releaseFrame(response);
+  releaseFrame(response);
+  assert.equal(released, 1);
+  releaseFrame(okResponse(4, [1]));
+  releaseFrame(null);
+});
+
+test('JsonChunkWriter: pieces across chunk boundaries, one larger than a chunk, non-ASCII; chunks come back to the pool', () => {
+  const writer = new JsonChunkWriter();
+  const pieces: string[] = ['['];
+  for (let i = 0; i < 3000; i++) pieces.push(`${i > 0 ? ',' : ''}${JSON.stringify({ i, s: 'é'.repeat(i % 7), pad: 'x'.repeat(i % 113) })}`);
+  pieces.push(`,${JSON.stringify('ł'.repeat(CHUNK_BYTES))}`, ']');
+  for (const p of pieces) writer.write(p);
+  const pooledBefore = pooledChunks();
+  const json = writer.finish();
+  const whole = pieces.join('');
+  assert.equal(json.byteLength, Buffer.byteLength(whole));
+  assert.equal(Buffer.concat(json.parts).toString('utf8'), whole);
+  assert.ok(json.parts.length > 3, 'more than one chunk');
+  assert.ok(json.parts.every((p) => p.length <= 2 * CHUNK_BYTES + 4));
+  json.release();
+  assert.ok(pooledChunks() > pooledBefore, 'its chunks are pooled again');
+  assert.ok(pooledChunks() <= POOL_CHUNKS);
+  // A second answer reuses them and is not disturbed by the first one's release.
+  const again = new JsonChunkWriter();
+  again.write('[1,2,3]');
+  const second = again.finish();
+  assert.equal(Buffer.concat(second.parts).toString(), '[1,2,3]');
+  second.release();
 });

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Context, ContextTable } from '../../src/broker/context-table.js';
 import type { NamespaceWalker } from '../../src/broker/namespace-walker.js';
-import { Registry } from '../../src/broker/registry.js';
+import { Registry, toInfo } from '../../src/broker/registry.js';
 import { StateStore, type StoredRegistration } from '../../src/broker/state-store.js';
 import type { BrokerConfig } from '../../src/common/tokens.js';
 import { NullLoggerFactory } from '../../src/logging/winston-logger-factory.js';
@@ -76,4 +76,29 @@ test('an unregistration that cannot be written: E_IO, and the registration stays
   assert.equal(registry.size, 0);
   assert.equal(context.refs.has(a.id), false);
   assert.deepEqual(await onDisk(fs), []);
+});
+
+test('restore keeps what the record had; toInfo gives the wire form, its keys in order, without the in-memory fields', async () => {
+  const fs = new MemoryFs();
+  const { registry } = on(fs);
+  const ctx = { ...context, refs: new Set<string>(), info: () => ({ id: 'c-1', initPid: 7, pidns: identity.ino, userns: 4026531837, initStartTime: 5 }) } as unknown as Context;
+  const plain = registry.restore(record(1), ctx);
+  const watched = registry.restore({ ...record(2), sourceFrom: 'agent', mntns: { dev: 4, ino: 4026532100, id: '12' } }, ctx);
+  assert.equal(plain.sourceFrom, undefined);
+  assert.equal('mntns' in plain, false);
+  assert.equal(watched.sourceFrom, 'agent');
+  assert.deepEqual(watched.mntns, { dev: 4, ino: 4026532100, id: '12' });
+  watched.unmounted = true;
+  for (const [reg, state] of [[plain, 'live'], [watched, 'unmounted']] as const) {
+    const info = toInfo(reg);
+    assert.deepEqual(Object.keys(info), ['id', 'mountpoint', 'mountId', 'mountIdKind', 'fstype', 'source', 'mounter', 'createdAt', 'state', 'context']);
+    assert.equal(info.state, state);
+    const { context: _c, ...stored } = reg.id === plain.id ? record(1) : record(2);
+    assert.deepEqual({ ...info, state: undefined, context: undefined }, { ...stored, state: undefined, context: undefined });
+    assert.deepEqual(info.context, { id: 'c-1', initPid: 7, pidns: identity.ino, userns: 4026531837, initStartTime: 5 });
+  }
+  // What is saved again (resave) is the record it came from.
+  await registry.resave(watched);
+  const back = (await on(fs.image()).store.load()).find((r) => r.id === watched.id)!;
+  assert.deepEqual(back, { ...record(2), sourceFrom: 'agent', mntns: { dev: 4, ino: 4026532100, id: '12' } });
 });
