@@ -39,8 +39,11 @@ interface KoffiModule {
   errno(): number;
 }
 
-/** Load koffi and libc; on failure say every path tried (node-pty's loader does the same). */
-export function loadLibc(): Libc {
+let opened: { koffi: KoffiModule; lib: ReturnType<KoffiModule['load']> } | undefined;
+
+/** koffi and libc, loaded once; on failure say every path tried (node-pty's loader does the same). */
+function openLibc(): { koffi: KoffiModule; lib: ReturnType<KoffiModule['load']> } {
+  if (opened) return opened;
   const require = createRequire(import.meta.url);
   let koffi: KoffiModule;
   try {
@@ -51,12 +54,27 @@ export function loadLibc(): Libc {
   const tried: string[] = [];
   for (const path of ['libc.so.6', '/lib/x86_64-linux-gnu/libc.so.6', '/lib64/libc.so.6']) {
     try {
-      return bind(koffi, koffi.load(path));
+      opened = { koffi, lib: koffi.load(path) };
+      return opened;
     } catch (err) {
       tried.push(`${path}: ${(err as Error).message}`);
     }
   }
   throw new Error(`cannot load libc; tried:\n  ${tried.join('\n  ')}`);
+}
+
+/** The broker's libc calls (the Libc interface). */
+export function loadLibc(): Libc {
+  const { koffi, lib } = openLibc();
+  return bind(koffi, lib);
+}
+
+/**
+ * One more libc function by its C declaration, outside the Libc interface: for
+ * process-wide knobs set once, before the container exists (src/platform/malloc-arenas.ts).
+ */
+export function libcFunction(decl: string): (...args: unknown[]) => unknown {
+  return openLibc().lib.func(decl);
 }
 
 function bind(koffi: KoffiModule, lib: ReturnType<KoffiModule['load']>): Libc {

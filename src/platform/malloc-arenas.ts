@@ -1,4 +1,4 @@
-import { createRequire } from 'node:module';
+import { libcFunction } from '../ns/libc.js';
 
 /** mallopt's parameter for the number of arenas (glibc malloc.h). */
 const M_ARENA_MAX = -8;
@@ -16,14 +16,13 @@ const M_ARENA_MAX = -8;
 export function limitMallocArenas(max: number): boolean {
   if (process.env.MALLOC_ARENA_MAX !== undefined) return false;
   try {
-    const koffi = createRequire(import.meta.url)('koffi') as { load(path: string): { func(decl: string): (...args: number[]) => number } };
-    return koffi.load('libc.so.6').func('int mallopt(int param, int value)')(M_ARENA_MAX, max) === 1;
+    return libcFunction('int mallopt(int param, int value)')(M_ARENA_MAX, max) === 1;
   } catch {
     return false;
   }
 }
 
-let trim: ((pad: number) => number) | null | undefined;
+let trim: ((pad: number) => unknown) | null | undefined;
 
 /**
  * Give free malloc memory back to the kernel (glibc malloc_trim(0): free pages
@@ -32,8 +31,7 @@ let trim: ((pad: number) => number) | null | undefined;
 export function trimMalloc(): boolean {
   if (trim === undefined) {
     try {
-      const koffi = createRequire(import.meta.url)('koffi') as { load(path: string): { func(decl: string): (...args: number[]) => number } };
-      trim = koffi.load('libc.so.6').func('int malloc_trim(size_t pad)');
+      trim = libcFunction('int malloc_trim(size_t pad)');
     } catch {
       trim = null;
     }
