@@ -206,34 +206,8 @@ const PID_MAX = 0x7fff_ffff;
 export function decodeZygoteEvent(body: Buffer): ZygoteEvent | null {
   if (body[0] === W.UB_ZYGOTE_FRAME_STARTED) return decodeStarted(body);
   if (body[0] === W.UB_ZYGOTE_FRAME_ERROR) return decodeError(body);
-  const json: unknown = JSON.parse(body.toString('utf8'));
-  const exit = exitEvent(json);
-  if (exit !== undefined) return exit;
-  const parsed = ZygoteEvent.safeParse(json);
+  const parsed = ZygoteEvent.safeParse(JSON.parse(body.toString('utf8')));
   return parsed.success ? parsed.data : null;
-}
-
-type ExitEvent = Extract<ZygoteEvent, { event: 'exit' }>;
-const isInt = (v: unknown): v is number => Number.isInteger(v);
-const isStringOrNull = (v: unknown): v is string | null => v === null || typeof v === 'string';
-
-/**
- * The exit event, one per upcall, checked by hand: the same checks as its
- * ZygoteEvent schema (known keys only in the result), without zod's cost on
- * every spawn. undefined: not an exit event (the schema decides); null: an
- * exit event the schema would refuse.
- */
-function exitEvent(v: unknown): ExitEvent | null | undefined {
-  if (typeof v !== 'object' || v === null || (v as { event?: unknown }).event !== W.UB_ZYGOTE_EVENT_EXIT) return undefined;
-  const e = v as Record<string, unknown>;
-  const { id, pid, code, signal, stdoutBase64, stderrBase64, truncated, timedOut, fields } = e;
-  if (!isInt(id) || id < 0 || (pid !== undefined && !isInt(pid)) || (code !== null && !isInt(code)) || !isStringOrNull(signal) ||
-    typeof stdoutBase64 !== 'string' || typeof stderrBase64 !== 'string' || typeof truncated !== 'boolean' || typeof timedOut !== 'boolean' ||
-    typeof fields !== 'object' || fields === null || Array.isArray(fields)) return null;
-  for (const value of Object.values(fields)) if (typeof value !== 'string') return null;
-  // JSON.parse's own object: a "__proto__" key in it is a plain property, not the prototype
-  const record = fields as Record<string, string>;
-  return { id, event: W.UB_ZYGOTE_EVENT_EXIT, ...(pid !== undefined ? { pid } : {}), code, signal, stdoutBase64, stderrBase64, truncated, timedOut, fields: record };
 }
 
 function recordId(body: Buffer): number {
