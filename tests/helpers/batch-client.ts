@@ -11,7 +11,9 @@
  *   "$registered" in params is the id the batch's last `register` returned.
  * flood: keep `inFlight` requests outstanding on each of `connections` for
  *   `durationMs`; count outcomes by code and time every E_BUSY answer.
- * series: one request at a time for `durationMs`, timing each (the victim's view).
+ * series: one request at a time for `durationMs`, timing each (the victim's view);
+ *   with `perSecond`, no faster than that on average (a client that keeps to its
+ *   connection's message rate: 500/s by default, server/connection.ts).
  * burst: open `connections`, then write `perConnection` requests on each at
  *   once; every answer in arrival order: [{ conn, ok, code?, ms, at }] (`at`:
  *   ms since the burst was written).
@@ -35,7 +37,7 @@ interface Answer {
 type Spec =
   | { mode: 'batch'; requests: Array<{ op: string; params?: Record<string, unknown> }> }
   | { mode: 'flood'; op: string; params?: Record<string, unknown>; connections: number; inFlight: number; durationMs: number }
-  | { mode: 'series'; op: string; params?: Record<string, unknown>; durationMs: number; startAfterMs?: number }
+  | { mode: 'series'; op: string; params?: Record<string, unknown>; durationMs: number; startAfterMs?: number; perSecond?: number }
   | { mode: 'burst'; op: string; params?: Record<string, unknown>; connections: number; perConnection: number }
   | { mode: 'connections'; count: number };
 
@@ -149,8 +151,12 @@ async function series(path: string, spec: Extract<Spec, { mode: 'series' }>) {
   if (typeof conn === 'string') return { counts: { [`connect:${conn}`]: 1 }, ms: summary([]), samples: [] };
   const counts: Record<string, number> = {};
   const ms: number[] = [];
-  const end = performance.now() + spec.durationMs;
-  while (performance.now() < end) {
+  const start = performance.now();
+  const end = start + spec.durationMs;
+  const gap = spec.perSecond ? 1000 / spec.perSecond : 0;
+  for (let sent = 0; performance.now() < end; sent++) {
+    const wait = start + sent * gap - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     const a = await conn.request(spec.op, spec.params);
     const key = a.ok ? 'ok' : a.code!;
     counts[key] = (counts[key] ?? 0) + 1;

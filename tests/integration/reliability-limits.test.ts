@@ -20,7 +20,7 @@ import { summary } from '../helpers/batch-client.js';
 import { BrokerProcess } from '../helpers/broker-process.js';
 import { cliIn, mountTmpfs } from '../helpers/in-container.js';
 import { PACKAGE_ROOT } from '../../src/common/paths.js';
-import { admin, adminCode, batchArgv, pidsWithArgv } from '../helpers/reliability.js';
+import { admin, adminCode, batchArgv, pidsWithArgv, VICTIM_PER_SECOND } from '../helpers/reliability.js';
 import { until } from '../helpers/until.js';
 import { Testbed, type TestContainer } from '../testbed/index.js';
 
@@ -251,7 +251,7 @@ describe('one container flooding does not starve another (default limits)', () =
   });
 
   test('DNS upcalls: A keeps 8 connections x 16 never-answered lookups going; B\'s lookups keep their latency', async () => {
-    const fast = { op: 'resolve', params: { mount: fairReg.get(b)!, description: 'fast.test' } };
+    const fast = { op: 'resolve', params: { mount: fairReg.get(b)!, description: 'fast.test' }, perSecond: VICTIM_PER_SECOND };
     const slow = { op: 'resolve', params: { mount: fairReg.get(a)!, description: 'slow.test' } };
     const baseline = await insideFair<Series>(b, { mode: 'series', ...fast, durationMs: 1500 });
     const [flood, during] = await Promise.all([

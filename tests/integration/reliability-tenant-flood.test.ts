@@ -19,7 +19,7 @@ import type { RegistrationInfo } from '../../src/common/types.js';
 import { summary } from '../helpers/batch-client.js';
 import { BrokerProcess, CLI } from '../helpers/broker-process.js';
 import { cliIn, mountTmpfs } from '../helpers/in-container.js';
-import { admin, adminCode, BATCH_CLIENT, batchArgv, rssKiB } from '../helpers/reliability.js';
+import { admin, adminCode, BATCH_CLIENT, batchArgv, rssKiB, VICTIM_PER_SECOND } from '../helpers/reliability.js';
 import { until } from '../helpers/until.js';
 import { Testbed, type TestContainer } from '../testbed/index.js';
 
@@ -77,7 +77,7 @@ describe('default limits, a DNS relay per upcall', () => {
   });
   after(() => broker.dispose());
 
-  const fast = (c: TestContainer) => ({ op: 'resolve', params: { mount: reg.get(c)!, description: 'fast.test' } });
+  const fast = (c: TestContainer) => ({ op: 'resolve', params: { mount: reg.get(c)!, description: 'fast.test' }, perSecond: VICTIM_PER_SECOND });
 
   test('72 connections (64 accepted) that never read stream big and malformed requests, then reset: the broker lives, RSS stays bounded, B is served', async () => {
     await run(b, batchArgv(broker.tenantSocket, { mode: 'series', ...fast(b), durationMs: 500 })); // warm up
