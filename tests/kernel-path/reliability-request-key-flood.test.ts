@@ -2,7 +2,7 @@
  * Fairness on the kernel's path (issue 9, part 1): every request-key upcall of
  * every container reaches the broker from host root (the handler the kernel
  * starts), so only the per-context upcall limit tells one container's flood
- * from another's requests. Container A asks for 100 keys at once whose
+ * from another's requests. Container A asks for 100 keys (40 in a guest) at once whose
  * program takes 1-2 s; container B's keys, asked meanwhile, must still be built
  * at their usual speed. Real kernel keys, /sbin/request-key and our handler.
  *
@@ -36,6 +36,14 @@ const SLOW = `${TIME_SCALE > 1 ? 45 : 1}.${String(process.pid).padStart(7, '0')}
  */
 const BUDGET_MS = TIME_SCALE > 1 ? 58_000 : 3000;
 const B_KEYS = TIME_SCALE > 1 ? 5 : 10;
+/**
+ * A's flood: well over its context's 16 upcall slots either way. In a guest, 40: the kernel's start of
+ * 100 /sbin/request-key processes and handlers at once took a loaded host's TCG guest 25-35 s, which
+ * left A's 16 admitted keys (45 s programs) past the 58 s budget, and A's 100 keys ran into the
+ * container user's key quota (EDQUOT). In a 6.1 guest on a host at load 9-13: 6 of A's 100 keys built
+ * (a fresh-clone .ci/run), and 0 (the broker's answers came 46-58 s after it was asked).
+ */
+const A_KEYS = TIME_SCALE > 1 ? 40 : 100;
 
 const removeRuleFile = removeOnExit(RULE_FILE);
 
@@ -77,7 +85,7 @@ const FLOOD = 'for i in $(seq 1 "$1"); do (keyctl request2 user "$0$i" x @s >/de
 const SERIES = 'for i in $(seq 1 "$1"); do s=$(date +%s%N); if keyctl request2 user "$0$i" x @s >/dev/null 2>&1; then r=ok; else r=fail; fi; echo "$r $(( ($(date +%s%N) - s) / 1000000 ))"; done';
 
 /**
- * In a namespace test VM (TCG, two emulated CPUs) the kernel's start of 100
+ * In a namespace test VM (TCG, two emulated CPUs) the kernel's start of 40
  * /sbin/request-key processes and handlers at once takes the guest's CPU for
  * seconds, whatever the broker does; B then waits for a CPU, not for the broker.
  * There, B's keys are timed once the broker has refused A's surplus (its refusal
@@ -96,12 +104,12 @@ async function refusalsSettled(): Promise<void> {
   }, scaled(30_000));
 }
 
-test('container A asks for 100 slow keys (1-2 s each) at once; container B\'s keys are built meanwhile at their usual speed', async () => {
+test(`container A asks for ${A_KEYS} slow keys (1-2 s each) at once; container B's keys are built meanwhile at their usual speed`, async () => {
   const baseline = await b.exec(['keyctl', 'session', '-', 'sh', '-c', SERIES, `${RUN}:base`, '5'], { timeoutMs: scaled(30_000) });
   const baseMs = baseline.stdout.trim().split('\n').map((l) => l.split(' '));
   assert.ok(baseMs.every(([r]) => r === 'ok'), `B's keys work before the flood: ${baseline.stdout}${baseline.stderr}`);
 
-  const flood = a.exec(['keyctl', 'session', '-', 'sh', '-c', FLOOD, `${RUN}:slow`, '100'], { timeoutMs: scaled(60_000) + BUDGET_MS });
+  const flood = a.exec(['keyctl', 'session', '-', 'sh', '-c', FLOOD, `${RUN}:slow`, String(A_KEYS)], { timeoutMs: scaled(60_000) + BUDGET_MS });
   await until('A\'s programs to be running', () => pidsWithArgv(['sleep', SLOW]).length >= 10, scaled(15_000));
   if (TIME_SCALE > 1) await refusalsSettled();
   const during = await b.exec(['keyctl', 'session', '-', 'sh', '-c', SERIES, `${RUN}:fast`, String(B_KEYS)], { timeoutMs: scaled(60_000) });
@@ -116,7 +124,7 @@ test('container A asks for 100 slow keys (1-2 s each) at once; container B\'s ke
   assert.ok(ms.at(-1)! < Math.max(scaled(500), 5 * worstBase), `B's slowest key took ${ms.at(-1)} ms under A's flood (before it: at most ${worstBase} ms)`);
   assert.ok(runningMeanwhile > 0, 'A\'s flood was still running when B finished');
   const okA = floodOut.filter((l) => l === 'ok').length;
-  assert.equal(floodOut.length, 100);
+  assert.equal(floodOut.length, A_KEYS);
   const audit = broker.output.split('\n').filter((l) => l.includes('"message":"request-key"') && l.includes(`${RUN}:slow`));
   // For a failure: how the broker ended each of A's requests (action, errno, reason), counted.
   const outcomes = new Map<string, number>();
@@ -126,6 +134,6 @@ test('container A asks for 100 slow keys (1-2 s each) at once; container B\'s ke
     outcomes.set(k, (outcomes.get(k) ?? 0) + 1);
   }
   // A is held to its context's upcall slots (16): the rest are rejected at once (EAGAIN, retry in 1 s).
-  assert.ok(okA >= 16 && okA < 100, `${okA} of A's 100 keys were built; the broker's decisions: ${[...outcomes].map(([k, n]) => `${n}x ${k}`).join('; ')}`);
+  assert.ok(okA >= 16 && okA < A_KEYS, `${okA} of A's ${A_KEYS} keys were built; the broker's decisions: ${[...outcomes].map(([k, n]) => `${n}x ${k}`).join('; ')}`);
   assert.ok(audit.some((l) => l.includes('upcall limit')), 'the refusals say why');
 });
