@@ -68,13 +68,15 @@
 
 /* The spawn request, broker to zygote.  Header: kind, id, mode (1 byte:
  * UB_ZYGOTE_MODE_*), flags (1 byte: UB_ZYGOTE_SPAWN_*), timeoutMs, outputCap,
- * initPidfd, initPid (4 bytes each), initStartTime, pidns (8 bytes each).
- * Then argv: a count (2 bytes) and each string as a 4-byte length and its
+ * initPidfd, initPid (4 bytes each), initStartTime, pidns (8 bytes each),
+ * stdioFd (4 bytes: with UB_ZYGOTE_SPAWN_SOCKET the broker's fd number of a
+ * socket, taken with pidfd_getfd as initPidfd is, that is the program's
+ * stdin and stdout instead of pipes; else 0).  Then argv: a count (2 bytes) and each string as a 4-byte length and its
  * bytes; env: the same, each "NAME=value"; cwd: a 4-byte length and its
  * bytes (0: none); stdin: a 4-byte length and its bytes.  Nothing after.
  * Integers big-endian; strings without NUL. */
 #define UB_ZYGOTE_FRAME_SPAWN 7
-#define UB_ZYGOTE_SPAWN_HEADER 43
+#define UB_ZYGOTE_SPAWN_HEADER 47
 #define UB_ZYGOTE_MODE_EXEC 0
 #define UB_ZYGOTE_MODE_ECHO_CONTEXT 1
 #define UB_ZYGOTE_MODE_NETRELAY 2
@@ -82,6 +84,7 @@
 #define UB_ZYGOTE_SPAWN_STREAM 2
 #define UB_ZYGOTE_SPAWN_NO_STARTED 4
 #define UB_ZYGOTE_SPAWN_ENV 8
+#define UB_ZYGOTE_SPAWN_SOCKET 16
 
 /* The netrelay builtin (netrelay.h): the largest file and DNS message. */
 #define UB_NETRELAY_MAX_FILE 1048576

@@ -57,7 +57,8 @@ static void put_str(struct rec *r, const char *s)
 	put(r, s, strlen(s));
 }
 
-/* The header: id 1, initPidfd 7, initPid 42, initStartTime 1234, pidns 4026531836. */
+/* The header: id 1, initPidfd 7, initPid 42, initStartTime 1234, pidns
+ * 4026531836, stdioFd 9 with flag socket (else 0). */
 static void head(struct rec *r, int mode, int flags, uint32_t timeout, uint32_t cap)
 {
 	r->n = 0;
@@ -71,6 +72,7 @@ static void head(struct rec *r, int mode, int flags, uint32_t timeout, uint32_t 
 	put32(r, 42);
 	put64(r, 1234);
 	put64(r, 4026531836ULL);
+	put32(r, flags & UB_ZYGOTE_SPAWN_SOCKET ? 9 : 0);
 }
 
 /* argv of one "x", no env, no cwd, no stdin: after head(). */
@@ -132,6 +134,7 @@ static void test_spawn(void)
 	CHECK(rc == 0, "full spawn: %s", why);
 	CHECK(a.target.pid == 42 && a.target.start_time == 1234 && a.target.pidns_ino == 4026531836ULL && a.target.pidfd == -1);
 	CHECK(a.broker_fd == 7, "initPidfd is the broker's fd number (taken later, by handle_frame): %d", a.broker_fd);
+	CHECK(a.stdio_broker_fd == -1 && a.stdio_fd == -1, "no socket without its flag");
 	CHECK(!a.target.host && a.builtin == BUILTIN_NONE && !a.stream && started);
 	CHECK(a.argv && !strcmp(a.argv[0], "/bin/echo") && !strcmp(a.argv[1], "h\xc3\xa9") && !a.argv[2]);
 	CHECK(a.envp && !strcmp(a.envp[0], "PATH=/bin") && !strcmp(a.envp[1], "A=b=c") && !a.envp[2]);
@@ -175,6 +178,16 @@ static void test_spawn(void)
 	CHECK(rc == 0, "builtin: %s", why);
 	CHECK(a.builtin == BUILTIN_NETRELAY && a.stream && a.target.host);
 	free_args(&a);
+
+	/* a socket request: stdin and stdout are the broker's fd stdioFd (taken later, by handle_frame) */
+	head(&r, UB_ZYGOTE_MODE_NETRELAY, UB_ZYGOTE_SPAWN_SOCKET, 1, 0);
+	put_count(&r, 0);
+	put32(&r, 0);
+	put32(&r, 0);
+	rc = parse(&r, r.n, &a, &started, &why);
+	CHECK(rc == 0, "socket: %s", why);
+	CHECK(a.builtin == BUILTIN_NETRELAY && !a.stream && a.stdio_broker_fd == 9 && a.stdio_fd == -1 && a.target.pidfd == -1);
+	free_args(&a);
 }
 
 /* Set a 4- or 8-byte field of the header (offset off) of a valid record. */
@@ -199,9 +212,22 @@ static void test_refused(void)
 	head(&r, 3, 0, 1, 0);
 	rest(&r);
 	REFUSED(&r, "unknown mode");
-	head(&r, UB_ZYGOTE_MODE_EXEC, 0x10, 1, 0);
+	head(&r, UB_ZYGOTE_MODE_EXEC, 0x20, 1, 0);
 	rest(&r);
 	REFUSED(&r, "unknown flags");
+	head(&r, UB_ZYGOTE_MODE_NETRELAY, UB_ZYGOTE_SPAWN_SOCKET | UB_ZYGOTE_SPAWN_STREAM, 1, 0);
+	rest(&r);
+	REFUSED(&r, "a socket request's stdin and stdout are its socket");
+	head(&r, UB_ZYGOTE_MODE_NETRELAY, UB_ZYGOTE_SPAWN_SOCKET, 1, 0);
+	put_count(&r, 0);
+	put32(&r, 0);
+	put32(&r, 1);
+	put(&r, "x", 1);
+	REFUSED(&r, "a socket request's stdin is its socket");
+	head(&r, UB_ZYGOTE_MODE_NETRELAY, UB_ZYGOTE_SPAWN_SOCKET, 1, 0);
+	rest(&r);
+	ub_frame_put_len(r.b + 43, 0x80000000U);
+	REFUSED(&r, "stdioFd must be a file descriptor number");
 	head(&r, UB_ZYGOTE_MODE_EXEC, 0, 0, 0);
 	rest(&r);
 	REFUSED(&r, "timeoutMs must be an integer in 1..3600000");
@@ -223,6 +249,8 @@ static void test_refused(void)
 	REFUSED(&r, "initStartTime must be a positive integer");
 	field(&r, 35, 1, 0);
 	REFUSED(&r, "pidns must be a positive integer");
+	field(&r, 43, 0, 9);
+	REFUSED(&r, "stdioFd must be a file descriptor number with flag socket, else 0");
 
 	/* exec without argv; 257 arguments */
 	head(&r, UB_ZYGOTE_MODE_EXEC, 0, 1, 0);

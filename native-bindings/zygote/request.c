@@ -89,15 +89,18 @@ static void free_req(struct req *r)
 	drop_attempt(r);
 	ub_close_fd(&r->apidfd);
 	ub_close_fd(&r->a.target.pidfd);
+	ub_close_fd(&r->a.stdio_fd);
 	free_args(&r->a);
 	reset_req(r);
 }
 
-/* After the event: release everything but A's pidfd, which waits to be reaped. */
+/* After the event: release everything but A's pidfd, which waits to be reaped
+ * (the socket too: once the program has gone, the broker reads EOF on it). */
 static void finish(struct req *r)
 {
 	r->phase = REQ_DONE;
 	release_io(r);
+	ub_close_fd(&r->a.stdio_fd);
 	if (r->a_reaped)
 		free_req(r);
 }
@@ -117,8 +120,15 @@ static int start_request(struct req *r, long long now, int allow_template)
 	struct tmpl *t = NULL;
 	pid_t pid;
 
-	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
-	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+	/* a socket request: the broker's socket is C's stdin and stdout, our
+	 * ends of them stay -1 (nothing to write, nothing to read) */
+	if (r->a.stdio_fd >= 0) {
+		if ((in[0] = fcntl(r->a.stdio_fd, F_DUPFD_CLOEXEC, 3)) < 0 || (out[1] = fcntl(r->a.stdio_fd, F_DUPFD_CLOEXEC, 3)) < 0)
+			goto fail;
+	} else if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
+		goto fail;
+	}
+	if (pipe2(err, O_CLOEXEC) < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		goto fail;
 	/* a retry (retry_cold) is never queued to a template: it may give up too */
 	if (opt_templates && allow_template && !r->retried && (t = find_template(&r->a, now)) != NULL) {
@@ -182,7 +192,8 @@ sent:
 		ub_close_fd(&r->in_fd); /* nothing to write: C reads EOF */
 	else
 		nonblock(r->in_fd);
-	nonblock(r->out.fd);
+	if (r->out.fd >= 0)
+		nonblock(r->out.fd);
 	nonblock(r->err.fd);
 	nonblock(r->sock);
 	return 0;
@@ -334,9 +345,36 @@ static int take_init_pidfd(unsigned long long id, struct spawn_args *a)
 	return 0;
 }
 
+/*
+ * A socket request's stdin and stdout: the broker's fd a->stdio_broker_fd,
+ * taken now as init's pidfd is (the broker keeps it open until "started" or
+ * the final event).  It must be a socket: the broker's own, never one of the
+ * container's.  0, or -1 with the error already emitted.
+ */
+static int take_stdio_socket(unsigned long long id, struct spawn_args *a)
+{
+	char message[200];
+	struct stat st;
+	int e;
+
+	if (a->stdio_broker_fd < 0)
+		return 0;
+	a->stdio_fd = (int)syscall(UB_NR_pidfd_getfd, broker_pidfd, a->stdio_broker_fd, 0);
+	if (a->stdio_fd < 0 || fstat(a->stdio_fd, &st) < 0)
+		e = errno;
+	else if (!S_ISSOCK(st.st_mode))
+		e = ENOTSOCK;
+	else
+		return 0;
+	snprintf(message, sizeof(message), "stdioFd: broker fd %d: %s", a->stdio_broker_fd, strerror(e));
+	emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "stdioFd", e, message);
+	return -1;
+}
+
 static void free_spawn_args(struct spawn_args *a)
 {
 	ub_close_fd(&a->target.pidfd);
+	ub_close_fd(&a->stdio_fd);
 	free_args(a);
 }
 
@@ -381,7 +419,7 @@ void handle_frame(const char *body, size_t len)
 		emit_error_raw(1, id, "E_BAD_REQUEST", "E_BAD_REQUEST", "parse request", EINVAL, why);
 		return;
 	}
-	if (take_init_pidfd(id, &a) < 0) {
+	if (take_init_pidfd(id, &a) < 0 || take_stdio_socket(id, &a) < 0) {
 		free_spawn_args(&a);
 		return;
 	}

@@ -372,6 +372,7 @@ int parse_spawn_record(const char *body, size_t len, int *started_event, struct 
 
 	memset(a, 0, sizeof(*a));
 	a->target.pidfd = -1; /* taken by handle_frame from the broker's a->broker_fd */
+	a->stdio_broker_fd = a->stdio_fd = -1; /* the same for the socket, if any */
 	if (len < UB_ZYGOTE_SPAWN_HEADER)
 		return *why = "spawn record shorter than its header", -1;
 	c.p = b + UB_ZYGOTE_SPAWN_HEADER;
@@ -381,8 +382,11 @@ int parse_spawn_record(const char *body, size_t len, int *started_event, struct 
 	if (mode > UB_ZYGOTE_MODE_NETRELAY)
 		return *why = "unknown mode", -1;
 	a->builtin = mode == UB_ZYGOTE_MODE_ECHO_CONTEXT ? BUILTIN_ECHO_CONTEXT : mode == UB_ZYGOTE_MODE_NETRELAY ? BUILTIN_NETRELAY : BUILTIN_NONE;
-	if (flags & ~(UB_ZYGOTE_SPAWN_HOST | UB_ZYGOTE_SPAWN_STREAM | UB_ZYGOTE_SPAWN_NO_STARTED | UB_ZYGOTE_SPAWN_ENV))
+	if (flags & ~(UB_ZYGOTE_SPAWN_HOST | UB_ZYGOTE_SPAWN_STREAM | UB_ZYGOTE_SPAWN_NO_STARTED | UB_ZYGOTE_SPAWN_ENV |
+		      UB_ZYGOTE_SPAWN_SOCKET))
 		return *why = "unknown flags", -1;
+	if ((flags & UB_ZYGOTE_SPAWN_SOCKET) && (flags & UB_ZYGOTE_SPAWN_STREAM))
+		return *why = "a socket request's stdin and stdout are its socket, not stream frames", -1;
 	a->target.host = !!(flags & UB_ZYGOTE_SPAWN_HOST);
 	a->stream = !!(flags & UB_ZYGOTE_SPAWN_STREAM);
 	*started_event = !(flags & UB_ZYGOTE_SPAWN_NO_STARTED);
@@ -408,11 +412,20 @@ int parse_spawn_record(const char *body, size_t len, int *started_event, struct 
 	a->target.pidns_ino = ub_be64_get(b + 35);
 	if (!a->target.pidns_ino || a->target.pidns_ino > 1ULL << 53)
 		return *why = "pidns must be a positive integer", -1;
+	x = ub_frame_len(b + 43);
+	if ((flags & UB_ZYGOTE_SPAWN_SOCKET) ? x > INT_MAX : x != 0)
+		return *why = "stdioFd must be a file descriptor number with flag socket, else 0", -1;
+	if (flags & UB_ZYGOTE_SPAWN_SOCKET)
+		a->stdio_broker_fd = (int)x;
 	if (take_strings(&c, &a->argv, "argv has more than 256 entries", why) < 0)
 		return -1;
 	if (!a->builtin && !a->argv[0])
 		return *why = "argv must be a non-empty array of strings", -1;
 	if (spawn_env(&c, flags & UB_ZYGOTE_SPAWN_ENV, a, why) < 0)
 		return -1;
-	return spawn_tail(&c, a, why);
+	if (spawn_tail(&c, a, why) < 0)
+		return -1;
+	if (a->stdio_broker_fd >= 0 && a->input_len)
+		return *why = "a socket request's stdin is its socket: none in the record", -1;
+	return 0;
 }

@@ -92,6 +92,11 @@ struct spawn_args {
 	 * up by number. */
 	struct ub_ctx_target target;
 	int broker_fd;                  /* "initPidfd": the broker's fd number of init's pidfd */
+	/* UB_ZYGOTE_SPAWN_SOCKET: the broker's socket that is the program's
+	 * stdin and stdout (no pipes, no stdin/stdout frames): "stdioFd", the
+	 * broker's fd number, and stdio_fd, our copy (pidfd_getfd, as init's
+	 * pidfd), held until the request's final event; else -1 both */
+	int stdio_broker_fd, stdio_fd;
 	int builtin;                    /* enum builtin; BUILTIN_NONE: exec argv */
 	int stream;                     /* stdout in data frames; stdin (data frames) open until "eof" */
 	char **argv, **envp;            /* NULL-terminated */

@@ -23,6 +23,12 @@ export interface Libc {
   statx(dirfd: number, path: string, flags: number, mask: number, buf: Buffer): number;
   /** A close-on-exec AF_UNIX datagram socket (sd_notify: Node has no unix datagram sockets). */
   unixDgramSocket(): number;
+  /**
+   * A close-on-exec AF_UNIX stream socketpair: its two fds (native-endian
+   * int32s) into `sv`, 8 bytes (the DNS relay's stdin and stdout, straight
+   * to the broker: ZygoteRunner's socket sessions).
+   */
+  unixStreamPair(sv: Buffer): number;
   /** A close-on-exec AF_NETLINK datagram socket of `protocol` (sock_diag: a unix socket's peer). */
   netlinkSocket(protocol: number): number;
   /** setns(2) of the calling thread; only CLONE_NEWNET is used (a multi-threaded process may change it). */
@@ -83,6 +89,7 @@ function bind(koffi: KoffiModule, lib: ReturnType<KoffiModule['load']>): Libc {
   const getsockopt = lib.func('int getsockopt(int fd, int level, int name, _Inout_ uint8_t *val, _Inout_ uint32_t *len)');
   const poll = lib.func('int poll(_Inout_ uint8_t *fds, unsigned long nfds, int timeout)');
   const socket = lib.func('int socket(int domain, int type, int protocol)');
+  const socketpair = lib.func('int socketpair(int domain, int type, int protocol, _Out_ uint8_t *sv)');
   const setns = lib.func('int setns(int fd, int nstype)');
   const fcntl = lib.func('int fcntl(int fd, int cmd, ...)');
   const recv = lib.func('long recv(int fd, _Out_ uint8_t *buf, unsigned long len, int flags)');
@@ -106,6 +113,7 @@ function bind(koffi: KoffiModule, lib: ReturnType<KoffiModule['load']>): Libc {
     openat2: (dirfd, path, how) => Number(syscall(OPENAT2, 'int', dirfd, 'const char *', path, 'uint8_t *', how, 'size_t', how.length)),
     statx: (dirfd, path, flags, mask, buf) => statx(dirfd, path, flags, mask, buf) as number,
     unixDgramSocket: () => socket(1 /* AF_UNIX */, 2 | 0x80000 /* SOCK_DGRAM | SOCK_CLOEXEC */, 0) as number,
+    unixStreamPair: (sv) => socketpair(1 /* AF_UNIX */, 1 | 0x80000 /* SOCK_STREAM | SOCK_CLOEXEC */, 0, sv) as number,
     netlinkSocket: (protocol) => socket(16 /* AF_NETLINK */, 2 | 0x80000 /* SOCK_DGRAM | SOCK_CLOEXEC */, protocol) as number,
     setns: (fd, nstype) => setns(fd, nstype) as number,
     recv: (fd, buf) => Number(recv(fd, buf, buf.length, 0)),

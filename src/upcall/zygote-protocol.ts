@@ -40,6 +40,13 @@ export interface SpawnFrame {
   builtin?: string;
   /** stdout goes out in data frames as it comes; stdin (data frames) stays open until a "stdin" frame with eof. */
   stream?: boolean;
+  /**
+   * The broker's fd number of one end of a socketpair: the program's stdin and
+   * stdout instead of pipes (no stdin data in the record, no stream frames).
+   * Taken by the zygote as initPidfd is (pidfd_getfd as it reads the frame);
+   * the broker keeps it open until "started" or the final event.
+   */
+  stdioFd?: number;
   /** false: no "started" event (the pid comes with "exit"); saves the broker a wakeup per upcall. */
   startedEvent?: boolean;
   env?: Record<string, string>;
@@ -148,13 +155,15 @@ export function encodeZygoteFrame(m: SpawnFrame): Buffer {
   putU64(b, m.id, h + 1);
   b[h + 9] = mode;
   b[h + 10] = (m.host ? W.UB_ZYGOTE_SPAWN_HOST : 0) | (m.stream ? W.UB_ZYGOTE_SPAWN_STREAM : 0) |
-    (m.startedEvent === false ? W.UB_ZYGOTE_SPAWN_NO_STARTED : 0) | (env ? W.UB_ZYGOTE_SPAWN_ENV : 0);
+    (m.startedEvent === false ? W.UB_ZYGOTE_SPAWN_NO_STARTED : 0) | (env ? W.UB_ZYGOTE_SPAWN_ENV : 0) |
+    (m.stdioFd !== undefined ? W.UB_ZYGOTE_SPAWN_SOCKET : 0);
   b.writeUInt32BE(m.timeoutMs, h + 11);
   b.writeUInt32BE(m.outputCap, h + 15);
   b.writeUInt32BE(m.initPidfd, h + 19);
   b.writeUInt32BE(m.initPid, h + 23);
   putU64(b, m.initStartTime, h + 27);
   putU64(b, m.pidns, h + 35);
+  b.writeUInt32BE(m.stdioFd ?? 0, h + 43);
   let off = putStrings(b, m.argv, argvLengths, h + W.UB_ZYGOTE_SPAWN_HEADER);
   if (env) off = putStrings(b, env, envLengths, off);
   b.writeUInt32BE(cwdLength, off);

@@ -1,5 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
-import type { Socket } from 'node:net';
+import { closeSync } from 'node:fs';
+import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { inject, injectable, optional } from 'inversify';
@@ -53,10 +54,31 @@ const ZYGOTE_CAPACITY = W.UB_ZYGOTE_MAX_INFLIGHT - 32;
 /** Waiting beyond that; more is refused with E_BUSY. */
 const MAX_QUEUED = 4096;
 
-interface Pending {
-  req: UpcallRequest;
-  /** Our dup of init's pidfd, named by the spawn frame: open until the request's final event (see submit). */
+/**
+ * The fds a spawn frame names by number, which the zygote takes (pidfd_getfd)
+ * when it reads the frame: our dup of init's pidfd, open until the request's
+ * final event; a socket request's end of its socketpair (-1: none), until
+ * "started" or the final event (see submit).
+ */
+interface Named {
   init: Pidfd;
+  stdio: number;
+}
+
+function closeNamed(n: Named): void {
+  n.init.close();
+  closeStdio(n);
+}
+
+/** The zygote has its copy (after "started"), or it is done with the frame. */
+function closeStdio(n: Named): void {
+  if (n.stdio < 0) return;
+  closeSync(n.stdio);
+  n.stdio = -1;
+}
+
+interface Pending extends Named {
+  req: UpcallRequest;
   startedAt: number;
   pid: number;
   /** The start time the zygote read for `pid` while the upcall waited (null: unknown, or not started yet). */
@@ -72,11 +94,10 @@ interface Pending {
   reject(err: BrokerError): void;
 }
 
-interface Queued {
+interface Queued extends Named {
   id: number;
   frame: Buffer;
   req: UpcallRequest;
-  init: Pidfd;
   stdout: Readable | null;
   /** Control frames written before the spawn frame went out. */
   held: Buffer[];
@@ -95,8 +116,8 @@ export class ZygoteRunner implements UpcallRunner {
   private readonly log: Logger;
   private readonly path: string;
   private readonly pending = new Map<number, Pending>();
-  /** Init pidfd dups of requests given up on (watchdog) before the zygote answered: closed at its late final event, or when it exits. */
-  private readonly lingering = new Map<number, Pidfd>();
+  /** The named fds of requests given up on (watchdog) before the zygote answered: closed at its late final event, or when it exits. */
+  private readonly lingering = new Map<number, Named>();
   private readonly queue: Queued[] = [];
   /** Pending requests marked idle. */
   private idleCount = 0;
@@ -152,6 +173,7 @@ export class ZygoteRunner implements UpcallRunner {
   }
 
   open(req: UpcallRequest): UpcallSession {
+    if (req.socket) return this.openSocket(req);
     const id = this.nextId++;
     const stdout = new Readable({ read() {} });
     stdout.on('error', () => undefined); // the outcome carries the error too; a reader may listen or not
@@ -169,6 +191,11 @@ export class ZygoteRunner implements UpcallRunner {
       },
     });
     stdin.on('error', () => undefined);
+    return this.session(id, stdin, stdout, outcome);
+  }
+
+  /** The session of request id over these streams: kill, close (end stdin, kill after graceMs), setIdle. */
+  private session(id: number, stdin: Writable, stdout: Readable, outcome: Promise<UpcallOutcome>): UpcallSession {
     const kill = () => this.sendFor(id, encodeZygoteControl(W.UB_ZYGOTE_FRAME_KILL, id));
     const close = async (graceMs = 2000): Promise<void> => {
       if (!stdin.writableEnded) stdin.end();
@@ -181,29 +208,67 @@ export class ZygoteRunner implements UpcallRunner {
   }
 
   /**
+   * A session whose stdin and stdout are our end of a socketpair; the other
+   * end, named in the spawn frame, is the program's fds 0 and 1. req.stdin is
+   * written to the socket at once (the program reads it when it runs). stdout
+   * ends at EOF on the socket or when the upcall's outcome comes, whichever is
+   * first; the socket is destroyed then (a process of the container that took
+   * a copy of the program's end cannot keep it open for us). Throws when no
+   * socketpair can be made (EMFILE).
+   */
+  private openSocket(req: UpcallRequest): UpcallSession {
+    const id = this.nextId++;
+    const sv = Buffer.alloc(8);
+    if (this.libc.unixStreamPair(sv) < 0) throw new BrokerError('E_SPAWN', `socketpair: errno ${this.libc.errno()}`);
+    const [mine, theirs] = new Int32Array(sv.buffer, sv.byteOffset, 2) as unknown as [number, number];
+    const socket = new Socket({ fd: mine, readable: true, writable: true });
+    socket.unref();
+    const stdout = new Readable({ read() {} });
+    stdout.on('error', () => undefined);
+    let ended = false;
+    const end = (err?: BrokerError | Error) => {
+      if (ended) return;
+      ended = true;
+      if (err) stdout.destroy(err);
+      else stdout.push(null);
+      socket.destroy();
+    };
+    socket.on('data', (chunk: Buffer) => { if (!ended) stdout.push(chunk); });
+    socket.on('end', () => end());
+    socket.on('error', (err) => end(err)); // EPIPE, ECONNRESET: the program has gone
+    const { stdin: first, ...rest } = req;
+    if (first && first.length > 0) socket.write(first);
+    const outcome = this.submit(id, rest, null, theirs);
+    outcome.then(() => end(), (err: BrokerError) => end(err));
+    outcome.catch(() => undefined);
+    return this.session(id, socket, stdout, outcome);
+  }
+
+  /**
    * The spawn frame names our own dup of init's pidfd by number: the zygote
    * takes it (pidfd_getfd) when it reads the frame, which may be later. The
    * dup stays open until this request's final event (or the zygote's end),
    * so the number cannot name another file meanwhile, even if the context
    * closes its pidfd.
    */
-  private submit(id: number, req: UpcallRequest, stdout: Readable | null): Promise<UpcallOutcome> {
+  private submit(id: number, req: UpcallRequest, stdout: Readable | null, stdio = -1): Promise<UpcallOutcome> {
     let frame: Buffer;
     let init: Pidfd | undefined;
     try {
       if (req.target.init.closed) throw new BrokerError('E_INIT_EXITED', `the init (pid ${req.target.initPid}) has exited`);
       init = req.target.init.dup();
-      frame = encodeZygoteFrame(toFrame(id, req, stdout !== null, init.fd));
+      frame = encodeZygoteFrame(toFrame(id, req, stdout !== null, init.fd, stdio));
     } catch (err) {
       init?.close();
+      if (stdio >= 0) closeSync(stdio);
       return Promise.reject(BrokerError.from(err));
     }
     if (this.queue.length >= MAX_QUEUED) {
-      init.close();
+      closeNamed({ init, stdio });
       return Promise.reject(new BrokerError('E_BUSY', 'too many upcalls waiting'));
     }
     return new Promise<UpcallOutcome>((resolve, reject) => {
-      this.queue.push({ id, frame, req, init, stdout, held: [], resolve, reject });
+      this.queue.push({ id, frame, req, init, stdio, stdout, held: [], resolve, reject });
       this.pump();
     });
   }
@@ -231,15 +296,15 @@ export class ZygoteRunner implements UpcallRunner {
     while (this.queue.length > 0 && this.pending.size < ZYGOTE_CAPACITY) {
       const next = this.nextFair();
       if (next < 0) return;
-      const { id, frame, req, init, stdout, held, resolve, reject } = this.queue.splice(next, 1)[0]!;
+      const { id, frame, req, init, stdio, stdout, held, resolve, reject } = this.queue.splice(next, 1)[0]!;
       const proc = this.ensureZygote();
       const cancelWatchdog = this.timers.after(req.timeoutMs + ANSWER_GRACE_MS, () => {
         this.killOrphan(this.pending.get(id));
         const p = this.pending.get(id);
-        if (p) this.lingering.set(id, p.init); // the zygote may not have read the frame yet
+        if (p) this.lingering.set(id, p); // the zygote may not have read the frame yet
         this.settle(id, new BrokerError('E_UPCALL_TIMEOUT', `the upcall zygote did not answer request ${id} in time`, { id }));
       }, { keepAlive: true });
-      this.pending.set(id, { req, init, startedAt: this.clock.monotonic(), pid: 0, startTime: null, pidfd: null, cancelWatchdog, stdout, idle: false, resolve, reject });
+      this.pending.set(id, { req, init, stdio, startedAt: this.clock.monotonic(), pid: 0, startTime: null, pidfd: null, cancelWatchdog, stdout, idle: false, resolve, reject });
       this.countActive(req, 1);
       this.write(proc, held.length > 0 ? Buffer.concat([frame, ...held]) : frame);
     }
@@ -290,7 +355,7 @@ export class ZygoteRunner implements UpcallRunner {
     this.proc = null;
     const stopped = new BrokerError('E_SPAWN', 'the upcall runner was stopped');
     for (const q of this.queue.splice(0)) {
-      q.init.close();
+      closeNamed(q);
       q.reject(stopped);
     }
     this.failAll(stopped);
@@ -348,12 +413,13 @@ export class ZygoteRunner implements UpcallRunner {
   }
 
   private dropLingering(id: number): void {
-    this.lingering.get(id)?.close();
+    const n = this.lingering.get(id);
+    if (n) closeNamed(n);
     this.lingering.delete(id);
   }
 
   private closeLingering(): void {
-    for (const init of this.lingering.values()) init.close();
+    for (const n of this.lingering.values()) closeNamed(n);
     this.lingering.clear();
   }
 
@@ -368,7 +434,7 @@ export class ZygoteRunner implements UpcallRunner {
     if (p.idle) this.idleCount--;
     else this.countActive(p.req, -1);
     p.pidfd?.close();
-    if (!this.lingering.has(id)) p.init.close();
+    if (!this.lingering.has(id)) closeNamed(p);
     p.cancelWatchdog();
     if (result instanceof BrokerError) p.reject(result);
     else p.resolve(result);
@@ -455,6 +521,7 @@ export class ZygoteRunner implements UpcallRunner {
       return;
     }
     if (ev.event === 'started') {
+      closeStdio(p); // the zygote took its copy as it read the frame
       p.pid = ev.pid;
       p.startTime = ev.startTime ?? null;
       p.req.onStarted?.(ev.pid);
@@ -477,7 +544,7 @@ export class ZygoteRunner implements UpcallRunner {
   }
 }
 
-function toFrame(id: number, req: UpcallRequest, stream: boolean, initPidfd: number): SpawnFrame {
+function toFrame(id: number, req: UpcallRequest, stream: boolean, initPidfd: number, stdioFd: number): SpawnFrame {
   const bad = (why: string): never => {
     throw new BrokerError('E_BAD_REQUEST', why);
   };
@@ -498,6 +565,7 @@ function toFrame(id: number, req: UpcallRequest, stream: boolean, initPidfd: num
     argv: req.argv,
     ...(req.builtin !== undefined ? { builtin: req.builtin } : {}),
     ...(stream ? { stream: true } : {}),
+    ...(stdioFd >= 0 ? { stdioFd } : {}),
     // Always ask for "started": its pid is what killOrphan() needs if the zygote dies mid-upcall.
     ...(req.env !== undefined ? { env: req.env } : {}),
     ...(req.cwd !== undefined ? { cwd: req.cwd } : {}),

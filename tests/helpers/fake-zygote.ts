@@ -22,6 +22,8 @@ export interface SentFrame {
   id: number;
   pidns?: number;
   initPidfd?: number;
+  /** A socket request's stdioFd (flag socket), else undefined. */
+  stdioFd?: number;
   eof?: boolean;
   /** The bytes of a binary stdin frame. */
   data?: Buffer;
@@ -37,7 +39,11 @@ function parseFrame(body: Buffer): SentFrame {
   if (kill) return { op: 'kill', id: kill.id };
   // a spawn record: what the tests look at is in its fixed header
   assert.equal(body[0], W.UB_ZYGOTE_FRAME_SPAWN, 'a frame the zygote would refuse');
-  return { op: 'spawn', id: Number(body.readBigUInt64BE(1)), initPidfd: body.readUInt32BE(19), pidns: Number(body.readBigUInt64BE(35)) };
+  const socket = (body[10]! & W.UB_ZYGOTE_SPAWN_SOCKET) !== 0;
+  return {
+    op: 'spawn', id: Number(body.readBigUInt64BE(1)), initPidfd: body.readUInt32BE(19), pidns: Number(body.readBigUInt64BE(35)),
+    ...(socket ? { stdioFd: body.readUInt32BE(43) } : {}),
+  };
 }
 
 export class FakeZygote extends EventEmitter {

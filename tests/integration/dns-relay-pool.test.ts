@@ -5,7 +5,7 @@
  * inside the container, and ends once idle.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BrokerClient } from '../../src/client/broker-client.js';
@@ -23,7 +23,11 @@ let c: TestContainer;
 let other: TestContainer;
 const regs = new Map<TestContainer, string>();
 
-/** Children of the container's init that are DNS relays: their stdin is a pipe (a template's is its control socket). */
+/**
+ * Children of the container's init that are DNS relays: their stderr is a pipe and, idle, they hold
+ * nothing past fd 2 (a template holds its control socket as fd 4, and as fds 0-3 once it has served its
+ * first request, until when its 0-2 are that request's).
+ */
 function relaysOf(t: TestContainer): number[] {
   let kids: number[];
   try {
@@ -33,7 +37,7 @@ function relaysOf(t: TestContainer): number[] {
   }
   return kids.filter((pid) => {
     try {
-      return readFileSync(`/proc/${pid}/comm`, 'utf8').startsWith('upcall-') && readlinkSync(`/proc/${pid}/fd/0`).startsWith('pipe:');
+      return readFileSync(`/proc/${pid}/comm`, 'utf8').startsWith('upcall-') && readlinkSync(`/proc/${pid}/fd/2`).startsWith('pipe:') && !existsSync(`/proc/${pid}/fd/4`);
     } catch {
       return false;
     }

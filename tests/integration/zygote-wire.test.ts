@@ -18,11 +18,17 @@
  * Control records (kind byte and request id, nothing after): eof ends a stream
  * request's stdin, kill kills its tree; one with bytes after the header is
  * refused and the zygote goes on.
+ *
+ * A socket request (flag socket, stdioFd): the broker's socket, taken as the
+ * init pidfd is, is the program's stdin and stdout; nothing of it passes
+ * through the zygote, which closes its copy at the end; an fd that is not a
+ * socket is refused.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { openSync, closeSync, readFileSync, readlinkSync } from 'node:fs';
+import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { defaultConfig } from '../../src/common/defaults.js';
@@ -92,7 +98,7 @@ async function exited(c: ChildProcess): Promise<void> {
 let nextId = 1;
 const pidns = Number(/\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))![1]);
 /** Send a spawn request (host context) and return its id. */
-function send(initPidfd: number, initPid: number, argv: string[], more: { stream?: boolean } = {}): number {
+function send(initPidfd: number, initPid: number, argv: string[], more: { stream?: boolean; stdioFd?: number } = {}): number {
   const id = nextId++;
   z.stdin!.write(encodeZygoteFrame({
     id, initPidfd, initPid, initStartTime: startTime(initPid), pidns, host: true,
@@ -168,4 +174,44 @@ test('control records: eof ends a stream request\'s stdin, kill kills a request;
   z.stdin!.write(encodeZygoteControl(W.UB_ZYGOTE_FRAME_KILL, sleeper));
   const killed = await answer(sleeper);
   assert.deepEqual([killed['event'], killed['code'], killed['signal'], killed['timedOut']], ['exit', null, 'SIGKILL', false]);
+});
+
+test('a socket request: the broker\'s socket is the program\'s stdin and stdout, past the zygote; not a socket: E_BAD_REQUEST', async () => {
+  const init = fakeInit();
+  const libc = realLibc();
+  const sv = Buffer.alloc(8);
+  assert.equal(libc.unixStreamPair(sv), 0, `socketpair: errno ${libc.errno()}`);
+  const [mine, theirs] = new Int32Array(sv.buffer, sv.byteOffset, 2) as unknown as [number, number];
+  const sock = new Socket({ fd: mine, readable: true, writable: true });
+  let theirsOpen = true;
+  try {
+    let got = '';
+    sock.on('data', (d: Buffer) => (got += d.toString()));
+    const ended = once(sock, 'end');
+    const id = send(init.pidfd.fd, init.pid, ['sh', '-c', 'readlink /proc/self/fd/0 /proc/self/fd/1; exec cat'], { stdioFd: theirs });
+    await until('the socket request to start', () => started.has(id) || events.has(id), 30_000);
+    closeSync(theirs); // the zygote has its copy (as the broker closes its own at "started")
+    theirsOpen = false;
+    sock.write('through the socket\n');
+    await until('cat to echo on the socket', () => got.endsWith('through the socket\n'), 30_000);
+    const [fd0, fd1] = got.split('\n');
+    assert.match(fd0!, /^socket:\[\d+\]$/, 'stdin is the socket');
+    assert.equal(fd1, fd0, 'stdout is the same socket');
+    sock.end(); // cat reads EOF
+    const ev = await answer(id);
+    assert.deepEqual([ev['event'], ev['code'], ev['stdoutBase64']], ['exit', 0, ''], 'stdout went on the socket, none in the event');
+    assert.equal(streamed.has(id), false, 'no stdout data frames');
+    await ended; // every copy of the program's end is closed: the zygote's went with the final event
+  } finally {
+    sock.destroy();
+    if (theirsOpen) closeSync(theirs);
+  }
+  const devnull = openSync('/dev/null', 'r');
+  try {
+    const ev = await answer(send(init.pidfd.fd, init.pid, ['true'], { stdioFd: devnull }));
+    assert.deepEqual([ev['event'], ev['code'], ev['step']], ['error', 'E_BAD_REQUEST', 'stdioFd']);
+    assert.match(String(ev['message']), /non-socket/);
+  } finally {
+    closeSync(devnull);
+  }
 });

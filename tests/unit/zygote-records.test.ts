@@ -89,7 +89,7 @@ test('the spawn record: the fixed header, then argv, env (only when given), cwd 
   assert.equal(b[0], W.UB_ZYGOTE_FRAME_SPAWN);
   assert.deepEqual([Number(b.readBigUInt64BE(1)), b[9], b[10], b.readUInt32BE(11), b.readUInt32BE(15), b.readUInt32BE(19), b.readUInt32BE(23)],
     [5, W.UB_ZYGOTE_MODE_EXEC, W.UB_ZYGOTE_SPAWN_ENV, 5000, 65536, 31, 41210]);
-  assert.deepEqual([b.readBigUInt64BE(27), b.readBigUInt64BE(35)], [1234567n, 4026532181n]);
+  assert.deepEqual([b.readBigUInt64BE(27), b.readBigUInt64BE(35), b.readUInt32BE(43)], [1234567n, 4026532181n, 0], 'stdioFd 0: no socket');
   const tail = Buffer.concat([
     Buffer.from([0, 2]), Buffer.from([0, 0, 0, 9]), Buffer.from('/bin/echo'), Buffer.from([0, 0, 0, 3]), Buffer.from('h\u00e9'),
     Buffer.from([0, 1]), Buffer.from([0, 0, 0, 9]), Buffer.from('PATH=/bin'),
@@ -101,5 +101,8 @@ test('the spawn record: the fixed header, then argv, env (only when given), cwd 
   assert.equal(relay[9], W.UB_ZYGOTE_MODE_NETRELAY);
   assert.equal(relay[10], W.UB_ZYGOTE_SPAWN_HOST | W.UB_ZYGOTE_SPAWN_STREAM | W.UB_ZYGOTE_SPAWN_NO_STARTED);
   assert.deepEqual(relay.subarray(W.UB_ZYGOTE_SPAWN_HEADER), Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), 'no argv, no env, no cwd, no stdin');
+  const socket = body(encodeZygoteFrame({ ...base, mode: 'builtin', builtin: 'netrelay', argv: [], stdioFd: 27 }));
+  assert.equal(socket[10], W.UB_ZYGOTE_SPAWN_SOCKET, 'flag socket, not stream');
+  assert.equal(socket.readUInt32BE(43), 27, 'stdioFd: the broker\'s fd number of the socket');
   assert.throws(() => encodeZygoteFrame({ ...base, mode: 'builtin', builtin: 'sh' }), (e: unknown) => (e as { code?: string }).code === 'E_BAD_REQUEST');
 });

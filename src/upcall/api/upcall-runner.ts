@@ -27,6 +27,13 @@ export interface UpcallRequest {
   argv: readonly string[];
   builtin?: string;
   stdin?: Buffer;
+  /**
+   * open() only: the program's stdin and stdout are one socket of a socketpair
+   * whose other end is the session's stdin/stdout, so what goes between them
+   * does not pass through the runner (the DNS relay: a round trip without the
+   * zygote in it). Its stderr and exit are accounted for as for any upcall.
+   */
+  socket?: boolean;
   /** The whole environment (default: PATH only). */
   env?: Record<string, string>;
   cwd?: string;

@@ -25,10 +25,13 @@ export const PREFETCH = ['/etc/hosts', '/etc/resolv.conf'] as const;
 
 /**
  * The relay as a zygote builtin (the default): the zygote forks a child of
- * the context's init that runs netrelay without exec, and streams the relay's
- * stdin and stdout through its pipe protocol ("stdin" frames, "stdout"
- * events). No process is exec'd per upcall, and with the zygote's context
- * cache the context is not captured again for every upcall.
+ * the context's init that runs netrelay without exec. Its stdin and stdout
+ * are one end of a socketpair the broker made (a socket session: the spawn
+ * frame names the end, the zygote takes it with pidfd_getfd), so the relay's
+ * frames go straight between it and the broker, not through the zygote's
+ * pipe protocol; the zygote still accounts for the child (its exit, its
+ * timeout, kill). No process is exec'd per upcall, and with the zygote's
+ * context cache the context is not captured again for every upcall.
  */
 @injectable()
 export class ZygoteRelayLauncher implements RelayLauncher {
@@ -37,7 +40,8 @@ export class ZygoteRelayLauncher implements RelayLauncher {
   async start(context: UpcallContext): Promise<RunningRelay> {
     const target = liveTarget(context);
     const session = this.runner.open({
-      stdin: fileRequests(PREFETCH), // with the spawn frame: the relay reads both at once
+      stdin: fileRequests(PREFETCH), // on the socket with the spawn: the relay reads both at once
+      socket: true,
       target,
       mode: 'builtin',
       builtin: 'netrelay',

@@ -140,7 +140,7 @@ export class RelayTransport implements DnsTransport {
 
   private deliver(): void {
     while (this.waiters.length > 0 && this.replies.length > 0) this.waiters.shift()!.resolve(this.replies.shift()!);
-    // Output nobody asked for: the relay (or whoever wrote into its pipe) is out of step; never reuse it.
+    // Output nobody asked for: the relay (or whoever wrote into its pipe or socket) is out of step; never reuse it.
     if (this.waiters.length === 0 && (this.replies.length > 0 || this.decoder.pending > 0)) this.fail(new BrokerError('E_PROTOCOL', 'relay sent a reply nobody asked for'));
   }
 
