@@ -192,6 +192,8 @@ export async function throughputBench(quick: boolean, figures: Figures = {}): Pr
     for (const c of clients) c.close();
     // SIGTERM first: a broker run with --cpu-prof (UB_BROKER_NODE_ARGS) writes its profile as it exits.
     await broker.stop('SIGTERM').catch(() => undefined);
+    // UB_BENCH_BROKER_OUTPUT=FILE: the broker's whole output (its log; V8's --trace-gc lines under UB_BROKER_NODE_ARGS).
+    if (process.env.UB_BENCH_BROKER_OUTPUT) writeFileSync(process.env.UB_BENCH_BROKER_OUTPUT, broker.output);
     await broker.dispose();
     for (let k = 0; k < containers.length; k += 25) await Promise.all(containers.slice(k, k + 25).map((c) => c.stop()));
   }

@@ -48,3 +48,22 @@ export function youngGenerationCapBytes(env: NodeJS.ProcessEnv = process.env): n
   const mb = raw === undefined || !/^\d{1,4}$/.test(raw) ? 8 : Number(raw);
   return mb === 0 ? null : mb * 1024 * 1024;
 }
+
+/**
+ * Scavenges (collections of the young generation) on the main thread only: V8's `--no-parallel-scavenge`,
+ * read at each scavenge, so it can be set at run time. A parallel scavenge splits its work between the main
+ * thread and V8's helper threads, and the main thread waits for all of them: on a busy machine (2 cores
+ * shared with the upcalls, the zygote and other services) a helper may wait for a core, and the event loop
+ * with it. Measured under the throughput bench's open loop: scavenges of 20-28 ms during which the main
+ * thread neither ran nor waited for a core. At 1,000 upcalls/s 0.2-0.5 MB survive each scavenge, which the
+ * main thread alone copies in about a millisecond when it is not preempted (docs/operations.md, "Memory").
+ * (`--single-threaded-gc` would also make marking serial, but V8 cannot switch concurrent marking at run time.)
+ */
+export function serialScavenges(): void {
+  v8.setFlagsFromString('--no-parallel-scavenge');
+}
+
+/** Whether `serve` makes scavenges serial: yes unless UPCALL_BROKER_PARALLEL_SCAVENGE=1. */
+export function serialScavengesWanted(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.UPCALL_BROKER_PARALLEL_SCAVENGE !== '1';
+}

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import v8 from 'node:v8';
 import { limitMallocArenas, trimMalloc } from '../../src/platform/malloc-arenas.js';
-import { capYoungGeneration, youngGenerationCapBytes } from '../../src/service/young-generation.js';
+import { capYoungGeneration, serialScavenges, serialScavengesWanted, youngGenerationCapBytes } from '../../src/service/young-generation.js';
 
 test('youngGenerationCapBytes: 8 MiB by default, UPCALL_BROKER_YOUNG_GENERATION_MB in MiB, 0 for none, junk ignored', () => {
   assert.equal(youngGenerationCapBytes({}), 8 * 1024 * 1024);
@@ -56,4 +56,18 @@ test('limitMallocArenas: does nothing under an operator\'s MALLOC_ARENA_MAX, cal
 test('trimMalloc: malloc_trim is found and runs (glibc)', () => {
   assert.equal(trimMalloc(), true);
   assert.equal(trimMalloc(), true, 'again, from the function it looked up once');
+});
+
+test('serialScavenges: set at run time, no scavenge has work on V8\'s helper threads; UPCALL_BROKER_PARALLEL_SCAVENGE=1 keeps them', () => {
+  assert.equal(serialScavengesWanted({}), true);
+  assert.equal(serialScavengesWanted({ UPCALL_BROKER_PARALLEL_SCAVENGE: '1' }), false);
+  assert.equal(serialScavengesWanted({ UPCALL_BROKER_PARALLEL_SCAVENGE: '0' }), true);
+  // --trace-gc-nvp prints, per scavenge, the time its helper threads spent (background.scavenge.parallel).
+  const out = spawnSync(process.execPath, ['--trace-gc-nvp', '--input-type=module', '-e', `
+import { serialScavenges } from ${JSON.stringify(new URL('../../src/service/young-generation.js', import.meta.url).href)};
+serialScavenges();
+${NEW_SPACE}`], { encoding: 'utf8' }).stdout;
+  const background = [...out.matchAll(/gc=s .*?background\.scavenge\.parallel=([\d.]+)/g)].map((m) => Number(m[1]));
+  assert.ok(background.length >= 10, `scavenges seen in the trace (${background.length})`);
+  assert.deepEqual(background.filter((ms) => ms > 0), [], 'no scavenge used a helper thread');
 });
