@@ -57,6 +57,8 @@ interface Round {
   gcTotal: number;
   loopP99: number;
   pings: number[];
+  /** The measured window, ISO times (bench/loop-stalls-summary.ts takes them). */
+  window: [string, string];
 }
 
 export async function throughputBench(quick: boolean, figures: Figures = {}): Promise<string> {
@@ -136,7 +138,7 @@ export async function throughputBench(quick: boolean, figures: Figures = {}): Pr
       const load = open ? openLoad : closedLoad;
       await load(1000, null); // warm-up: the zygote's context cache fills
       const zyg = zygoteOf(pid);
-      const r: Round = { m, n: open ? `open loop, ${OPEN_LOOP_RATE}/s` : n, ok: 0, errors: new Map(), seconds: 0, latencies: [], brokerCpu: 0, zygoteCpu: 0, machineCpu: 0, loopMax: 0, loopP99: 0, gcMax: 0, gcTotal: 0, pings: [] };
+      const r: Round = { m, n: open ? `open loop, ${OPEN_LOOP_RATE}/s` : n, ok: 0, errors: new Map(), seconds: 0, latencies: [], brokerCpu: 0, zygoteCpu: 0, machineCpu: 0, loopMax: 0, loopP99: 0, gcMax: 0, gcTotal: 0, pings: [], window: ['', ''] };
       await scrapeMetrics(metricsSock); // resets the loop-delay window
       const cpu0 = { b: cpuSeconds(pid), z: zyg ? cpuSeconds(zyg) : 0, all: machineBusySeconds() };
       let pinging = true;
@@ -155,7 +157,9 @@ export async function throughputBench(quick: boolean, figures: Figures = {}): Pr
         }
       })();
       const t0 = performance.now();
+      r.window[0] = new Date().toISOString();
       await load(seconds * 1000, r);
+      r.window[1] = new Date().toISOString();
       r.seconds = (performance.now() - t0) / 1000;
       pinging = false;
       await pings;
@@ -187,7 +191,8 @@ export async function throughputBench(quick: boolean, figures: Figures = {}): Pr
       `CPU per upcall: the broker process, its zygote (the per-upcall processes are the containers' children and are not in it), and the whole machine (busy time of both cores: includes the containers' upcall processes, and anything else running). ` +
       `Event loop: the broker's own monitorEventLoopDelay (1 ms resolution) over exactly the measured window, and what of it was garbage collection (its GC pauses, perf_hooks "gc" entries, served as upcall_broker_gc_pause_seconds: the longest, and the share of the window spent in GC); ping: a client's \`ping\` round trip on its own connection every 10 ms during the load.\n\n` +
       markdownTable(['containers M', 'in flight N', 'upcalls ok', 'errors', 'upcalls/s', 'median ms', 'p90 ms', 'p99 ms', 'broker CPU ms/upcall', 'zygote CPU ms/upcall', 'machine CPU ms/upcall', 'loop delay max ms', 'loop delay p99 ms', 'GC pause max ms', 'time in GC', 'ping p99 ms', 'ping max ms'], rows) +
-      `\n\nBroker at the end: RSS ${rssMb(pid).toFixed(0)} MB, ${fds} open fds.`;
+      `\n\nBroker at the end: RSS ${rssMb(pid).toFixed(0)} MB, ${fds} open fds.` +
+      (open ? ` Open-loop window: ${open.window[0]} ${open.window[1]} (what stalled the loop in it: bench/loop-stalls.ts).` : '');
   } finally {
     for (const c of clients) c.close();
     // SIGTERM first: a broker run with --cpu-prof (UB_BROKER_NODE_ARGS) writes its profile as it exits.
