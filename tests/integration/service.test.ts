@@ -123,7 +123,11 @@ describe('observability', () => {
       await broker.dispose();
     });
     const metricsSock = join(broker.dir, 'metrics.sock');
-    await broker.start(['--metrics', metricsSock]);
+    // The longest a relay may be kept: each lookup below is a CLI process (~0.3 s, over 1 s on a loaded
+    // machine, longer than the default relayIdleMs), and what is checked is that the reuse is counted.
+    const config = join(broker.dir, 'config.json');
+    writeFileSync(config, JSON.stringify({ dns: { relayReuseMs: 5000, relayIdleMs: 5000 } }));
+    await broker.start(['--metrics', metricsSock, '--config', config]);
     const c = await bed.create({ name: 'obs' });
     await mountTmpfs(c, '/mnt/o');
     const reg = await cliIn<RegistrationInfo>(c, ['register', '--socket', broker.tenantSocket, '--mount', '/mnt/o']);
