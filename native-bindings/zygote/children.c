@@ -128,15 +128,14 @@ static int builtin_echo_context(void)
 	return 0;
 }
 
-void __attribute__((noreturn)) run_c(struct ub_context *ctx, const struct spawn_args *a, int verdict)
+void __attribute__((noreturn)) run_c(struct ub_context *ctx, const struct spawn_args *a, int wait_go)
 {
 	struct ub_ctx_error e;
 	char go;
 	int i;
 
-	/* 0, 1, 2, the socket and the template's verdict pipe (close-on-exec)
-	 * only: init's pidfd, /proc fds... go */
-	syscall(UB_NR_close_range, (verdict ? C_VERDICT : CHILD_SOCK) + 1, ~0U, 0);
+	/* 0, 1, 2 and the socket only: init's pidfd, /proc fds... go */
+	syscall(UB_NR_close_range, CHILD_SOCK + 1, ~0U, 0);
 	ctx->pidfd = ctx->procfd = ctx->rootfd = ctx->lsm_fd = -1;
 	for (i = 0; i < UB_WATCH_COUNT; i++)
 		ctx->watch_fd[i] = -1;
@@ -146,16 +145,10 @@ void __attribute__((noreturn)) run_c(struct ub_context *ctx, const struct spawn_
 		child_fail_errno("E_FORK", "setsid", errno);
 	if (ub_ctx_prepare_final(ctx, &e) < 0)
 		child_fail(&e);
-	/* from a template: its verdict on init's context, 'K' unchanged; EOF
-	 * (changed, or the template is gone) ends us before any step of the
-	 * upcall: the zygote kills us too, and retries the request cold */
-	if (verdict) {
-		if (recv(C_VERDICT, &go, 1, 0) != 1 || go != 'K')
-			_exit(UB_EXIT_SPAWNER);
-		close(C_VERDICT);
-	}
-	/* wait until the zygote knows our pid and B is gone: then init is our parent */
-	if (recv(CHILD_SOCK, &go, 1, 0) != 1 || go != 'G')
+	/* wait until the zygote knows our pid and B is gone: then init is our
+	 * parent (a template's builtin, on a kernel that keeps its exit status,
+	 * need not: template_c_waits) */
+	if (wait_go && (recv(CHILD_SOCK, &go, 1, 0) != 1 || go != 'G'))
 		_exit(UB_EXIT_SPAWNER);
 	PROF(prof_slot, PF_C_GO);
 	if (ub_ctx_seal(ctx, &e) < 0)
@@ -252,7 +245,7 @@ static void __attribute__((noreturn)) run_b(struct ub_context *ctx, const struct
 	if (c < 0) /* a pid namespace whose init died refuses new pids (ENOMEM) */
 		child_fail_errno(ub_ctx_target_exited(ctx->pidfd) ? "E_INIT_EXITED" : "E_FORK", "clone3", errno);
 	if (c == 0)
-		run_c(ctx, a, 0);
+		run_c(ctx, a, 1);
 	PROF(prof_slot, PF_B_CLONE);
 	fds[0] = pidfd;
 	fds[1] = (int)syscall(UB_NR_pidfd_open, getpid(), 0);

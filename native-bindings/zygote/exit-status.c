@@ -60,9 +60,11 @@
  */
 
 int cn_fd = -1;
+int kernel_keeps_exit_status;
 #define CN_WAIT_MS 50 /* the exiting task sends it a few instructions after the wake-up; the loop waits meanwhile */
 
-/* PIDFD_INFO_EXIT works here: a child of ours, reaped, still has a status. */
+/* PIDFD_INFO_EXIT works here: a child of ours, reaped, still has a status
+ * (1); it does not (0); cannot tell (-1). */
 static int kernel_has_exit_info(void)
 {
 	struct pidfd_info_v0 info = { .mask = UB_PIDFD_INFO_EXIT };
@@ -73,14 +75,14 @@ static int kernel_has_exit_info(void)
 		return 0;
 	pid = fork();
 	if (pid < 0)
-		return 1; /* cannot tell: no listener */
+		return -1;
 	if (pid == 0)
 		_exit(0);
 	pidfd = (int)syscall(UB_NR_pidfd_open, pid, 0);
 	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 		;
 	if (pidfd < 0)
-		return 1;
+		return -1;
 	ok = ioctl(pidfd, UB_PIDFD_GET_INFO, &info) == 0 && (info.mask & UB_PIDFD_INFO_EXIT);
 	close(pidfd);
 	return ok;
@@ -94,10 +96,11 @@ void cn_open(void)
 		struct cn_msg cn;
 		uint32_t op;
 	} __attribute__((packed)) msg;
-	int fd, size = 8 << 20;
+	int fd, size = 8 << 20, has = kernel_has_exit_info();
 
-	if (kernel_has_exit_info())
-		return;
+	kernel_keeps_exit_status = has == 1;
+	if (has != 0)
+		return; /* not needed; or cannot tell: no listener */
 	fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_CONNECTOR);
 	if (fd < 0)
 		return;

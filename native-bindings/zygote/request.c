@@ -75,8 +75,8 @@ static void drop_attempt(struct req *r)
 	r->out.truncated = r->err.truncated = 0;
 	r->cpid = 0;
 	r->b_exited = r->c_exited = r->have_status = 0;
-	r->check = CHECK_PENDING;
-	r->go_sent = r->c_ppid = 0;
+	r->stale = 0;
+	r->c_ppid = 0;
 	r->c_start = 0;
 	r->cpid_at_ns = 0;
 	r->in_off = 0;
@@ -219,9 +219,9 @@ fail:
 static int retry_cold(struct req *r, long long now)
 {
 	if (r->phase != REQ_STARTING || r->route != ROUTE_TEMPLATE || r->retried || r->timed_out ||
-	    (r->cpidfd >= 0 && r->check != CHECK_STALE))
+	    r->cpidfd >= 0)
 		return 0;
-	if (r->tmpl && r->tmpl->live && (r->check == CHECK_STALE || r->route != ROUTE_NEW_TEMPLATE))
+	if (r->tmpl && r->tmpl->live && (r->stale || r->route != ROUTE_NEW_TEMPLATE))
 		retire(r->tmpl, 0);
 	r->retried = 1;
 	drop_attempt(r);
@@ -512,7 +512,8 @@ static void read_c_stat(struct req *r)
 
 /* C's go ('G'), once the zygote knows its pid and (cold path) B is gone:
  * then init is its parent.  And REQ_RUNNING with the "started" event, at the
- * same time, or for a template's C once the template's check has passed. */
+ * same time.  A template's C was cloned after the template's check passed
+ * (its 'P' says so); it may be running already (template_c_waits). */
 static void maybe_start(struct req *r)
 {
 	char *f;
@@ -527,27 +528,22 @@ static void maybe_start(struct req *r)
 		return;
 	}
 
-	if (r->phase != REQ_STARTING || r->cpidfd < 0 || !r->b_exited || r->check == CHECK_STALE || r->error || r->timed_out)
+	if (r->phase != REQ_STARTING || r->cpidfd < 0 || !r->b_exited || r->error || r->timed_out)
 		return;
-	if (!r->go_sent) {
-		if (!r->fields && !(r->tmpl && r->tmpl->fields))
-			return; /* the template has not said it is ready yet */
-		/* the go first (a template's C also waits for the template's own
-		 * verdict, 'K' on its own socket: ours need not wait for it) */
+	if (!r->fields && !(r->tmpl && r->tmpl->fields))
+		return; /* the template has not said it is ready yet */
+	if (r->route != ROUTE_TEMPLATE || template_c_waits(&r->a)) {
 		send(r->sock, "G", 1, MSG_NOSIGNAL);
-		r->go_sent = 1;
 		PROF(r - reqs, PF_Z_GO);
-		f = request_fields(r);
-		ub_free_zeroed(r->fields);
-		r->fields = f;
-		if (r->started_event)
-			read_c_stat(r);
 	}
-	if (r->route == ROUTE_TEMPLATE && r->check != CHECK_PASSED)
-		return; /* started once the template has found init's context unchanged */
+	f = request_fields(r);
+	ub_free_zeroed(r->fields);
+	r->fields = f;
+	if (r->started_event)
+		read_c_stat(r);
 	r->phase = REQ_RUNNING;
 	PROF(r - reqs, PF_Z_STARTED);
-	if (r->started_event && r->cpid > 0) /* 0: C was gone when its pidfd came (killed with init) */
+	if (r->started_event && r->cpid > 0) /* 0: C was gone when its pidfd came (killed with init, or done already) */
 		emit_started(r->id, (int)r->cpid, r->c_ppid, r->c_start);
 }
 
@@ -558,14 +554,17 @@ static void on_message(struct req *r, const char *msg, size_t n, const int *fds,
 
 	if (n >= 1 && msg[0] == 'P' && (nfds == 1 || nfds == 2) && r->cpidfd < 0) {
 		/* from B: C's and B's pidfds (C is init's once B is gone); from a
-		 * template: C's only (cloned with CLONE_PARENT: init's already) */
+		 * template: C's only (cloned with CLONE_PARENT: init's already,
+		 * and after the template's check passed) */
 		r->cpidfd = fds[0];
 		r->bpidfd = nfds == 2 ? fds[1] : -1;
 		r->b_exited = nfds == 1 || ub_ctx_target_exited(r->bpidfd); /* often gone already */
 		PROF(r - reqs, PF_Z_GOT_P);
 		cpid = ub_pidfd_pid(r->cpidfd);
 		if (cpid > 0) {
-			r->cpid = cpid; /* C waits for 'G': alive, so the pid is known */
+			/* alive, so the pid is its: C waits for 'G' (or is a
+			 * template's builtin, whose status the kernel keeps) */
+			r->cpid = cpid;
 			r->cpid_at_ns = ub_now_ns();
 		}
 		if (r->timed_out || r->phase == REQ_DONE)
@@ -578,13 +577,8 @@ static void on_message(struct req *r, const char *msg, size_t n, const int *fds,
 		r->fields = strndup(msg + 1, n - 1);
 	} else if (n >= 1 && msg[0] == 'E' && !r->error && ub_json_validate(msg + 1, n - 1) == 0) {
 		r->error = strndup(msg + 1, n - 1);
-	} else if (n >= 1 && msg[0] == 'K') {
-		if (r->check == CHECK_PENDING)
-			r->check = CHECK_PASSED; /* the template found init's context unchanged */
-	} else if (n >= 1 && msg[0] == 'S') {
-		r->check = CHECK_STALE; /* it changed: C never gets 'G'; the request goes cold */
-		if (r->cpidfd >= 0 && !r->c_exited)
-			syscall(UB_NR_pidfd_send_signal, r->cpidfd, SIGKILL, NULL, 0);
+	} else if (n >= 1 && msg[0] == 'S' && r->cpidfd < 0) {
+		r->stale = 1; /* init's context changed: no C; the request goes cold */
 	}
 }
 

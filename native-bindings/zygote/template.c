@@ -59,10 +59,25 @@ char qmsg_out[QMSG_MAX];
 /*
  * A request forwarded to a template: 'Q', a header, then NUL-terminated
  * strings (argv, envp, cwd), with four fds: stdin, stdout, stderr, socket.
+ * wait_go: C waits for the zygote's 'G' (template_c_waits).
  */
 struct qhdr {
-	uint32_t builtin, argc, envc, has_cwd, path_index, slot;
+	uint32_t builtin, argc, envc, has_cwd, path_index, slot, wait_go;
 };
+
+/* Whether a template's C waits for the zygote's 'G' before it runs.  It is
+ * init's child from its first instant (CLONE_PARENT) and T checked init's
+ * context before cloning it, so 'G' only lets the zygote learn C's pid
+ * while C is sure to be alive: for its exit status where a reaped child's
+ * is lost (before PIDFD_INFO_EXIT, Linux 6.15), and for the pid that lets
+ * the broker kill a program the zygote left behind when it died (the
+ * "started" event).  A builtin needs neither on a kernel that keeps the
+ * status: it is our own code, ends when its stdin does (the zygote's pipe,
+ * or the broker's socket), and runs at once. */
+int template_c_waits(const struct spawn_args *a)
+{
+	return a->builtin == BUILTIN_NONE || !kernel_keeps_exit_status;
+}
 
 int qmsg_size(const struct spawn_args *a)
 {
@@ -80,7 +95,7 @@ int qmsg_size(const struct spawn_args *a)
 
 static void qmsg_write(const struct spawn_args *a, uint32_t slot, char *out)
 {
-	struct qhdr h = { (uint32_t)a->builtin, 0, 0, a->cwd != NULL, UINT32_MAX, slot };
+	struct qhdr h = { (uint32_t)a->builtin, 0, 0, a->cwd != NULL, UINT32_MAX, slot, (uint32_t)template_c_waits(a) };
 	char *p = out + 1 + sizeof(h), **q;
 
 	out[0] = 'Q';
@@ -97,7 +112,7 @@ static void qmsg_write(const struct spawn_args *a, uint32_t slot, char *out)
 }
 
 /* Pointers into msg (which must outlive a); 0 or -1 for a malformed message. */
-static int qmsg_read(char *msg, size_t len, struct spawn_args *a)
+static int qmsg_read(char *msg, size_t len, struct spawn_args *a, int *wait_go)
 {
 	struct qhdr h;
 	char *p = msg + 1 + sizeof(h), *end = msg + len;
@@ -109,6 +124,7 @@ static int qmsg_read(char *msg, size_t len, struct spawn_args *a)
 	if (h.argc > UB_ZYGOTE_MAX_ARGS || h.envc > UB_ZYGOTE_MAX_ARGS)
 		return -1;
 	a->builtin = (int)h.builtin;
+	*wait_go = h.wait_go != 0;
 #ifdef UB_ZYGOTE_PROFILE
 	prof_slot = (int)h.slot;
 #endif
@@ -135,45 +151,50 @@ static int qmsg_read(char *msg, size_t len, struct spawn_args *a)
 int zargc;                   /* main's argv, to rename the template */
 char **zargv;
 
-/* In T: one request.  C is cloned with CLONE_PARENT, so its parent is T's,
- * the container's init, from its first instant; fds are the request's stdin,
- * stdout, stderr and socket (NULL: they already are 0..3, the first request).
- * Then (check) init's context is compared with the captured one while C sets
- * itself up and the zygote, told C's pidfd, sends it its go ('G').  C also
- * waits for our verdict on a socket of its own: 'K' (sent to the zygote
- * first, so that it hears before C can run) lets it go on; a change ('S' to
- * the zygote, which kills C and retries cold) closes that socket unwritten,
- * and C exits before any step of the upcall.  0, or -1 when the context changed
- * (T must go). */
-static int t_spawn(struct ub_context *ctx, const struct spawn_args *a, const int *fds, int check)
+/* In T: one request.  First (check) init's context is compared with the
+ * captured one: a change goes to the zygote ('S' and why), which retries
+ * the request cold, and T goes having cloned nothing.  Then C is cloned with
+ * CLONE_PARENT, so its parent is T's, the container's init, from its first
+ * instant; fds are the request's stdin, stdout, stderr and socket (NULL:
+ * they already are 0..3, the first request, which B' serves unchecked, as
+ * the cold path it is).  C's pidfd goes to the zygote ('P': cloned after a
+ * passed check); C then waits for the zygote's 'G' if wait_go
+ * (template_c_waits), else runs at once.  0, or -1 when the context
+ * changed (T must go). */
+static int t_spawn(struct ub_context *ctx, const struct spawn_args *a, const int *fds, int check, int wait_go)
 {
-	int pidfd = -1, sock = fds ? fds[3] : CHILD_SOCK, verdict[2] = { -1, -1 }, i, rc = 0, err;
+	int pidfd = -1, sock = fds ? fds[3] : CHILD_SOCK, i;
 	struct clone_args_v0 ca = { .flags = UB_CLONE_PIDFD | CLONE_PARENT, .pidfd = (uint64_t)(uintptr_t)&pidfd };
 	struct ub_ctx_error e;
-	long c = -1;
+	long c;
 
 	PROF(prof_slot, PF_B_START);
-	/* a socket, not a pipe: a write to a C that is gone must not SIGPIPE us */
-	if (!check || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, verdict) == 0)
-		c = syscall(UB_NR_clone3, &ca, sizeof(ca));
+	if (check) {
+		char why[200], msg[256];
+		int n;
+
+		if (!check_context(ctx, why, sizeof(why))) {
+			n = snprintf(msg, sizeof(msg), "S%s", why);
+			send(sock, msg, (size_t)n, MSG_NOSIGNAL);
+			return -1;
+		}
+		PROF(prof_slot, PF_B_CHECKED);
+	}
+	c = syscall(UB_NR_clone3, &ca, sizeof(ca));
 	if (c == 0) {
 		/* our 0..4 are copies of the control socket: the fds we got are above */
 		for (i = 0; fds && i < 4; i++)
 			dup2(fds[i], i);
-		if (check)
-			dup2(verdict[0], C_VERDICT); /* closed before exec; our end goes with close_range */
 		fcntl(CHILD_SOCK, F_SETFD, FD_CLOEXEC);
 		if (a->cwd && enter_request_cwd(a->cwd, &e) < 0)
 			child_fail(&e);
-		run_c(ctx, a, check);
+		run_c(ctx, a, !check || wait_go);
 	}
-	err = errno;
-	ub_close_fd(&verdict[0]);
 	if (c < 0) {
 		char m[200];
-		int n = snprintf(m, sizeof(m), "E{\"code\":\"%s\",\"step\":\"%s (cached context)\",\"errno\":%d}",
-				 ub_ctx_target_exited(ctx->pidfd) ? "E_INIT_EXITED" : "E_FORK", verdict[1] < 0 && check ? "socketpair" : "clone3", err);
-		ub_close_fd(&verdict[1]);
+		int err = errno, n = snprintf(m, sizeof(m), "E{\"code\":\"%s\",\"step\":\"clone3 (cached context)\",\"errno\":%d}",
+					      ub_ctx_target_exited(ctx->pidfd) ? "E_INIT_EXITED" : "E_FORK", err);
+
 		send(sock, m, (size_t)n, MSG_NOSIGNAL);
 		return 0;
 	}
@@ -182,22 +203,7 @@ static int t_spawn(struct ub_context *ctx, const struct spawn_args *a, const int
 		syscall(UB_NR_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
 	close(pidfd);
 	PROF(prof_slot, PF_B_SENT);
-	if (check) {
-		char why[200], msg[256];
-		int n;
-
-		if (check_context(ctx, why, sizeof(why))) {
-			send(sock, "K", 1, MSG_NOSIGNAL);
-			send(verdict[1], "K", 1, MSG_NOSIGNAL); /* fails only if C is gone: its exit tells the zygote */
-		} else {
-			n = snprintf(msg, sizeof(msg), "S%s", why);
-			send(sock, msg, (size_t)n, MSG_NOSIGNAL);
-			rc = -1;
-		}
-		ub_close_fd(&verdict[1]);
-		PROF(prof_slot, PF_B_CHECKED);
-	}
-	return rc;
+	return 0;
 }
 
 /* T: serve requests from the control socket until it closes (the zygote
@@ -209,7 +215,7 @@ static void __attribute__((noreturn)) template_serve(struct ub_context *ctx)
 
 	for (;;) {
 		struct spawn_args a;
-		int fds[4], nfds = 0, i, stale = 0, truncated;
+		int fds[4], nfds = 0, i, stale = 0, truncated, wait_go = 1;
 		ssize_t n = ub_recv_fds(TMPL_CTL, msgbuf, sizeof(msgbuf), fds, 4, &nfds, 0, &truncated);
 
 		if (n < 0 && errno == EINTR)
@@ -217,8 +223,8 @@ static void __attribute__((noreturn)) template_serve(struct ub_context *ctx)
 		if (n <= 0)
 			_exit(0);
 		memset(&a, 0, sizeof(a));
-		if (nfds == 4 && !truncated && qmsg_read(msgbuf, (size_t)n, &a) == 0)
-			stale = t_spawn(ctx, &a, fds, 1) < 0;
+		if (nfds == 4 && !truncated && qmsg_read(msgbuf, (size_t)n, &a, &wait_go) == 0)
+			stale = t_spawn(ctx, &a, fds, 1, wait_go) < 0;
 		free(a.argv);
 		free(a.envp);
 		for (i = 0; i < nfds; i++)
@@ -283,7 +289,7 @@ void __attribute__((noreturn)) run_template(struct ub_context *ctx, const struct
 			close(pfd);
 		}
 	}
-	if (t_spawn(ctx, a, NULL, 0) < 0)
+	if (t_spawn(ctx, a, NULL, 0, 1) < 0)
 		_exit(0);
 	for (i = 0; i < 4; i++)
 		dup2(TMPL_CTL, i); /* let go of the first request's pipes and socket */

@@ -24,10 +24,11 @@
  * With the context cache, A forks B' instead of B: B' forks the template T and
  * exits, so T too is a child of the container's init, inside its pid
  * namespace, with init's context applied.  T serves this request and later
- * ones of the same init: it clones each C with CLONE_PARENT (init's child
- * from its first instant) and checks init's context against the captured one
- * (context/check.c) while C sets itself up and the zygote sends C its 'G'; C
- * also waits for T's verdict on a socketpair of its own (fd 4 in C).
+ * ones of the same init: for each it checks init's context against the
+ * captured one (context/check.c), then clones C with CLONE_PARENT (init's
+ * child from its first instant).  That C waits for the zygote's 'G' too,
+ * except a builtin on a kernel that keeps a reaped child's exit status
+ * (template_c_waits in template.c), which runs at once.
  *
  * C's exit comes from its pidfd (POLLIN); its status from exit-status.c.
  *
@@ -35,11 +36,10 @@
  * one per datagram, first byte the kind:
  *   R{fields}              A -> zygote  the context's fields, once A has entered
  *   P (+ C's, B's pidfds)  B -> zygote  C is cloned (init's child once B is gone)
- *   P (+ C's pidfd)        T -> zygote  the same from a template (no B)
- *   K / S<why>             T -> zygote  init's context unchanged / changed: C is
- *                                       killed and the request retried cold
- *   K                      T -> C       (on C's verdict socket, fd 4 in C) unchanged;
- *                                       EOF without it: C exits, having run nothing
+ *   P (+ C's pidfd)        T -> zygote  the same from a template (no B), sent
+ *                                       only after init's context checked unchanged
+ *   S<why>                 T -> zygote  init's context changed: T cloned nothing
+ *                                       and exits; the request is retried cold
  *   E{code,step,errno}     A/B/T/C -> zygote  a failure before exec
  *   G                      zygote -> C  go on: keyring, seccomp, exec
  * and on a template's control socket (fd 4 in T):
@@ -76,7 +76,6 @@
 #define MSG_MAX 8192
 #define CHILD_SOCK 3
 #define TMPL_CTL 4                      /* a template's end of its control socket */
-#define C_VERDICT 4                     /* in C from a template: the read end of its verdict pipe */
 #define A_INIT_PIDFD 5                  /* in A: init's pidfd (the request's), below close_range's start */
 #define MAX_TEMPLATES 256
 #define TEMPLATE_SLOTS (MAX_TEMPLATES * 2) /* live ones, and retired ones until reaped */
@@ -138,8 +137,8 @@ struct tmpl {
 /*
  * A request's life, in its slot:
  *
- *   REQ_FREE --accepted--> REQ_STARTING --C told to go ('G'); a template's C:
- *                                         and its check passed ('K')--> REQ_RUNNING
+ *   REQ_FREE --accepted--> REQ_STARTING --C told to go ('G'), or a template's
+ *                                         builtin C known ('P')--> REQ_RUNNING
  *   REQ_STARTING or REQ_RUNNING --its one final event--> REQ_DONE
  *   REQ_DONE --A reaped--> REQ_FREE
  *
@@ -155,12 +154,6 @@ enum req_route {
 	ROUTE_TEMPLATE,                 /* the live template tmpl (no A of its own) */
 };
 
-/* ROUTE_TEMPLATE: what the template found when it compared init's context
- * with the captured one ('K' or 'S'); C waits for the template's own 'K'
- * (template.c, t_spawn) as well as for our 'G', and the request is
- * REQ_RUNNING only after CHECK_PASSED. */
-enum tmpl_check { CHECK_PENDING, CHECK_PASSED, CHECK_STALE };
-
 struct req {
 	enum req_phase phase;
 	unsigned long long id;
@@ -169,7 +162,7 @@ struct req {
 	int apidfd, a_reaped;
 	enum req_route route;
 	struct tmpl *tmpl;              /* served by (or becoming) this template */
-	enum tmpl_check check;
+	int stale;                      /* the template found init's context changed ('S'): no C; retried cold */
 	int bpidfd, b_exited;           /* B, from its 'P' message: C is init's child once B is gone */
 	int retried;                    /* the cold retry of a template attempt: no third */
 	int killed;                     /* "kill" op: the deadline was moved to now */
@@ -184,8 +177,7 @@ struct req {
 	pid_t cpid;
 	int c_exited, have_status, status;
 	long long cpid_at_ns;           /* CLOCK_MONOTONIC when C's pid was learned (C alive then) */
-	int go_sent;                    /* C was told 'G' (a template's C waits for the verdict too) */
-	int c_ppid;                     /* C's ppid and start time, read while it waited for 'G' */
+	int c_ppid;                     /* C's ppid and start time, read as the zygote learned its pid */
 	unsigned long long c_start;
 	char *fields, *error;
 	long long deadline, grace_deadline;
@@ -226,8 +218,11 @@ extern struct ub_ctx_snapshot snap;
 extern int hostproc;
 extern int in_template;
 
-/* exit-status.c: the proc connector, or -1 */
+/* exit-status.c: the proc connector, or -1; whether C's status outlives
+ * its reaping by init (PIDFD_INFO_EXIT, Linux 6.15: then the zygote needs
+ * neither C's pid nor the connector for it) */
 extern int cn_fd;
+extern int kernel_keeps_exit_status;
 
 
 /*
@@ -274,8 +269,8 @@ int parse_spawn_record(const char *body, size_t len, int *started_event, struct 
 /* children.c */
 void __attribute__((noreturn)) child_fail(const struct ub_ctx_error *e);
 void __attribute__((noreturn)) child_fail_errno(const char *code, const char *step, int err);
-/* verdict: C_VERDICT is the template's verdict pipe (C waits for its 'K' too). */
-void __attribute__((noreturn)) run_c(struct ub_context *ctx, const struct spawn_args *a, int verdict);
+/* wait_go: C waits for the zygote's 'G' before it runs (see template_c_waits). */
+void __attribute__((noreturn)) run_c(struct ub_context *ctx, const struct spawn_args *a, int wait_go);
 int enter_request_cwd(const char *cwd, struct ub_ctx_error *e);
 int check_context(struct ub_context *c, char *why, size_t cap);
 void scrub_foreign(const struct spawn_args *own);
@@ -284,6 +279,7 @@ void kill_tree(struct req *r);
 
 /* template.c */
 int qmsg_size(const struct spawn_args *a);
+int template_c_waits(const struct spawn_args *a);
 void __attribute__((noreturn)) run_template(struct ub_context *ctx, const struct spawn_args *a, const char *fields);
 void own_rlimits(struct rlimit *rl);
 void retire(struct tmpl *t, int kill_it);
