@@ -1,9 +1,7 @@
 import { inject, injectable } from 'inversify';
 import { BrokerError } from '../common/errors.js';
 import { LoggerFactory, type Logger } from '../common/tokens.js';
-import { Libc } from '../ns/libc.js';
 import { type NsIdentity, sameNs } from '../ns/namespace-fd.js';
-import { Pidfd } from '../ns/pidfd.js';
 import { rootUidOf } from '../ns/proc-info.js';
 import type { PeerIdentity } from '../server/peer-identity.js';
 import type { Context } from './context-table.js';
@@ -32,24 +30,17 @@ export interface Viewer {
 @injectable()
 export class Authorizer {
   private readonly log: Logger;
-  private readonly brokerUserns: NsIdentity;
 
   constructor(
-    @inject(Libc) libc: Libc,
     @inject(NamespaceWalker) private readonly walker: NamespaceWalker,
     @inject(LoggerFactory) loggers: LoggerFactory,
   ) {
     this.log = loggers.get('broker:Authorizer');
-    using self = Pidfd.open(libc, process.pid);
-    using userns = self.namespace('user');
-    this.brokerUserns = userns.identity();
   }
 
-  /** Root in the broker's own user namespace, on the admin socket. */
+  /** Root in the broker's own user namespace, on the admin socket, as the peer connected (PeerIdentity.hostRoot). */
   isHostRoot(peer: PeerIdentity): boolean {
-    if (peer.listener !== 'admin' || peer.cred.uid !== 0) return false;
-    using userns = peer.pidfd.namespace('user');
-    return sameNs(userns.identity(), this.brokerUserns);
+    return peer.hostRoot;
   }
 
   /** The P0 the walk rule finds for the peer, or null when its pid namespace is not owned (it sees nothing). */
@@ -70,7 +61,7 @@ export class Authorizer {
    * registration records): PeerIdentity.sysAdmin, read once at accept.
    */
   assertMayRegister(peer: PeerIdentity): void {
-    if (this.isHostRoot(peer) || peer.sysAdmin) return;
+    if (peer.hostRoot || peer.sysAdmin) return;
     this.refuse(peer, 'register', 'peer lacks CAP_SYS_ADMIN in its user namespace with the credentials it connected with');
   }
 

@@ -36,12 +36,12 @@ export function peerCred(libc: Libc, fd: number): PeerCred {
 /**
  * SO_PEERPIDFD (Linux 6.5): a pidfd for the process that connected. The kernel
  * takes it from the socket, not from anything the peer says, so the peer cannot
- * name another process; and a pidfd cannot be re-pointed by pid reuse.
+ * name another process; and a pidfd cannot be re-pointed by pid reuse. `cred`:
+ * this socket's SO_PEERCRED, when the caller has read it already.
  */
-export function peerPidfd(libc: Libc, fd: number): Pidfd {
+export function peerPidfd(libc: Libc, fd: number, cred: PeerCred = peerCred(libc, fd)): Pidfd {
   const compat = kernelCompat(libc);
   if (!compat.has('peerpidfd')) return peerPidfdByCred(libc, fd);
-  const cred = peerCred(libc, fd);
   const buf = Buffer.alloc(4);
   if (libc.getsockopt(fd, K.UB_SOL_SOCKET, K.UB_SO_PEERPIDFD, buf) < 0) {
     const errno = libc.errno();

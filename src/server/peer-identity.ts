@@ -1,4 +1,5 @@
 import type { ProcFs } from '../common/tokens.js';
+import { type NsIdentity, sameNs } from '../ns/namespace-fd.js';
 import { statusHasSysAdmin } from '../ns/proc-info.js';
 import type { PeerCred } from '../ns/peer.js';
 import type { Pidfd } from '../ns/pidfd.js';
@@ -8,18 +9,41 @@ export type Listener = 'admin' | 'tenant';
 
 /**
  * Who is on the other end, as the kernel says: SO_PEERCRED and SO_PEERPIDFD,
- * taken at accept() time. Nothing in a request can change it.
+ * taken at accept() time, and what follows from them then (identifyPeer).
+ * Nothing in a request can change it.
  */
 export interface PeerIdentity {
   listener: Listener;
   cred: PeerCred;
   pidfd: Pidfd;
   /**
+   * Root in the broker's own user namespace, on the admin socket: the
+   * connect-time uid 0 (SO_PEERCRED), and the user namespace the peer was in
+   * when its connection was accepted (isHostRootPeer). Like a file opened by
+   * root, the connection keeps that standing if its process later enters
+   * another user namespace.
+   */
+  hostRoot: boolean;
+  /**
    * CAP_SYS_ADMIN (in the peer's own user namespace) as the peer held it with
    * the credentials of `cred` (connectSysAdmin): what `register` checks, so the
-   * privilege and the uid it records come from one moment.
+   * privilege and the uid it records come from one moment. Not read for host
+   * root (false), whom every check lets through before it asks this.
    */
   sysAdmin: boolean;
+}
+
+/** Root in the broker's user namespace (brokerUserns) on the admin socket. */
+export function isHostRootPeer(listener: Listener, uid: number, pidfd: Pick<Pidfd, 'namespace'>, brokerUserns: NsIdentity): boolean {
+  if (listener !== 'admin' || uid !== 0) return false;
+  using userns = pidfd.namespace('user');
+  return sameNs(userns.identity(), brokerUserns);
+}
+
+/** What the broker knows of a peer it has just accepted: host root, or what /proc says of its capability. */
+export function identifyPeer(listener: Listener, cred: PeerCred, pidfd: Pidfd, brokerUserns: NsIdentity, proc: ProcFs): PeerIdentity {
+  const hostRoot = isHostRootPeer(listener, cred.uid, pidfd, brokerUserns);
+  return { listener, cred, pidfd, hostRoot, sysAdmin: !hostRoot && connectSysAdmin(pidfd, cred.uid, proc) };
 }
 
 /**

@@ -5,11 +5,13 @@ import { inject, injectable } from 'inversify';
 import { BrokerError } from '../common/errors.js';
 import { BrokerConfig, Clock, LoggerFactory, type Logger, ProcFs } from '../common/tokens.js';
 import { Libc } from '../ns/libc.js';
+import type { NsIdentity } from '../ns/namespace-fd.js';
+import { Pidfd } from '../ns/pidfd.js';
 import { peerPidfd, peerCred, socketFd } from '../ns/peer.js';
 import { Connection, endWithAnswer } from './connection.js';
 import { encodeFrame } from './framing.js';
 import { Admission, type Limits, limitsOf } from './limits.js';
-import { connectSysAdmin, type Listener, type PeerIdentity } from './peer-identity.js';
+import { identifyPeer, type Listener, type PeerIdentity } from './peer-identity.js';
 import { errorResponse, okResponse, type Request, type Response } from './protocol.js';
 import { RequestHandlers } from './request-handlers.js';
 import { containerKey, containerPidns } from './tenant-key.js';
@@ -61,6 +63,7 @@ export class SocketServer {
   private readonly connections = new Set<Socket>();
   private readonly limits: Limits;
   private readonly admission: Admission;
+  private readonly brokerUserns: NsIdentity;
 
   constructor(
     @inject(BrokerConfig) private readonly config: BrokerConfig,
@@ -73,6 +76,9 @@ export class SocketServer {
     this.log = loggers.get('server:SocketServer');
     this.limits = limitsOf(config);
     this.admission = new Admission(this.limits, new Set([ADMIN_TENANT]));
+    using self = Pidfd.open(libc, process.pid);
+    using userns = self.namespace('user');
+    this.brokerUserns = userns.identity();
   }
 
   async start(): Promise<void> {
@@ -139,8 +145,8 @@ export class SocketServer {
     try {
       const fd = socketFd(socket);
       const cred = peerCred(this.libc, fd);
-      const pidfd = peerPidfd(this.libc, fd);
-      peer = { listener, cred, pidfd, sysAdmin: connectSysAdmin(pidfd, cred.uid, this.proc) };
+      const pidfd = peerPidfd(this.libc, fd, cred);
+      peer = identifyPeer(listener, cred, pidfd, this.brokerUserns, this.proc);
     } catch (err) {
       this.log.warn('cannot identify peer; closing', { listener, error: BrokerError.from(err).toJSON() });
       socket.destroy();

@@ -18,7 +18,7 @@ import { BrokerError } from '../../src/common/errors.js';
 import { NullLoggerFactory } from '../../src/logging/winston-logger-factory.js';
 import type { NsIdentity } from '../../src/ns/namespace-fd.js';
 import { Pidfd } from '../../src/ns/pidfd.js';
-import type { Listener, PeerIdentity } from '../../src/server/peer-identity.js';
+import { isHostRootPeer, type Listener, type PeerIdentity } from '../../src/server/peer-identity.js';
 import { realLibc } from '../helpers/native.js';
 
 const CONTAINER_ROOT = 100_000;
@@ -28,6 +28,8 @@ const CTX_B: NsIdentity = { dev: 4, ino: 4026532200 };
 let child: ChildProcess;
 let childPidfd: Pidfd;
 let selfPidfd: Pidfd;
+/** The broker's (this process's) user namespace. */
+let brokerUserns: NsIdentity;
 const pidfds: Pidfd[] = [];
 
 before(async () => {
@@ -40,6 +42,8 @@ before(async () => {
   childPidfd = Pidfd.open(libc, child.pid!);
   selfPidfd = Pidfd.open(libc, process.pid);
   pidfds.push(childPidfd, selfPidfd);
+  using userns = selfPidfd.namespace('user');
+  brokerUserns = userns.identity();
 });
 
 after(() => {
@@ -74,11 +78,13 @@ function authorizer(walks: (pid: number) => WalkAnswer): Setup {
     },
   } as unknown as NamespaceWalker;
   const logs = new NullLoggerFactory();
-  return { auth: new Authorizer(realLibc(), walker, logs), logs, open };
+  return { auth: new Authorizer(walker, logs), logs, open };
 }
 
+/** A peer as SocketServer's identifyPeer makes it at accept (host root from the real namespaces; sysAdmin given). */
 function peer(listener: Listener, uid: number, pidfd: Pidfd, sysAdmin = false): PeerIdentity {
-  return { listener, cred: { pid: pidfd.pid, uid, gid: uid }, pidfd, sysAdmin };
+  const hostRoot = isHostRootPeer(listener, uid, pidfd, brokerUserns);
+  return { listener, cred: { pid: pidfd.pid, uid, gid: uid }, pidfd, hostRoot, sysAdmin: !hostRoot && sysAdmin };
 }
 
 const hostRoot = () => peer('admin', 0, selfPidfd);

@@ -53,7 +53,7 @@ interface Harness {
 }
 
 /** Host root on the admin socket, as the request-key handler connects. */
-const hostRoot = { listener: 'admin', cred: { pid: process.pid, uid: 0, gid: 0 }, pidfd: null as unknown as Pidfd, sysAdmin: true } as PeerIdentity;
+const hostRoot = { listener: 'admin', cred: { pid: process.pid, uid: 0, gid: 0 }, pidfd: null as unknown as Pidfd, hostRoot: true, sysAdmin: false } as PeerIdentity;
 
 function opsWith(o: Options): Harness {
   const base = defaultConfig();
