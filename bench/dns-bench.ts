@@ -31,7 +31,7 @@ import 'reflect-metadata';
 import { Context } from '../src/broker/context-table.js';
 import { NamespaceWalker } from '../src/broker/namespace-walker.js';
 import { defaultConfig } from '../src/common/defaults.js';
-import { Clock, LoggerFactory, ProcessSpawner, Timers } from '../src/common/tokens.js';
+import { Clock, LoggerFactory, ProcessSpawner, Random, Timers } from '../src/common/tokens.js';
 import { createContainer } from '../src/container.js';
 import { NullLoggerFactory } from '../src/logging/winston-logger-factory.js';
 import { Libc } from '../src/ns/libc.js';
@@ -265,7 +265,7 @@ async function brokerSide(c: LightContainer, name: (i: number) => string, total:
   const timers = di.get<Timers>(Timers);
   const loggers = di.get<LoggerFactory>(LoggerFactory);
   const pool = (launcher: RelayLauncher, relayReuseMs: number) =>
-    new RelayPool(launcher, { ...defaultConfig(), dns: { relayReuseMs } }, clock, di.get(ContextTable), new Metrics(), timers);
+    new RelayPool(launcher, { ...defaultConfig(), dns: { relayReuseMs } }, clock, di.get(ContextTable), new Metrics(), timers, di.get<Random>(Random));
   const kept = pool(new ZygoteRelayLauncher(warm), 2000);
   const services = {
     spawner: new DnsServiceImpl(pool(new SpawnerRelayLauncher(di.get(Spawner), libc), 0), clock, loggers, timers),

@@ -1,12 +1,12 @@
 import 'reflect-metadata';
 import { Container, ContainerModule } from 'inversify';
-import { BrokerConfig, Clock, FileSystem, LoggerFactory, ProcessSpawner, ProcFs, Signals, Timers } from './common/tokens.js';
+import { BrokerConfig, Clock, FileSystem, LoggerFactory, ProcessSpawner, ProcFs, Random, Signals, Timers } from './common/tokens.js';
 import { Libc, loadLibc } from './ns/libc.js';
 import { brokerModule } from './broker/broker-module.js';
 import { serverModule } from './server/server-module.js';
 import { serviceModule } from './service/service-module.js';
 import { upcallModule } from './upcall/upcall-module.js';
-import { NodeFileSystem, NodeProcessSpawner, NodeProcFs, NodeSignals, SystemClock, SystemTimers } from './platform/node-platform.js';
+import { NodeFileSystem, NodeProcessSpawner, NodeProcFs, NodeSignals, SystemClock, SystemRandom, SystemTimers } from './platform/node-platform.js';
 
 /**
  * The composition root: one ContainerModule per area, holding bindings only.
@@ -21,6 +21,7 @@ export function platformModule(): ContainerModule {
   return new ContainerModule(({ bind }) => {
     bind<Clock>(Clock).to(SystemClock).inSingletonScope();
     bind<Timers>(Timers).to(SystemTimers).inSingletonScope();
+    bind<Random>(Random).to(SystemRandom).inSingletonScope();
     bind<FileSystem>(FileSystem).to(NodeFileSystem).inSingletonScope();
     bind<ProcessSpawner>(ProcessSpawner).to(NodeProcessSpawner).inSingletonScope();
     bind<Signals>(Signals).to(NodeSignals).inSingletonScope();

@@ -244,8 +244,8 @@ static int build_poll(struct pollfd *pfd, struct watch *w, long long now, int *t
 		if (!t->live)
 			continue;
 		due = t->last_used + opt_idle_ms;
-		if (t->created + opt_ttl_ms < due)
-			due = t->created + opt_ttl_ms;
+		if (t->created + t->ttl_ms < due)
+			due = t->created + t->ttl_ms;
 		if (*timeout < 0 || due - now < *timeout)
 			*timeout = due > now ? (int)(due - now) : 0;
 	}

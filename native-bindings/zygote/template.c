@@ -370,7 +370,7 @@ struct tmpl *find_template(const struct spawn_args *a, long long now)
 		    t->pidns_ino != a->target.pidns_ino || t->host != a->target.host)
 			continue;
 		own_rlimits(ours);
-		if (now - t->created > opt_ttl_ms || memcmp(ours, t->rlim, sizeof(ours)) != 0) {
+		if (now - t->created > t->ttl_ms || memcmp(ours, t->rlim, sizeof(ours)) != 0) {
 			retire(t, 0);
 			continue;
 		}
@@ -388,6 +388,22 @@ int pending_template(const struct spawn_args *a)
 		    tmpls[i].start_time == a->target.start_time && tmpls[i].pidns_ino == a->target.pidns_ino)
 			return 1;
 	return 0;
+}
+
+/* 0..max, spread: templates made together (a hundred containers' first
+ * upcalls, a restart) are not all retired and captured again together, a
+ * storm of captures that stalls every other upcall; only ever shortening
+ * the TTL, it keeps its bound on how long a context goes unrecaptured. */
+static long long jitter(long long max)
+{
+	static unsigned long long x;
+
+	if (!x)
+		x = (unsigned long long)ub_now_ns() | 1;
+	x ^= x << 13; /* xorshift64 */
+	x ^= x >> 7;
+	x ^= x << 17;
+	return max > 0 ? (long long)(x % (unsigned long long)(max + 1)) : 0;
 }
 
 /* A slot for a new template: a free one, after retiring the least recently
@@ -421,6 +437,7 @@ struct tmpl *new_template(long long now)
 	memset(free_slot_, 0, sizeof(*free_slot_));
 	free_slot_->pidfd = free_slot_->ctl = -1;
 	free_slot_->created = free_slot_->last_used = now;
+	free_slot_->ttl_ms = opt_ttl_ms - jitter(opt_ttl_ms / 4);
 	return free_slot_;
 }
 
@@ -473,7 +490,7 @@ void expire_templates(long long now)
 	for (i = 0; i < tmpls_hi; i++) {
 		struct tmpl *t = &tmpls[i];
 
-		if (t->live && (now - t->last_used >= opt_idle_ms || now - t->created >= opt_ttl_ms))
+		if (t->live && (now - t->last_used >= opt_idle_ms || now - t->created >= t->ttl_ms))
 			retire(t, 0);
 	}
 }

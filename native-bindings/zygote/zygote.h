@@ -130,6 +130,7 @@ struct tmpl {
 	int host;
 	char *fields;                   /* JSON from T once it is ready ('T'), else NULL */
 	long long created, last_used;
+	long long ttl_ms;               /* --context-ttl-ms less up to a quarter (new_template) */
 	unsigned long long uses;
 	struct rlimit rlim[RLIM_NLIMITS]; /* ours when T was forked: the base of its degraded limits */
 };

@@ -22,6 +22,13 @@ export interface Timers {
   after(ms: number, fn: () => void, opts?: { keepAlive?: boolean }): () => void;
 }
 
+/** Randomness that spreads work in time (jitter), never for secrets: a unit test fixes it. */
+export const Random = Symbol('Random');
+export interface Random {
+  /** A number in [0, 1). */
+  next(): number;
+}
+
 export const FileSystem = Symbol('FileSystem');
 export interface FileSystem {
   readFile(path: string): Promise<Buffer>;

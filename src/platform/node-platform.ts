@@ -3,7 +3,7 @@ import { promises as fsp, readFileSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { injectable } from 'inversify';
-import type { AppendFile, Clock, FileSystem, ProcessSpawner, ProcFs, Signals, Timers } from '../common/tokens.js';
+import type { AppendFile, Clock, FileSystem, ProcessSpawner, ProcFs, Random, Signals, Timers } from '../common/tokens.js';
 
 /** The real clock. */
 @injectable()
@@ -23,6 +23,14 @@ export class SystemTimers implements Timers {
     const t = setTimeout(fn, ms);
     if (opts?.keepAlive !== true) t.unref();
     return () => clearTimeout(t);
+  }
+}
+
+/** Math.random: jitter only. */
+@injectable()
+export class SystemRandom implements Random {
+  next(): number {
+    return Math.random();
   }
 }
 

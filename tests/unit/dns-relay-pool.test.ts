@@ -81,7 +81,8 @@ class FakeLauncher implements RelayLauncher {
   }
 }
 
-function setup(dns: Partial<RelayPoolConfig> = {}) {
+/** `random`: what Random.next answers, in turn (0: no jitter, each relay reused for relayReuseMs). */
+function setup(dns: Partial<RelayPoolConfig> = {}, random: number[] = [0]) {
   const clock = new FakeClock();
   const listeners: Array<(c: Context) => void> = [];
   const releases: Array<(c: Context) => void> = [];
@@ -90,7 +91,9 @@ function setup(dns: Partial<RelayPoolConfig> = {}) {
     onRelease: (l: (c: Context) => void) => releases.push(l),
   } as unknown as ContextTable;
   const launcher = new FakeLauncher();
-  const pool = new RelayPool(launcher, { ...defaultConfig(), dns: { relayIdleMs: 5000, ...dns } }, clock, contexts, new Metrics(), clock);
+  let draws = 0;
+  const rng = { next: () => random[draws++ % random.length]! };
+  const pool = new RelayPool(launcher, { ...defaultConfig(), dns: { relayIdleMs: 5000, ...dns } }, clock, contexts, new Metrics(), clock, rng);
   const ctx = (id: string) => ({ id, state: 'live', namespaces: {} }) as unknown as Context;
   return {
     pool, launcher, ctx, clock, advance: (ms: number) => clock.advance(ms),
@@ -194,6 +197,19 @@ describe('RelayPool', () => {
     void lease.transport.readFile('/etc/hosts'); // resolv.conf left unclaimed
     lease.release(true);
     assert.equal(launcher.started[2]!.stopped, true, 'unsettled: stopped, not kept');
+    pool.close();
+  });
+
+  test('each relay\'s reuse window is relayReuseMs less up to a quarter at random: relays started together are not replaced together', async () => {
+    const { pool, launcher, ctx, advance } = setup({ relayReuseMs: 2000 }, [0.999, 0]);
+    const [a, b] = [ctx('a'), ctx('b')];
+    await upcall(pool, a); // window 2000 - 499 = 1501 ms
+    await upcall(pool, b); // window 2000 ms
+    advance(1500);
+    assert.deepEqual([(await upcall(pool, a)).reused, (await upcall(pool, b)).reused], [true, true]);
+    advance(1);
+    assert.deepEqual([(await upcall(pool, a)).reused, (await upcall(pool, b)).reused], [false, true], "a's shorter window has ended");
+    assert.equal(launcher.started.length, 3);
     pool.close();
   });
 

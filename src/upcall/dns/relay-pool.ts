@@ -1,7 +1,7 @@
 import { inject, injectable } from 'inversify';
 import type { RelayPoolConfig } from '../../common/config-schema.js';
 import { relayPoolOf } from '../../common/defaults.js';
-import { BrokerConfig, Clock, Timers } from '../../common/tokens.js';
+import { BrokerConfig, Clock, Random, Timers } from '../../common/tokens.js';
 import { Metrics } from '../../service/metrics.js';
 import { ContextEvents } from '../api/context-events.js';
 import type { UpcallContext } from '../api/upcall-context.js';
@@ -24,7 +24,8 @@ export interface RelayLease {
 interface Parked {
   relay: RunningRelay;
   context: UpcallContext;
-  born: number;
+  /** The end of its reuse (Clock.monotonic): its start, when its context was checked, plus its own reuse window. */
+  until: number;
   /** Ends its idleness (Timers.after). */
   cancel: () => void;
 }
@@ -35,9 +36,13 @@ interface Parked {
  * upcall's cost, and under load most of the machine's CPU. A relay is lent to
  * one upcall at a time; it is kept afterwards only if the upcall ended
  * normally with nothing in flight (RelayTransport.settled), its context is
- * live, and it is younger than relayReuseMs: a change to the init's context
- * (a setns, new credentials) is seen by a DNS upcall at most that long after
- * it happened (every spawn is checked: docs/security.md). The files are read
+ * live, and it is younger than its reuse window: relayReuseMs less up to a
+ * quarter at random, so that relays started together (a hundred containers'
+ * first upcalls) are not all replaced together, each replacement a spawn and
+ * some a capture of the context (whose templates' ages are spread as well,
+ * upcall-zygote's --context-ttl-ms). A change to the init's context (a setns,
+ * new credentials) is seen by a DNS upcall at most relayReuseMs after it
+ * happened (every spawn is checked: docs/security.md). The files are read
  * again for every upcall. Relays of a context whose init exited, or that was
  * let go (its last registration removed), are stopped at once.
  */
@@ -56,6 +61,7 @@ export class RelayPool {
     @inject(ContextEvents) contexts: ContextEvents,
     @inject(Metrics) private readonly metrics: Metrics,
     @inject(Timers) private readonly timers: Timers,
+    @inject(Random) private readonly random: Random,
   ) {
     this.config = relayPoolOf(broker);
     contexts.onInitExit((ctx) => this.drain(ctx.id));
@@ -74,17 +80,18 @@ export class RelayPool {
     while (list && list.length > 0) {
       const p = list.pop()!; // the most recently used
       this.unpark(p);
-      if (this.usable(p.relay, context, p.born)) {
+      if (this.usable(p.relay, context, p.until)) {
         p.relay.park(false);
         p.relay.transport.prefetch(PREFETCH);
         this.metrics.relay('reused');
-        return this.lease(p.relay, context, p.born, true);
+        return this.lease(p.relay, context, p.until, true);
       }
       void p.relay.stop();
     }
     const relay = await this.launcher.start(context);
     this.metrics.relay('started');
-    return this.lease(relay, context, this.clock.monotonic(), false);
+    const reuseMs = this.config.relayReuseMs - Math.floor(this.random.next() * (this.config.relayReuseMs / 4));
+    return this.lease(relay, context, this.clock.monotonic() + reuseMs, false);
   }
 
   /** Stop every idle relay (broker shutdown). */
@@ -93,7 +100,7 @@ export class RelayPool {
     for (const p of [...this.all]) this.drop(p);
   }
 
-  private lease(relay: RunningRelay, context: UpcallContext, born: number, reused: boolean): RelayLease {
+  private lease(relay: RunningRelay, context: UpcallContext, until: number, reused: boolean): RelayLease {
     let released = false;
     return {
       transport: relay.transport,
@@ -101,26 +108,26 @@ export class RelayPool {
       release: (ok) => {
         if (released) return;
         released = true;
-        if (ok && this.usable(relay, context, born)) this.park(relay, context, born);
+        if (ok && this.usable(relay, context, until)) this.park(relay, context, until);
         else void relay.stop();
       },
     };
   }
 
-  private usable(relay: RunningRelay, context: UpcallContext, born: number): boolean {
+  private usable(relay: RunningRelay, context: UpcallContext, until: number): boolean {
     return !this.closed && this.config.relayReuseMs > 0 && context.state === 'live' && context.namespaces !== null &&
-      relay.transport.settled && this.clock.monotonic() - born < this.config.relayReuseMs;
+      relay.transport.settled && this.clock.monotonic() < until;
   }
 
-  private park(relay: RunningRelay, context: UpcallContext, born: number): void {
+  private park(relay: RunningRelay, context: UpcallContext, until: number): void {
     const list = this.byContext.get(context.id) ?? [];
     if (list.length >= this.config.relaysIdlePerContext) {
       void relay.stop();
       return;
     }
     while (this.all.size >= this.config.relaysIdle) this.drop(this.all.values().next().value!);
-    const ageMs = this.clock.monotonic() - born;
-    const p: Parked = { relay, context, born, cancel: this.timers.after(Math.max(1, Math.min(this.config.relayIdleMs, this.config.relayReuseMs - ageMs)), () => this.drop(p)) };
+    const left = until - this.clock.monotonic();
+    const p: Parked = { relay, context, until, cancel: this.timers.after(Math.max(1, Math.min(this.config.relayIdleMs, left)), () => this.drop(p)) };
     relay.park(true);
     list.push(p);
     this.byContext.set(context.id, list);
