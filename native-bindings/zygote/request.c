@@ -75,7 +75,6 @@ static void drop_attempt(struct req *r)
 	r->out.truncated = r->err.truncated = 0;
 	r->cpid = 0;
 	r->b_exited = r->c_exited = r->have_status = 0;
-	r->stale = 0;
 	r->c_ppid = 0;
 	r->c_start = 0;
 	r->cpid_at_ns = 0;
@@ -221,7 +220,7 @@ static int retry_cold(struct req *r, long long now)
 	if (r->phase != REQ_STARTING || r->route != ROUTE_TEMPLATE || r->retried || r->timed_out ||
 	    r->cpidfd >= 0)
 		return 0;
-	if (r->tmpl && r->tmpl->live && (r->stale || r->route != ROUTE_NEW_TEMPLATE))
+	if (r->tmpl && r->tmpl->live)
 		retire(r->tmpl, 0);
 	r->retried = 1;
 	drop_attempt(r);
@@ -577,9 +576,9 @@ static void on_message(struct req *r, const char *msg, size_t n, const int *fds,
 		r->fields = strndup(msg + 1, n - 1);
 	} else if (n >= 1 && msg[0] == 'E' && !r->error && ub_json_validate(msg + 1, n - 1) == 0) {
 		r->error = strndup(msg + 1, n - 1);
-	} else if (n >= 1 && msg[0] == 'S' && r->cpidfd < 0) {
-		r->stale = 1; /* init's context changed: no C; the request goes cold */
 	}
+	/* 'S' (init's context changed): the template cloned nothing and exits;
+	 * its EOF sends the request cold (retry_cold) */
 }
 
 void on_sock(struct req *r)

@@ -163,7 +163,6 @@ struct req {
 	int apidfd, a_reaped;
 	enum req_route route;
 	struct tmpl *tmpl;              /* served by (or becoming) this template */
-	int stale;                      /* the template found init's context changed ('S'): no C; retried cold */
 	int bpidfd, b_exited;           /* B, from its 'P' message: C is init's child once B is gone */
 	int retried;                    /* the cold retry of a template attempt: no third */
 	int killed;                     /* "kill" op: the deadline was moved to now */

@@ -61,7 +61,7 @@ export class Authorizer {
    * registration records): PeerIdentity.sysAdmin, read once at accept.
    */
   assertMayRegister(peer: PeerIdentity): void {
-    if (peer.hostRoot || peer.sysAdmin) return;
+    if (this.isHostRoot(peer) || peer.sysAdmin) return;
     this.refuse(peer, 'register', 'peer lacks CAP_SYS_ADMIN in its user namespace with the credentials it connected with');
   }
 

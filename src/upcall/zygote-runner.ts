@@ -239,8 +239,7 @@ export class ZygoteRunner implements UpcallRunner {
     const { stdin: first, ...rest } = req;
     if (first && first.length > 0) socket.write(first);
     const outcome = this.submit(id, rest, null, theirs);
-    outcome.then(() => end(), (err: BrokerError) => end(err));
-    outcome.catch(() => undefined);
+    outcome.then(() => end(), (err: BrokerError) => end(err)); // handles the rejection too
     return this.session(id, socket, stdout, outcome);
   }
 
